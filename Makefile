@@ -1,0 +1,34 @@
+# docqa — the two commands:  make serve   (set up + start on http://127.0.0.1:8000)
+#                            make test    (set up + run every check)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup serve test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# llama-cpp-python builds from source once (~4 min); pip caches the wheel for every later install.
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+	$(BIN)/docqa fetch-model
+	$(BIN)/docqa migrate
+
+serve: setup
+	$(BIN)/docqa serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check docqa tests migrations bench
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,145 @@
+"""Use cases for documents: ingest, list, read sections, delete. No HTTP here."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from docqa.errors import DocumentTooLarge, InvalidDocument, NotFound
+from docqa.ingest import ParsedDocument, ParseLimits
+from docqa.ingest.sandbox import parse_in_sandbox
+from docqa.settings import Settings
+from docqa.store.db import Database
+from docqa.store.files import BlobStore
+from docqa.store.models import Document, Section
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    document: Document
+    created: bool
+    parse_peak_rss_bytes: int = 0
+
+
+class DocumentService:
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.limits = ParseLimits(
+            max_pdf_pages=settings.max_pdf_pages,
+            max_archive_entries=settings.max_archive_entries,
+            max_archive_bytes=settings.max_archive_bytes,
+            max_archive_ratio=settings.max_archive_ratio,
+            max_archive_file_bytes=settings.max_archive_file_bytes,
+            section_max_chars=settings.section_max_chars,
+        )
+
+    def ingest(self, filename: str, data: bytes, owner: str = "") -> IngestResult:
+        filename = _clean_name(filename)
+        if len(data) > self.settings.max_upload_bytes:
+            raise DocumentTooLarge(
+                f"{filename} is {len(data):,} bytes; the upload limit is {self.settings.max_upload_bytes:,} bytes."
+            )
+        if not data:
+            raise InvalidDocument(f"{filename} is empty.")
+        sha = hashlib.sha256(data).hexdigest()
+        existing = self._by_sha(owner, sha)
+        if existing is not None:
+            return IngestResult(existing, created=False)
+        parsed = parse_in_sandbox(
+            data, filename, self.limits,
+            timeout_s=self.settings.parse_timeout_s, memory_bytes=self.settings.parse_memory_bytes,
+        )
+        self.blobs.put(sha, data)
+        try:
+            doc = self._insert(owner, filename, sha, len(data), parsed)
+        except IntegrityError:
+            # The same bytes were stored by a concurrent upload: theirs wins, the blob is shared.
+            existing = self._by_sha(owner, sha)
+            if existing is None:
+                raise
+            return IngestResult(existing, created=False)
+        except BaseException:
+            self._drop_blob_if_unused(sha)
+            raise
+        return IngestResult(doc, created=True, parse_peak_rss_bytes=parsed.peak_rss_bytes)
+
+    def _insert(self, owner: str, filename: str, sha: str, size: int, parsed: ParsedDocument) -> Document:
+        with self.db.transaction() as s:
+            doc = Document(
+                owner=owner, filename=filename, media_type=parsed.media_type, kind=parsed.kind, sha256=sha,
+                size_bytes=size, n_pages=parsed.n_pages, n_sections=len(parsed.sections),
+                n_chars=parsed.n_chars, token_estimate=parsed.token_estimate, skipped=parsed.skipped,
+            )
+            s.add(doc)
+            s.flush()
+            s.add_all(
+                Section(
+                    document_id=doc.id, ordinal=i, page=sec.page, path=sec.path, line_start=sec.line_start,
+                    line_end=sec.line_end, text=sec.text, n_chars=len(sec.text), token_estimate=sec.token_estimate,
+                )
+                for i, sec in enumerate(parsed.sections)
+            )
+        return doc
+
+    def _by_sha(self, owner: str, sha: str) -> Document | None:
+        with self.db.reader() as s:
+            return s.scalars(select(Document).where(Document.owner == owner, Document.sha256 == sha)).first()
+
+    def list(self, owner: str = "") -> list[Document]:
+        with self.db.reader() as s:
+            return list(s.scalars(select(Document).where(Document.owner == owner).order_by(Document.created_at.desc())))
+
+    def get(self, document_id: str, owner: str = "") -> Document:
+        with self.db.reader() as s:
+            doc = s.get(Document, document_id)
+        if doc is None or doc.owner != owner:
+            raise NotFound(f"There is no document with id {document_id!r}.")
+        return doc
+
+    def sections(self, document_id: str, owner: str = "", *, offset: int = 0, limit: int = 100) -> tuple[list[Section], int]:
+        self.get(document_id, owner)
+        with self.db.reader() as s:
+            total = s.scalar(select(func.count()).select_from(Section).where(Section.document_id == document_id))
+            rows = s.scalars(
+                select(Section).where(Section.document_id == document_id).order_by(Section.ordinal)
+                .offset(offset).limit(limit)
+            )
+            return list(rows), int(total or 0)
+
+    def all_sections(self, document_id: str) -> list[Section]:
+        with self.db.reader() as s:
+            return list(s.scalars(select(Section).where(Section.document_id == document_id).order_by(Section.ordinal)))
+
+    def delete(self, document_id: str, owner: str = "") -> None:
+        doc = self.get(document_id, owner)
+        with self.db.transaction() as s:
+            s.delete(s.get(Document, doc.id))
+        self._drop_blob_if_unused(doc.sha256)
+
+    def _drop_blob_if_unused(self, sha: str) -> None:
+        with self.db.reader() as s:
+            used = s.scalar(select(func.count()).select_from(Document).where(Document.sha256 == sha))
+        if not used:
+            self.blobs.remove(sha)
+
+    def sweep_orphans(self) -> list[str]:
+        """At start: remove blobs left by a crash between writing the file and committing the row."""
+        with self.db.reader() as s:
+            referenced = set(s.scalars(select(Document.sha256)))
+        removed = self.blobs.sweep(referenced)
+        if removed:
+            log.info("removed %d orphan upload file(s)", len(removed))
+        return removed
+
+
+def _clean_name(filename: str) -> str:
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:255] or "upload"

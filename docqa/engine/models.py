@@ -1,0 +1,136 @@
+"""Which models docqa can answer with, described from their GGUF headers.
+
+The embedded default (SmolLM2-135M-Instruct, fetched by `docqa fetch-model`) needs no
+configuration; `DOCQA_MODEL` replaces it with any GGUF by path and `DOCQA_MODELS` adds named ones.
+A model that is missing or not a GGUF is still listed, with its error, so `/api/models` and the
+start-up log say what is wrong instead of the service failing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docqa.engine.budget import CACHE_TYPES, ModelShape
+from docqa.engine.gguf_meta import GGUFInfo, ModelFileError, read_gguf
+from docqa.errors import DocqaError, NotFound
+from docqa.fetch import SMOLLM2, embedded_model_path
+from docqa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Sampling presets (Qwen's recommendations for the 2507 models); other models get the Instruct one.
+PRESETS: dict[str, dict[str, float]] = {
+    "instruct": {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0, "presence_penalty": 0.0},
+    "thinking": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "presence_penalty": 0.0},
+}
+
+
+class ModelUnavailable(DocqaError):
+    status_code = 503
+    code = "model_unavailable"
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    path: Path
+    info: GGUFInfo | None = None
+    shape: ModelShape | None = None
+    identity: str = ""
+    error: str | None = None
+    _vocab: Any = field(default=None, repr=False)
+    _vocab_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def family(self) -> str:
+        """'thinking' (always reasons), 'hybrid' (/think, /no_think) or 'instruct'."""
+        name = (self.info.get("general.name", "") if self.info else "") + " " + self.path.name
+        template = (self.info.chat_template or "") if self.info else ""
+        if "thinking" in name.lower():
+            return "thinking"
+        if "<think>" in template and "enable_thinking" in template:
+            return "hybrid"
+        return "instruct"
+
+    @property
+    def preset(self) -> dict[str, float]:
+        return PRESETS["thinking" if self.family == "thinking" else "instruct"]
+
+    def require(self) -> ModelSpec:
+        if self.error or self.info is None or self.shape is None:
+            raise ModelUnavailable(f"The model {self.name!r} cannot be used: {self.error}")
+        return self
+
+    def vocab(self) -> Any:
+        """A vocabulary-only llama.cpp model: exact token counts without weights or a context."""
+        from llama_cpp import Llama
+
+        with self._vocab_lock:
+            if self._vocab is None:
+                self._vocab = Llama(str(self.path), vocab_only=True, verbose=False)
+            return self._vocab
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "path": str(self.path), "error": self.error}
+        if self.shape and self.info:
+            out.update(
+                architecture=self.shape.architecture,
+                n_ctx_train=self.shape.n_ctx_train,
+                n_layer=self.shape.n_layer,
+                n_head_kv=self.shape.n_head_kv,
+                head_dim=self.shape.key_length,
+                n_vocab=self.shape.n_vocab,
+                size_bytes=self.shape.weights_bytes,
+                family=self.family,
+                kv_bytes_per_token={ct: self.shape.kv_bytes_per_token(ct, ct) for ct in CACHE_TYPES},
+                sampling=self.preset,
+            )
+        return out
+
+
+def load_spec(name: str, path: Path) -> ModelSpec:
+    spec = ModelSpec(name=name, path=path)
+    try:
+        spec.info = read_gguf(path)
+        spec.shape = ModelShape.from_gguf(spec.info)
+        with path.open("rb") as fh:
+            header = fh.read(spec.info.header_bytes)
+        spec.identity = hashlib.sha256(header + str(spec.info.size_bytes).encode()).hexdigest()
+    except ModelFileError as exc:
+        spec.error = exc.detail
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        spec.error = f"{path.name} lacks the metadata docqa needs ({exc})."
+    return spec
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.default_name = "default"
+        entries: list[tuple[str, Path]] = [
+            (self.default_name, Path(settings.model) if settings.model else embedded_model_path(settings.models_dir))
+        ]
+        for pair in filter(None, (p.strip() for p in (settings.models or "").split(","))):
+            name, _, path = pair.partition("=")
+            entries.append((name.strip(), Path(path.strip()).expanduser()))
+        self.specs: dict[str, ModelSpec] = {}
+        for name, path in entries:
+            spec = load_spec(name, path)
+            if spec.error and name == self.default_name and not settings.model:
+                spec.error = f"the embedded model is not fetched yet; run `docqa fetch-model` ({SMOLLM2.filename})"
+            if spec.error:
+                log.error("model %s: %s", name, spec.error)
+            self.specs[name] = spec
+
+    def get(self, name: str | None) -> ModelSpec:
+        spec = self.specs.get(name or self.default_name)
+        if spec is None:
+            raise NotFound(f"There is no model named {name!r}; see GET /api/models.")
+        return spec.require()
+
+    def list(self) -> list[ModelSpec]:
+        return list(self.specs.values())

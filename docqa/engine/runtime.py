@@ -1,0 +1,270 @@
+"""The one thread that owns a model's llama.cpp context.
+
+A `Llama` object is not thread-safe, so each model gets a single worker thread; every use of its
+context is a job submitted here. The queue in front of it is bounded: past `queue_size` waiting
+jobs a new one is refused (503 with Retry-After) instead of piling up.
+
+Within a job, the document prefix is made resident before the question is appended:
+1. already in the context's KV cells (the previous question was about the same documents) → free;
+2. else a snapshot on disk (state_cache.py) is loaded → a read from disk, not a re-read;
+3. else it is evaluated in slices of `n_batch` tokens, reporting progress and checking for
+   cancellation between slices, and then snapshotted.
+`Llama.generate` then reuses that prefix (it keeps the longest common token prefix and drops the
+KV cells after it), so only the question and the answer are evaluated.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+from llama_cpp import Llama
+
+from docqa.engine.models import ModelSpec
+from docqa.engine.state_cache import ContextConfig, StateCache
+from docqa.errors import DocqaError
+
+log = logging.getLogger(__name__)
+
+GGML_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+Progress = Callable[[dict[str, Any]], None]
+TokenSink = Callable[[str, str], None]  # (kind: "thinking" | "token", text)
+
+
+class QueueFull(DocqaError):
+    status_code = 503
+    code = "busy"
+
+
+class Cancelled(DocqaError):
+    status_code = 499
+    code = "cancelled"
+
+
+class ContextAllocationFailed(DocqaError):
+    status_code = 507
+    code = "context_allocation_failed"
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int = -1
+
+
+@dataclass
+class Generation:
+    text: str = ""
+    thinking: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    prefill_tokens: int = 0
+    prefill_s: float = 0.0
+    generate_s: float = 0.0
+    generated_tokens: int = 0
+    prefix_source: str = "none"  # memory | disk | evaluated
+    stop_reason: str = "eos"  # eos | length
+    thinking_open: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.generate_s if self.generate_s else 0.0
+
+
+@dataclass
+class Job:
+    config: ContextConfig
+    prefix: list[int]
+    suffix: list[int]
+    state_key: str
+    max_tokens: int
+    sampling: Sampling
+    start_in_thinking: bool = False
+    on_progress: Progress | None = None
+    on_token: TokenSink | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Runtime:
+    def __init__(self, spec: ModelSpec, cache: StateCache, *, queue_size: int, n_threads: int | None) -> None:
+        self.spec = spec
+        self.cache = cache
+        self.queue_size = queue_size
+        self.n_threads = n_threads
+        self.llm: Llama | None = None
+        self.config: ContextConfig | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._lock:
+            if self._pending >= self.queue_size:
+                raise QueueFull(
+                    f"The model {self.spec.name!r} is busy with {self._pending} waiting questions; try again shortly.",
+                    retry_after=10,
+                )
+            self._pending += 1
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def run(self, job: Job) -> Generation:
+        """Queue a job and wait for it (call from any thread but the worker)."""
+        return self.submit(self._run, job).result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._free()
+
+    # -- everything below runs on the worker thread only ------------------------------------------
+
+    def _free(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+            self.llm, self.config = None, None
+
+    def context(self, config: ContextConfig) -> Llama:
+        if self.llm is not None and self.config == config:
+            return self.llm
+        self._free()
+        kwargs: dict[str, Any] = dict(
+            model_path=str(self.spec.path), n_ctx=config.n_ctx, n_batch=config.n_batch, n_ubatch=config.n_ubatch,
+            flash_attn=config.flash_attn, type_k=GGML_TYPES[config.type_k], type_v=GGML_TYPES[config.type_v],
+            n_threads=self.n_threads, verbose=False, swa_full=True,
+        )
+        if config.yarn_factor:
+            kwargs.update(
+                rope_scaling_type=llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN,
+                rope_freq_scale=1.0 / config.yarn_factor,
+                yarn_orig_ctx=config.n_ctx_train,
+            )
+        try:
+            self.llm = Llama(**kwargs)
+        except ValueError as exc:  # llama.cpp could not allocate the context; the reason is only in its log
+            raise ContextAllocationFailed(
+                f"llama.cpp could not create a {config.n_ctx:,}-token context ({config.type_k} KV) "
+                f"for {self.spec.name!r}: {exc}."
+            ) from exc
+        self.config = config
+        return self.llm
+
+    def _run(self, job: Job) -> Generation:
+        llm = self.context(job.config)
+        gen = Generation()
+        t0 = time.perf_counter()
+        prompt = job.prefix + job.suffix
+        gen.prompt_tokens = len(prompt)
+        gen.prefix_source, gen.cached_tokens = self._resident_prefix(llm, job, prompt)
+        self._generate(llm, job, prompt, gen, t0)
+        return gen
+
+    def _resident_prefix(self, llm: Llama, job: Job, prompt: list[int]) -> tuple[str, int]:
+        """Where the prefix came from, and how many prompt tokens this job did not evaluate."""
+        held = llm.input_ids[: llm.n_tokens].tolist()
+        resident = _common_prefix(held, job.prefix)
+        if resident == len(job.prefix):
+            return "memory", min(_common_prefix(held, prompt), len(prompt) - 1)
+        if self.cache.load(llm.ctx, job.state_key, job.prefix):
+            llm.input_ids[: len(job.prefix)] = job.prefix
+            llm.n_tokens = len(job.prefix)
+            return "disk", len(job.prefix)
+        llm.n_tokens = resident  # eval() drops the KV cells after this point first
+        self._prefill(llm, job, resident)
+        self.cache.save(llm.ctx, job.state_key, job.prefix)
+        return "evaluated", resident
+
+    def _prefill(self, llm: Llama, job: Job, start: int) -> None:
+        total = len(job.prefix)
+        t0 = time.perf_counter()
+        step = job.config.n_batch
+        for i in range(start, total, step):
+            if job.cancel.is_set():
+                llm.n_tokens = i
+                raise Cancelled("The question was cancelled while the documents were being read.")
+            llm.eval(job.prefix[i : i + step])
+            if job.on_progress:
+                done = min(i + step, total)
+                elapsed = time.perf_counter() - t0
+                rate = (done - start) / elapsed if elapsed else 0.0
+                job.on_progress({
+                    "tokens_done": done, "tokens_total": total, "tokens_per_s": round(rate, 1),
+                    "eta_s": round((total - done) / rate, 1) if rate else None,
+                })
+
+    def _generate(self, llm: Llama, job: Job, prompt: list[int], gen: Generation, t0: float) -> None:
+        vocab = llm._model.vocab
+        think_start, think_end = _special_id(llm, "<think>"), _special_id(llm, "</think>")
+        s = job.sampling
+        llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**31))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        thinking = job.start_in_thinking
+        answer: list[str] = []
+        reasoning: list[str] = []
+        first = True
+        t_gen = 0.0
+        for token in llm.generate(
+            prompt, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature,
+            presence_penalty=s.presence_penalty, repeat_penalty=1.0, reset=True,
+        ):
+            if first:
+                gen.prefill_s = time.perf_counter() - t0
+                gen.prefill_tokens = len(prompt) - gen.cached_tokens
+                t_gen = time.perf_counter()
+                first = False
+            if job.cancel.is_set():
+                raise Cancelled("The question was cancelled while the answer was being written.")
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            gen.generated_tokens += 1
+            if token == think_start:
+                thinking = True
+            elif token == think_end:
+                thinking = False
+            else:
+                piece = decoder.decode(llm.detokenize([token]))
+                if piece:
+                    (reasoning if thinking else answer).append(piece)
+                    if job.on_token:
+                        job.on_token("thinking" if thinking else "token", piece)
+            if gen.generated_tokens >= job.max_tokens:
+                gen.stop_reason = "length"
+                break
+        gen.generate_s = time.perf_counter() - t_gen if t_gen else 0.0
+        gen.text = "".join(answer).strip()
+        gen.thinking = "".join(reasoning).strip()
+        gen.thinking_open = thinking
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _special_id(llm: Llama, text: str) -> int | None:
+    ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+    return ids[0] if len(ids) == 1 else None

@@ -1,0 +1,148 @@
+"""Snapshots of evaluated document prefixes on disk, so a restart (or another session over the
+same documents) starts warm instead of re-reading.
+
+A snapshot is written with `llama_state_seq_save_file`, which streams the KV cells of sequence 0
+to a file (no 3× copy in RAM as `Llama.save_state()` makes). Its key covers everything that makes
+a state valid: the model's identity (sha256 of its GGUF header + size), the llama-cpp-python
+version, the context layout (n_ctx, K/V cache types, flash attention, YaRN) and the hash of the
+prefix tokens. Each snapshot has a JSON sidecar holding its sha256 and token count; a file that
+does not match its sidecar is deleted, never loaded. The folder is capped in bytes; the least
+recently used snapshots go first (use touches the file's mtime).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+from array import array
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Everything a llama.cpp context is created with that changes its KV contents."""
+
+    n_ctx: int
+    type_k: str
+    type_v: str
+    flash_attn: bool
+    yarn_factor: float | None
+    n_ctx_train: int
+    n_batch: int
+    n_ubatch: int
+
+
+def tokens_hash(tokens: list[int]) -> str:
+    return hashlib.sha256(array("i", tokens).tobytes()).hexdigest()
+
+
+def state_key(model_identity: str, config: ContextConfig, prefix_tokens: list[int]) -> str:
+    material = {
+        "model": model_identity,
+        "llama_cpp_python": llama_cpp.__version__,
+        "config": asdict(config),
+        "prefix": tokens_hash(prefix_tokens),
+        "n_prefix": len(prefix_tokens),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class StateCache:
+    def __init__(self, root: Path, cap_bytes: int) -> None:
+        self.root = root
+        self.cap_bytes = cap_bytes
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.root / f"{key}.kv", self.root / f"{key}.json"
+
+    def save(self, ctx: Any, key: str, tokens: list[int]) -> bool:
+        """Write the KV state of sequence 0 (holding `tokens`) under `key`."""
+        if self.cap_bytes <= 0:
+            return False
+        self.root.mkdir(parents=True, exist_ok=True)
+        data, meta = self._paths(key)
+        tmp = data.with_suffix(".kv.tmp")
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+        try:
+            written = llama_cpp.llama_state_seq_save_file(ctx, str(tmp).encode(), 0, arr, len(tokens))
+            if not written:
+                tmp.unlink(missing_ok=True)
+                return False
+            digest = _file_sha256(tmp)
+            os.replace(tmp, data)
+            sidecar = {"sha256": digest, "size": data.stat().st_size, "n_tokens": len(tokens),
+                       "tokens_hash": tokens_hash(tokens)}
+            meta_tmp = meta.with_suffix(".json.tmp")
+            meta_tmp.write_text(json.dumps(sidecar))
+            os.replace(meta_tmp, meta)
+        except OSError as exc:  # a full or read-only disk must not fail the answer
+            log.warning("could not save KV snapshot %s: %s", key[:12], exc)
+            tmp.unlink(missing_ok=True)
+            return False
+        self.evict()
+        return True
+
+    def load(self, ctx: Any, key: str, tokens: list[int]) -> bool:
+        """Restore the state saved under `key` into sequence 0; False (and the files removed) when
+        it is missing, damaged, or not for exactly these tokens."""
+        data, meta = self._paths(key)
+        if not data.is_file() or not meta.is_file():
+            return False
+        try:
+            sidecar = json.loads(meta.read_text())
+            ok = (
+                sidecar.get("n_tokens") == len(tokens)
+                and sidecar.get("tokens_hash") == tokens_hash(tokens)
+                and sidecar.get("size") == data.stat().st_size
+                and sidecar.get("sha256") == _file_sha256(data)
+            )
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            log.warning("discarding damaged KV snapshot %s", key[:12])
+            self.discard(key)
+            return False
+        out = (llama_cpp.llama_token * len(tokens))()
+        count = ctypes.c_size_t(0)
+        read = llama_cpp.llama_state_seq_load_file(ctx, str(data).encode(), 0, out, len(tokens), ctypes.byref(count))
+        if not read or count.value != len(tokens) or list(out) != tokens:
+            log.warning("KV snapshot %s did not load; it will be rebuilt", key[:12])
+            self.discard(key)
+            return False
+        os.utime(data)
+        return True
+
+    def discard(self, key: str) -> None:
+        for p in self._paths(key):
+            p.unlink(missing_ok=True)
+
+    def entries(self) -> list[Path]:
+        return list(self.root.glob("*.kv")) if self.root.is_dir() else []
+
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.entries())
+
+    def evict(self) -> None:
+        files = sorted(self.entries(), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        while files and total > self.cap_bytes:
+            victim = files.pop(0)
+            total -= victim.stat().st_size
+            self.discard(victim.stem)

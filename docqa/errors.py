@@ -1,0 +1,57 @@
+"""Typed domain errors: each carries an HTTP status and a sentence a person understands.
+
+The domain raises these; the web layer maps them to `{"status_code", "detail"}` in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DocqaError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DocqaError):
+    status_code = 404
+    code = "not_found"
+
+
+class UnsupportedDocument(DocqaError):
+    status_code = 415
+    code = "unsupported_type"
+
+
+class InvalidDocument(DocqaError):
+    """The file is of a supported type but cannot be read (corrupt, encrypted, no text, unsafe)."""
+
+    status_code = 422
+    code = "invalid_document"
+
+
+class DocumentTooLarge(DocqaError):
+    status_code = 413
+    code = "too_large"
+
+
+class ParseLimitExceeded(DocqaError):
+    """Parsing ran past its time or memory limit."""
+
+    status_code = 422
+    code = "parse_limit"
+
+
+class StorageFull(DocqaError):
+    status_code = 507
+    code = "storage_full"
+
+
+class InvalidRequest(DocqaError):
+    status_code = 422
+    code = "invalid_request"

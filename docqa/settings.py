@@ -1,0 +1,104 @@
+"""Every DOCQA_* option, declared once with its default and help line.
+
+`Settings()` reads the environment; tests build `Settings(data_dir=tmp_path, ...)` directly.
+Nothing deeper in the code reads `os.environ`: the settings object is passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "docqa"
+
+
+def default_models_dir() -> Path:
+    return Path.home() / ".cache" / "docqa" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCQA_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where docqa keeps its SQLite database, uploaded files and KV-state snapshots.",
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the database; default: sqlite:///<data_dir>/docqa.sqlite3."
+    )
+    models_dir: Path = Field(
+        default_factory=default_models_dir,
+        description="Where the embedded default model is cached after `docqa fetch-model`.",
+    )
+    model: str | None = Field(
+        None,
+        description="Path to the GGUF model to answer with; default: the embedded SmolLM2-135M-Instruct.",
+    )
+    host: str = Field("127.0.0.1", description="Address `docqa serve` binds to.")
+    port: int = Field(8000, description="Port `docqa serve` listens on.")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest upload accepted, in bytes (413 past it).")
+    max_pdf_pages: int = Field(2000, description="Most pages read from one PDF (422 past it).")
+    max_archive_entries: int = Field(5000, description="Most entries allowed in an uploaded zip (422 past it).")
+    max_archive_bytes: int = Field(
+        200 * 1024 * 1024, description="Largest total uncompressed size of an uploaded zip, in bytes."
+    )
+    max_archive_ratio: int = Field(
+        100, description="Largest compression ratio allowed for one zip member (archive-bomb guard)."
+    )
+    max_archive_file_bytes: int = Field(
+        2 * 1024 * 1024, description="Zip members larger than this (uncompressed) are skipped, not read."
+    )
+    parse_timeout_s: float = Field(60.0, description="Wall-clock limit for parsing one upload, in seconds.")
+    parse_memory_bytes: int = Field(
+        2 * 1024 * 1024 * 1024, description="Address-space limit of the separate parse process, in bytes."
+    )
+    section_max_chars: int = Field(
+        2000, description="Text and code files are cut into line-range sections of about this many characters."
+    )
+
+    models: str | None = Field(
+        None,
+        description="Extra named models, comma-separated NAME=PATH pairs (e.g. qwen=/models/Qwen3-4B.gguf).",
+    )
+    memory_budget: int | None = Field(
+        None,
+        description="Bytes docqa may use for one model context (weights + KV + compute); "
+        "default: the smaller of the cgroup limit and MemAvailable.",
+    )
+    memory_margin: int = Field(256 * 1024 * 1024, description="Safety margin kept free by the planner, in bytes.")
+    max_context: int = Field(262_144, description="Largest context (tokens) docqa opens for one document set.")
+    max_yarn_factor: float = Field(8.0, description="Largest YaRN stretch factor over a model's trained context.")
+    chunk_context: int = Field(
+        32_768, description="Context size (tokens) of chunked map-reduce mode; capped by the trained context."
+    )
+    chunk_overlap: int = Field(128, description="Tokens of overlap between consecutive chunks.")
+    answer_tokens: int = Field(512, description="Default answer budget (tokens generated) per question.")
+    question_tokens: int = Field(
+        512, description="Longest question accepted, in model tokens (422 past it); reserved in every plan."
+    )
+    n_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
+    n_batch: int = Field(512, description="Tokens evaluated per llama.cpp batch (and per progress update).")
+    flash_attn: bool | None = Field(
+        None, description="Force llama.cpp flash attention on or off; default: on where it helps (quantized KV)."
+    )
+    state_cache_bytes: int = Field(
+        4 * 1024**3, description="Disk cap for KV-state snapshots of read documents; least recently used go first."
+    )
+    queue_size: int = Field(8, description="Questions that may wait per model; past it the API answers 503.")
+    seed: int = Field(-1, description="Sampling seed; -1 picks a random one per question.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'docqa.sqlite3'}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"

@@ -1,0 +1,153 @@
+"""SQLAlchemy models. The schema itself comes only from the Alembic migrations in migrations/;
+a test upgrades an empty database to head and checks these models match it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Document(Base):
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("owner", "sha256", name="uq_documents_owner_sha256"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
+    filename: Mapped[str] = mapped_column(String(512))
+    media_type: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # pdf | text | code | archive
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int]
+    n_pages: Mapped[int | None]
+    n_sections: Mapped[int]
+    n_chars: Mapped[int]
+    token_estimate: Mapped[int]
+    skipped: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sections: Mapped[list[Section]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Section.ordinal",
+    )
+
+
+class Section(Base):
+    __tablename__ = "sections"
+    __table_args__ = (Index("ix_sections_document_ordinal", "document_id", "ordinal", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    ordinal: Mapped[int]
+    page: Mapped[int | None]
+    path: Mapped[str | None] = mapped_column(String(1024))
+    line_start: Mapped[int | None]
+    line_end: Mapped[int | None]
+    text: Mapped[str] = mapped_column(Text)
+    n_chars: Mapped[int]
+    token_estimate: Mapped[int]
+
+    document: Mapped[Document] = relationship(back_populates="sections")
+
+
+class SessionDocument(Base):
+    __tablename__ = "session_documents"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    document_id: Mapped[str] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int]
+
+
+class ChatSession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
+    title: Mapped[str] = mapped_column(String(256), default="")
+    model: Mapped[str] = mapped_column(String(256))
+    mode: Mapped[str] = mapped_column(String(16))
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    links: Mapped[list[SessionDocument]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="SessionDocument.position"
+    )
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", passive_deletes=True, order_by="Message.id"
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant
+    content: Mapped[str] = mapped_column(Text)
+    thinking: Mapped[str | None] = mapped_column(Text)
+    citations: Mapped[list[Any]] = mapped_column(default=list)
+    mode: Mapped[str | None] = mapped_column(String(16))
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    session: Mapped[ChatSession] = relationship(back_populates="messages")
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed|cancelled
+    document_ids: Mapped[list[Any]] = mapped_column(default=list)
+    questions: Mapped[list[Any]] = mapped_column(default=list)
+    model: Mapped[str | None] = mapped_column(String(256))
+    mode: Mapped[str | None] = mapped_column(String(16))
+    per_document: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    items: Mapped[list[BatchItem]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="BatchItem.id"
+    )
+
+
+class BatchItem(Base):
+    __tablename__ = "batch_items"
+    __table_args__ = (Index("ix_batch_items_status_lease", "status", "lease_expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    document_id: Mapped[str | None] = mapped_column(String(32))
+    question_index: Mapped[int]
+    question: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    answer: Mapped[str | None] = mapped_column(Text)
+    thinking: Mapped[str | None] = mapped_column(Text)
+    citations: Mapped[list[Any]] = mapped_column(default=list)
+    mode: Mapped[str | None] = mapped_column(String(16))
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

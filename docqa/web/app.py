@@ -1,0 +1,78 @@
+"""The Litestar application: `create_app(settings)` wires services, routes and error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar, MediaType, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.response import File
+from litestar.static_files import create_static_files_router
+from sqlalchemy import func, select
+
+from docqa import __version__
+from docqa.documents import DocumentService
+from docqa.settings import Settings
+from docqa.store.db import Database, migrate
+from docqa.store.files import BlobStore
+from docqa.store.models import Document
+from docqa.web.documents import DocumentController
+from docqa.web.errors import EXCEPTION_HANDLERS
+from docqa.web.schemas import Health
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+@get("/api/health", sync_to_thread=True, tags=["service"])
+def health(state: State) -> Health:
+    with state.db.reader() as s:
+        n = s.scalar(select(func.count()).select_from(Document)) or 0
+    return Health(status="ok", version=__version__, documents=int(n))
+
+
+@get("/", media_type=MediaType.HTML, include_in_schema=False)
+async def index() -> File:
+    return File(STATIC_DIR / "index.html", content_disposition_type="inline")
+
+
+def _documents(state: State) -> DocumentService:
+    return state.documents
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
+        documents = DocumentService(settings, db, BlobStore(settings.blobs_dir))
+        documents.sweep_orphans()
+        app.state.db = db
+        app.state.documents = documents
+        try:
+            yield
+        finally:
+            db.dispose()
+
+    return Litestar(
+        route_handlers=[
+            health, index, DocumentController,
+            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+        ],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        dependencies={"documents": Provide(_documents, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(title="docqa", version=__version__, path="/schema"),
+        request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        multipart_form_part_limit=10,
+    )

@@ -1,0 +1,60 @@
+"""/api/documents: upload, list, read, sections, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from anyio import to_thread
+from litestar import Controller, Response, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, QueryParameter
+
+from docqa.documents import DocumentService
+from docqa.web.schemas import DocumentOut, SectionOut, SectionPage
+
+
+@dataclass
+class UploadForm:
+    file: UploadFile
+
+
+class DocumentController(Controller):
+    path = "/api/documents"
+    tags = ["documents"]
+
+    @post("/", summary="Upload a document (PDF, text, Markdown, source code or a zip of a codebase)")
+    async def upload(
+        self,
+        documents: NamedDependency[DocumentService],
+        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> Response[DocumentOut]:
+        """201 with the new document, or 200 with the existing one when the same bytes were uploaded before."""
+        content = await data.file.read()
+        result = await to_thread.run_sync(documents.ingest, data.file.filename, content)
+        return Response(DocumentOut.of(result.document), status_code=201 if result.created else 200)
+
+    @get("/", sync_to_thread=True, summary="List documents")
+    def list_documents(self, documents: NamedDependency[DocumentService]) -> list[DocumentOut]:
+        return [DocumentOut.of(d) for d in documents.list()]
+
+    @get("/{document_id:str}", sync_to_thread=True, summary="One document")
+    def get_document(self, documents: NamedDependency[DocumentService], document_id: FromPath[str]) -> DocumentOut:
+        return DocumentOut.of(documents.get(document_id))
+
+    @get("/{document_id:str}/sections", sync_to_thread=True, summary="A document's sections, paged")
+    def get_sections(
+        self,
+        documents: NamedDependency[DocumentService],
+        document_id: FromPath[str],
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> SectionPage:
+        rows, total = documents.sections(document_id, offset=offset, limit=limit)
+        return SectionPage(items=[SectionOut.of(r) for r in rows], total=total, offset=offset, limit=limit)
+
+    @delete("/{document_id:str}", sync_to_thread=True, summary="Delete a document, its sections and file")
+    def delete_document(self, documents: NamedDependency[DocumentService], document_id: FromPath[str]) -> None:
+        documents.delete(document_id)

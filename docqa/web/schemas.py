@@ -1,0 +1,82 @@
+"""Response shapes of the REST API (they feed the OpenAPI schema at /schema)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from docqa.store.models import Document, Section
+
+
+@dataclass
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class DocumentOut:
+    id: str
+    filename: str
+    media_type: str
+    kind: str
+    sha256: str
+    size_bytes: int
+    n_pages: int | None
+    n_sections: int
+    n_chars: int
+    token_estimate: int
+    created_at: datetime
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, d: Document) -> DocumentOut:
+        return cls(
+            id=d.id, filename=d.filename, media_type=d.media_type, kind=d.kind, sha256=d.sha256,
+            size_bytes=d.size_bytes, n_pages=d.n_pages, n_sections=d.n_sections, n_chars=d.n_chars,
+            token_estimate=d.token_estimate, created_at=d.created_at,
+            skipped=[SkippedFile(**s) for s in d.skipped or []],
+        )
+
+
+@dataclass
+class SectionOut:
+    ordinal: int
+    page: int | None
+    path: str | None
+    line_start: int | None
+    line_end: int | None
+    text: str
+    n_chars: int
+    token_estimate: int
+
+    @classmethod
+    def of(cls, s: Section) -> SectionOut:
+        return cls(
+            ordinal=s.ordinal, page=s.page, path=s.path, line_start=s.line_start, line_end=s.line_end,
+            text=s.text, n_chars=s.n_chars, token_estimate=s.token_estimate,
+        )
+
+
+@dataclass
+class SectionPage:
+    items: list[SectionOut]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass
+class ErrorOut:
+    status_code: int
+    detail: str
+    extra: dict[str, Any] | None = None
+
+
+@dataclass
+class Health:
+    status: str
+    version: str
+    documents: int
+    details: dict[str, Any] = field(default_factory=dict)
