@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     flash_attn: bool | None = Field(
         None, description="Force llama.cpp flash attention on or off; default: on where it helps (quantized KV)."
     )
+    kv_types: str = Field(
+        "f16,q8_0,q4_0", description="KV-cache types the planner may use, best first (drop q4_0 to protect quality)."
+    )
     state_cache_bytes: int = Field(
         4 * 1024**3, description="Disk cap for KV-state snapshots of read documents; least recently used go first."
     )

@@ -26,7 +26,6 @@ def run_migrations_online() -> None:
     section["sqlalchemy.url"] = url
     connectable = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() as connection:
-        connection.exec_driver_sql("PRAGMA foreign_keys=ON") if connection.dialect.name == "sqlite" else None
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()

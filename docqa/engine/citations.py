@@ -1,5 +1,9 @@
 """Find citations in an answer and check each quote against the stored source text.
 
+When the model cites nothing (small models rarely follow the format), `attribute()` finds the
+source sentence that best supports each sentence of the answer, by word overlap, and cites it
+with origin "matched"; its quote is copied from the source, so it is verified by construction.
+
 Accepted forms: `[p. 3]`, `[page 3]`, `[file.py:L10-L20]`, `[file.py:L10]`, with a quote in
 straight or curly double quotes right before or after the marker. A citation is *verified* only
 when its quote occurs (ignoring case, spacing and quote styles) in the cited page or line range.
@@ -34,6 +38,7 @@ class Citation:
     quote: str | None
     verified: bool
     marker: str
+    origin: str = "model"  # model | matched
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,3 +112,64 @@ def _check_lines(path: str, start: int, end: int, quote: str | None,
                 return Citation(doc.id, doc.filename, None, path, start, end, quote, True, marker)
     return Citation(first.id if first else None, first.filename if first else None, None, path, start, end,
                     quote, False, marker)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE = re.compile(r"[^.!?。؟\n]+[.!?。؟]?")
+_STOP = frozenset("the a an of to in on and or is are was were be by for with as at that this it its from".split())
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.casefold()) if w not in _STOP}
+
+
+def attribute(answer: str, sources: list[tuple[Document, list[Section]]], threshold: float = 0.6,
+              limit: int = 3) -> list[Citation]:
+    """Cite, for each answer sentence, the source sentence sharing most of its words."""
+    out: list[Citation] = []
+    seen: set[tuple[str, int]] = set()
+    for sentence in _SENTENCE.findall(answer):
+        want = _words(sentence)
+        if len(want) < 2:
+            continue
+        best: tuple[float, Document, Section, str] | None = None
+        for doc, sections in sources:
+            for sec in sections:
+                if len(want & _words(sec.text)) / len(want) < threshold:
+                    continue
+                for cand in _SENTENCE.findall(sec.text):
+                    have = _words(cand)
+                    score = len(want & have) / len(want | have) if have else 0.0
+                    if best is None or score > best[0]:
+                        best = (score, doc, sec, cand.strip())
+        if best is None or best[0] < threshold / 2 or (best[2].id, hash(best[3])) in seen:
+            continue
+        _, doc, sec, quote = best
+        seen.add((sec.id, hash(quote)))
+        out.append(_matched(doc, sec, quote))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _matched(doc: Document, sec: Section, quote: str) -> Citation:
+    if sec.page is not None:
+        return Citation(doc.id, doc.filename, sec.page, None, None, None, quote, True, f"[p. {sec.page}]", "matched")
+    offset = sec.text[: sec.text.find(quote)].count("\n") if quote in sec.text else 0
+    line = (sec.line_start or 1) + offset
+    path = sec.path or doc.filename
+    return Citation(doc.id, doc.filename, None, path, line, line, quote, True, f"[{path}:L{line}]", "matched")
+
+
+def verbatim_spans(text: str, source: str, min_chars: int = 12) -> list[str]:
+    """The quoted strings and sentences of `text` that occur word for word in `source`
+    (ignoring case, spacing and quote marks): model output that is really evidence."""
+    target = squash(source)
+    candidates = [m.group(1) for m in re.finditer(_QUOTE, text)] + _SENTENCE.findall(text)
+    out: list[str] = []
+    for cand in candidates:
+        cand = cand.strip()
+        key = squash(cand)
+        if len(key) >= min_chars and key in target and not any(key in squash(o) for o in out):
+            out.append(cand)
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 from docqa.engine import prompts
 from docqa.engine.budget import ContextBudgetExceeded, Plan, PlanRequest, make_plan, probe_memory
 from docqa.engine.chunking import Part, pack, parts_of
-from docqa.engine.citations import extract_citations
+from docqa.engine.citations import attribute, extract_citations, verbatim_spans
 from docqa.engine.models import ModelRegistry, ModelSpec
 from docqa.engine.runtime import ContextAllocationFailed, Generation, Job, Runtime, Sampling
 from docqa.engine.state_cache import ContextConfig, StateCache, state_key
@@ -137,14 +137,18 @@ class Engine:
         prefix, suffix = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
         s = self.settings
         assert spec.shape is not None
-        return make_plan(PlanRequest(
+        plan = make_plan(PlanRequest(
             model_name=spec.name, shape=spec.shape, prompt_tokens=len(prefix) + len(suffix),
             question_tokens=s.question_tokens, answer_tokens=answer_tokens or s.answer_tokens,
             memory=probe_memory(s.memory_budget), margin_bytes=s.memory_margin, n_ubatch=s.n_batch,
             max_ctx=s.max_context, max_yarn_factor=s.max_yarn_factor, chunk_ctx=s.chunk_context,
             forced_mode=None if mode in (None, "auto") else mode,
             flash_attn=True if s.flash_attn is None else s.flash_attn,
+            cache_types=tuple(t.strip() for t in s.kv_types.split(",") if t.strip()),
         ))
+        if plan.mode == "chunked":  # count the chunks exactly as answering will cut them
+            plan.n_chunks = len(self.chunks(spec, plan, sources))
+        return plan
 
     def config_for(self, spec: ModelSpec, n_ctx: int, ct: str, flash: bool, yarn: float | None) -> ContextConfig:
         assert spec.shape is not None
@@ -249,7 +253,7 @@ class Engine:
                                  self._starts_thinking(spec, opts) and spec.family == "thinking", on_event, cancel)
         return Answer(
             answer=gen.text, thinking=gen.thinking, mode="whole", stop_reason=gen.stop_reason,
-            citations=[c.to_dict() for c in extract_citations(gen.text, sources)],
+            citations=cite(gen.text, sources),
             timings=_timings(gen, queue_s, gen.prefill_tokens, gen.cached_tokens, gen.prefill_s, gen.generate_s,
                              gen.generated_tokens, gen.prefix_source),
         )
@@ -279,13 +283,13 @@ class Engine:
                                      spec.family == "thinking", on_event, cancel,
                                      {"chunk": i + 1, "chunks": len(chunks)}, stream=False)
             _accumulate(totals, gen, queue_s)
-            text = gen.text.strip()
-            if text and not text.upper().startswith("NONE"):
-                evidence.append(text)
+            # Keep only what the chunk really says: a small model "quotes" things that are not there.
+            found = [] if gen.text.strip().upper().startswith("NONE") else _evidence(gen.text, chunk)
+            if found:
+                evidence.extend(found)
                 contributing.append(i + 1)
             if on_event:
-                on_event("progress", {"phase": "map", "chunk": i + 1, "chunks": len(chunks),
-                                      "relevant": bool(contributing and contributing[-1] == i + 1)})
+                on_event("progress", {"phase": "map", "chunk": i + 1, "chunks": len(chunks), "relevant": bool(found)})
         body = "Evidence quoted from the documents:\n\n" + ("\n\n".join(evidence) if evidence else "(none found)")
         prefix, suffix = self._tokens(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
                                       opts.thinking if spec.family == "hybrid" else None)
@@ -296,9 +300,25 @@ class Engine:
                            totals["prefill_s"], totals["generate_s"], totals["generated"], "chunked")
         return Answer(
             answer=gen.text, thinking=gen.thinking, mode="chunked", stop_reason=gen.stop_reason,
-            citations=[c.to_dict() for c in extract_citations(gen.text, sources)], timings=timings,
+            citations=cite(gen.text, sources), timings=timings,
             coverage={"chunks_total": len(chunks), "chunks_read": len(chunks), "contributing": contributing},
         )
+
+
+def _evidence(text: str, chunk: list[Part]) -> list[str]:
+    out = []
+    for part in chunk:
+        for quote in verbatim_spans(text, part.text):
+            s = part.section
+            where = f"page {s.page}" if s.page is not None else f"{s.path or part.document.filename}, lines " \
+                f"{part.line_start}-{part.line_end}"
+            out.append(f"{part.document.filename}, {where}: {quote}" if s.page is not None else f"{where}: {quote}")
+    return out
+
+
+def cite(text: str, sources: Sources) -> list[dict[str, Any]]:
+    found = extract_citations(text, sources) or attribute(text, sources)
+    return [c.to_dict() for c in found]
 
 
 def _accumulate(totals: dict[str, Any], gen: Generation, queue_s: float) -> None:

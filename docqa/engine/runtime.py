@@ -214,46 +214,75 @@ class Runtime:
 
     def _generate(self, llm: Llama, job: Job, prompt: list[int], gen: Generation, t0: float) -> None:
         vocab = llm._model.vocab
-        think_start, think_end = _special_id(llm, "<think>"), _special_id(llm, "</think>")
+        splitter = ThinkingSplitter(
+            lambda t: llm.detokenize([t]), special_id(llm, "<think>"), special_id(llm, "</think>"),
+            thinking=job.start_in_thinking,
+        )
         s = job.sampling
         llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**31))
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        thinking = job.start_in_thinking
-        answer: list[str] = []
-        reasoning: list[str] = []
-        first = True
         t_gen = 0.0
         for token in llm.generate(
             prompt, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature,
             presence_penalty=s.presence_penalty, repeat_penalty=1.0, reset=True,
         ):
-            if first:
+            if not t_gen:
                 gen.prefill_s = time.perf_counter() - t0
                 gen.prefill_tokens = len(prompt) - gen.cached_tokens
                 t_gen = time.perf_counter()
-                first = False
             if job.cancel.is_set():
                 raise Cancelled("The question was cancelled while the answer was being written.")
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
             gen.generated_tokens += 1
-            if token == think_start:
-                thinking = True
-            elif token == think_end:
-                thinking = False
-            else:
-                piece = decoder.decode(llm.detokenize([token]))
-                if piece:
-                    (reasoning if thinking else answer).append(piece)
-                    if job.on_token:
-                        job.on_token("thinking" if thinking else "token", piece)
+            kind, piece = splitter.feed(token)
+            if piece and job.on_token:
+                job.on_token(kind, piece)
             if gen.generated_tokens >= job.max_tokens:
                 gen.stop_reason = "length"
                 break
         gen.generate_s = time.perf_counter() - t_gen if t_gen else 0.0
-        gen.text = "".join(answer).strip()
-        gen.thinking = "".join(reasoning).strip()
-        gen.thinking_open = thinking
+        gen.text, gen.thinking = splitter.answer, splitter.reasoning
+        gen.thinking_open = splitter.thinking
+
+
+class ThinkingSplitter:
+    """Route generated tokens to the reasoning or the answer.
+
+    Qwen3-Thinking's template opens `<think>` itself, so its output holds only `</think>`:
+    everything before it is reasoning. Hybrid models emit both tags. The tags are matched as
+    token ids looked up in the vocabulary (151668 is `</think>` for Qwen3), never as text, so a
+    document that says "</think>" cannot end the reasoning early.
+    """
+
+    def __init__(self, detokenize: Callable[[int], bytes], think_start: int | None, think_end: int | None,
+                 *, thinking: bool = False) -> None:
+        self.detokenize = detokenize
+        self.think_start = think_start
+        self.think_end = think_end
+        self.thinking = thinking
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._answer: list[str] = []
+        self._reasoning: list[str] = []
+
+    def feed(self, token: int) -> tuple[str, str]:
+        if token == self.think_start:
+            self.thinking = True
+            return "thinking", ""
+        if token == self.think_end:
+            self.thinking = False
+            return "token", ""
+        piece = self._decoder.decode(self.detokenize(token))
+        kind = "thinking" if self.thinking else "token"
+        (self._reasoning if self.thinking else self._answer).append(piece)
+        return kind, piece
+
+    @property
+    def answer(self) -> str:
+        return "".join(self._answer).strip()
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning).strip()
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -265,6 +294,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _special_id(llm: Llama, text: str) -> int | None:
+def special_id(llm: Llama, text: str) -> int | None:
+    """The id of `text` when the vocabulary has it as one special token (e.g. `</think>`)."""
     ids = llm.tokenize(text.encode(), add_bos=False, special=True)
     return ids[0] if len(ids) == 1 else None

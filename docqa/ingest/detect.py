@@ -30,7 +30,7 @@ SUPPORTED = "PDF, plain text, Markdown, source code or a .zip of a codebase"
 
 def sniff(data: bytes) -> str:
     """'pdf', 'zip', 'text' or 'binary' from the bytes alone."""
-    if data[:1024].lstrip().startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
+    if data[:1024].lstrip().startswith(b"%PDF-"):
         return "pdf"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
@@ -62,6 +62,9 @@ def detect(data: bytes, filename: str) -> str:
     """Return 'pdf', 'zip' or 'text', or raise UnsupportedDocument (415)."""
     content = sniff(data)
     named, ext = extension_kind(filename)
+    if named == "pdf" and content != "pdf" and b"%PDF-" in data[:1024]:
+        # PDF readers accept the header anywhere in the first 1024 bytes; a text file may merely mention it
+        content = "pdf"
     if content == "binary":
         raise UnsupportedDocument(
             f"{filename} looks like {describe_binary(data)}, which docqa cannot read. Upload {SUPPORTED}."

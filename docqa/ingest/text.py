@@ -24,7 +24,9 @@ def decode_text(data: bytes, name: str) -> str:
             try:
                 return data.decode(codec)
             except UnicodeDecodeError as exc:
-                raise InvalidDocument(f"{name} starts with a {codec} byte-order mark but is not valid {codec}.") from exc
+                raise InvalidDocument(
+                    f"{name} starts with a {codec} byte-order mark but is not valid {codec}."
+                ) from exc
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -106,6 +106,7 @@ class Message(Base):
     citations: Mapped[list[Any]] = mapped_column(default=list)
     mode: Mapped[str | None] = mapped_column(String(16))
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)  # coverage, notes, stop_reason
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")

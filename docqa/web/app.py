@@ -17,6 +17,9 @@ from sqlalchemy import func, select
 
 from docqa import __version__
 from docqa.documents import DocumentService
+from docqa.engine.engine import Engine
+from docqa.engine.models import ModelRegistry
+from docqa.sessions import SessionService
 from docqa.settings import Settings
 from docqa.store.db import Database, migrate
 from docqa.store.files import BlobStore
@@ -24,6 +27,7 @@ from docqa.store.models import Document
 from docqa.web.documents import DocumentController
 from docqa.web.errors import EXCEPTION_HANDLERS
 from docqa.web.schemas import Health
+from docqa.web.sessions import SessionController, list_models
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
@@ -34,7 +38,12 @@ MULTIPART_OVERHEAD = 64 * 1024
 def health(state: State) -> Health:
     with state.db.reader() as s:
         n = s.scalar(select(func.count()).select_from(Document)) or 0
-    return Health(status="ok", version=__version__, documents=int(n))
+    models = {
+        spec.name: {"ready": spec.error is None, "error": spec.error,
+                    "queue_depth": state.engine.runtime(spec).pending if spec.error is None else 0}
+        for spec in state.registry.list()
+    }
+    return Health(status="ok", version=__version__, documents=int(n), details={"models": models})
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False)
@@ -44,6 +53,14 @@ async def index() -> File:
 
 def _documents(state: State) -> DocumentService:
     return state.documents
+
+
+def _sessions(state: State) -> SessionService:
+    return state.sessions
+
+
+def _registry(state: State) -> ModelRegistry:
+    return state.registry
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -56,21 +73,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
         db = Database(settings.resolved_database_url)
         documents = DocumentService(settings, db, BlobStore(settings.blobs_dir))
         documents.sweep_orphans()
-        app.state.db = db
-        app.state.documents = documents
+        registry = ModelRegistry(settings)
+        engine = Engine(settings, registry)
+        app.state.update(db=db, documents=documents, registry=registry, engine=engine,
+                         sessions=SessionService(db, documents, registry, engine))
         try:
             yield
         finally:
+            engine.close()
             db.dispose()
 
     return Litestar(
         route_handlers=[
-            health, index, DocumentController,
+            health, index, DocumentController, SessionController, list_models,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
-        dependencies={"documents": Provide(_documents, sync_to_thread=False)},
+        dependencies={
+            "documents": Provide(_documents, sync_to_thread=False),
+            "sessions": Provide(_sessions, sync_to_thread=False),
+            "registry": Provide(_registry, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title="docqa", version=__version__, path="/schema"),
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,

@@ -29,7 +29,10 @@ def _json(status: int, detail: str, extra: object = None) -> Response:
 
 
 def domain_error(_: Request, exc: DocqaError) -> Response:
-    return _json(exc.status_code, exc.detail, exc.extra or None)
+    response = _json(exc.status_code, exc.detail, exc.extra or None)
+    if "retry_after" in exc.extra:
+        response.headers["Retry-After"] = str(exc.extra["retry_after"])
+    return response
 
 
 def validation_error(_: Request, exc: ValidationException) -> Response:

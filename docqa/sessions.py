@@ -1,0 +1,116 @@
+"""Use cases for question sessions: plan, open, ask, list, delete. No HTTP here.
+
+A session fixes a document set, a model and the plan the budget manager chose. Each question is
+answered by the engine outside any database transaction; the question and its answer are then
+written together in one short transaction, so a failure midway stores nothing half-written.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import select
+
+from docqa.documents import DocumentService
+from docqa.engine.budget import Plan, Step
+from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
+from docqa.engine.models import ModelRegistry, ModelSpec
+from docqa.errors import DocqaError, InvalidRequest, NotFound
+from docqa.store.db import Database
+from docqa.store.models import ChatSession, Message, SessionDocument
+
+
+class DocumentsGone(DocqaError):
+    status_code = 409
+    code = "documents_gone"
+
+
+def plan_from_dict(d: dict[str, Any]) -> Plan:
+    names = {f.name for f in fields(Plan)}
+    values = {k: v for k, v in d.items() if k in names}
+    values["steps"] = [Step(**s) for s in d.get("steps", [])]
+    return Plan(**values)
+
+
+class SessionService:
+    def __init__(self, db: Database, documents: DocumentService, registry: ModelRegistry, engine: Engine) -> None:
+        self.db = db
+        self.documents = documents
+        self.registry = registry
+        self.engine = engine
+
+    def sources(self, document_ids: list[str], owner: str = "") -> Sources:
+        if not document_ids:
+            raise InvalidRequest("Choose at least one document (document_ids is empty).")
+        if len(set(document_ids)) != len(document_ids):
+            raise InvalidRequest("document_ids lists the same document twice.")
+        return [(self.documents.get(i, owner), self.documents.all_sections(i)) for i in document_ids]
+
+    def plan(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
+             owner: str = "") -> tuple[ModelSpec, Plan]:
+        spec = self.registry.get(model)
+        return spec, self.engine.plan(spec, self.sources(document_ids, owner), mode)
+
+    def create(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
+               title: str | None = None, owner: str = "") -> ChatSession:
+        spec, plan = self.plan(document_ids, model, mode, owner)
+        with self.db.transaction() as s:
+            if not title:
+                first = self.documents.get(document_ids[0], owner).filename
+                title = first if len(document_ids) == 1 else f"{first} + {len(document_ids) - 1} more"
+            session = ChatSession(owner=owner, title=title[:256], model=spec.name, mode=plan.mode,
+                                  plan={**plan.to_dict(), "document_ids": list(document_ids)})
+            s.add(session)
+            s.flush()
+            s.add_all(SessionDocument(session_id=session.id, document_id=d, position=i)
+                      for i, d in enumerate(document_ids))
+        return self.get(session.id, owner)
+
+    def get(self, session_id: str, owner: str = "") -> ChatSession:
+        with self.db.reader() as s:
+            session = s.get(ChatSession, session_id)
+            if session is None or session.owner != owner:
+                raise NotFound(f"There is no session with id {session_id!r}.")
+            _ = session.links, session.messages  # load while the session is open
+            return session
+
+    def list(self, owner: str = "") -> list[ChatSession]:
+        with self.db.reader() as s:
+            rows = list(s.scalars(select(ChatSession).where(ChatSession.owner == owner)
+                                  .order_by(ChatSession.updated_at.desc())))
+            for r in rows:
+                _ = r.links
+            return rows
+
+    def delete(self, session_id: str, owner: str = "") -> None:
+        self.get(session_id, owner)
+        with self.db.transaction() as s:
+            s.delete(s.get(ChatSession, session_id))
+
+    def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
+            on_event: EventSink | None = None, cancel: threading.Event | None = None) -> Answer:
+        session = self.get(session_id, owner)
+        ids = [link.document_id for link in session.links]
+        if not ids or len(ids) < len(session.plan.get("document_ids", ids)):
+            raise DocumentsGone("The documents of this session were deleted; open a new session.")
+        spec = self.registry.get(session.model)
+        sources = self.sources(ids, owner)
+        answer = self.engine.answer(spec, plan_from_dict(session.plan), sources, question.strip(), opts,
+                                    on_event, cancel)
+        with self.db.transaction() as s:
+            s.add(Message(session_id=session_id, role="user", content=question.strip(), timings={}))
+            s.add(Message(
+                session_id=session_id, role="assistant", content=answer.answer, thinking=answer.thinking or None,
+                citations=answer.citations, mode=answer.mode, timings=answer.timings,
+                extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason},
+            ))
+            s.get(ChatSession, session_id).updated_at = _now()
+        return answer
+
+
+def _now():  # noqa: ANN202
+    from docqa.store.models import utcnow
+
+    return utcnow()
