@@ -19,6 +19,33 @@ def _services(settings: Settings):  # noqa: ANN202
     return DocumentService(settings, db, BlobStore(settings.blobs_dir))
 
 
+def _session_service(settings: Settings):  # noqa: ANN202
+    from docqa.engine.engine import Engine
+    from docqa.engine.models import ModelRegistry
+    from docqa.sessions import SessionService
+
+    documents = _services(settings)
+    registry = ModelRegistry(settings)
+    return SessionService(documents.db, documents, registry, Engine(settings, registry))
+
+
+def _ingest_all(settings: Settings, files: tuple[Path, ...]) -> list[str]:
+    from docqa.errors import DocqaError
+
+    service = _services(settings)
+    ids = []
+    for path in files:
+        try:
+            ids.append(service.ingest(path.name, path.read_bytes()).document.id)
+        except DocqaError as exc:
+            raise click.ClickException(f"{path.name}: {exc.detail}") from exc
+    return ids
+
+
+def _with_settings(settings: Settings, **overrides: object) -> Settings:
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
 @click.group()
 @click.version_option(package_name="docqa")
 @click.pass_context
@@ -98,3 +125,107 @@ def migrate(settings: Settings) -> None:
 
     run(settings.resolved_database_url)
     click.echo(f"database at head: {settings.resolved_database_url}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", default=None, help="Model name from `docqa models` (default: the default model).")
+@click.option("--mode", type=click.Choice(["auto", "whole", "chunked"]), default="auto", help="Force a mode.")
+@click.option("--budget", type=int, default=None, help="Memory budget in bytes (DOCQA_MEMORY_BUDGET).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole plan as JSON.")
+@click.pass_obj
+def plan(settings: Settings, files: tuple[Path, ...], model: str | None, mode: str, budget: int | None,
+         as_json: bool) -> None:
+    """Show how FILES would be read (mode, context, KV bytes), allocating nothing."""
+    import json
+
+    from docqa.errors import DocqaError
+
+    settings = _with_settings(settings, memory_budget=budget)
+    ids = _ingest_all(settings, files)
+    try:
+        _, p = _session_service(settings).plan(ids, model, mode)
+    except DocqaError as exc:
+        raise click.ClickException(exc.detail) from exc
+    if as_json:
+        click.echo(json.dumps(p.to_dict(), indent=2))
+        return
+    mib = 1024**2
+    click.echo(p.summary())
+    click.echo(f"  mode          {p.mode} — {p.reason}")
+    click.echo(f"  tokens        {p.prompt_tokens:,} prompt + {p.question_tokens:,} question + "
+               f"{p.answer_tokens:,} answer → n_ctx {p.n_ctx:,} (trained {p.n_ctx_train:,})")
+    click.echo(f"  cache         {p.type_k}/{p.type_v}, flash attention {'on' if p.flash_attn else 'off'}, "
+               f"YaRN {'×%g' % p.yarn_factor if p.yarn_factor else 'off'}")
+    click.echo(f"  memory        KV {p.kv_bytes / mib:,.1f} MiB + compute {p.compute_bytes / mib:,.1f} MiB + "
+               f"weights {p.weights_bytes / mib:,.1f} MiB + margin {p.margin_bytes / mib:,.0f} MiB = "
+               f"{p.needed_bytes / mib:,.1f} MiB of {p.available_bytes / mib:,.1f} MiB available ({p.memory_source})")
+    if p.mode == "chunked":
+        click.echo(f"  chunks        {p.n_chunks} of {p.chunk_ctx:,} tokens")
+    for step in p.steps:
+        click.echo(f"  {'✓' if step.fits else '✗'} {step.name:<28} {step.needed_bytes / mib:>10,.1f} MiB  {step.note}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-q", "--question", required=True, help="The question to ask.")
+@click.option("--model", default=None, help="Model name from `docqa models`.")
+@click.option("--mode", type=click.Choice(["auto", "whole", "chunked"]), default="auto", help="Force a mode.")
+@click.option("--max-tokens", type=int, default=None, help="Answer budget in tokens.")
+@click.pass_obj
+def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str | None, mode: str,
+        max_tokens: int | None) -> None:
+    """Answer one QUESTION about FILES in the terminal, with a progress bar while reading."""
+    from docqa.engine.engine import AskOptions
+    from docqa.errors import DocqaError
+
+    ids = _ingest_all(settings, files)
+    service = _session_service(settings)
+    bar: dict[str, object] = {}
+
+    def on_event(kind: str, data: dict) -> None:  # type: ignore[type-arg]
+        if kind == "progress" and "tokens_total" in data:
+            if "bar" not in bar:
+                bar["bar"] = click.progressbar(length=data["tokens_total"], label="reading", file=click.get_text_stream("stderr"))
+                bar["done"] = 0
+            pb = bar["bar"]
+            pb.update(data["tokens_done"] - bar["done"])  # type: ignore[attr-defined]
+            bar["done"] = data["tokens_done"]
+        elif kind in ("token", "thinking"):
+            if "bar" in bar and not bar.get("closed"):
+                bar["bar"].render_finish()  # type: ignore[attr-defined]
+                click.echo("", err=True)
+                bar["closed"] = True
+            click.echo(data["text"], nl=False, err=kind == "thinking")
+
+    try:
+        session = service.create(ids, model, mode)
+        answer = service.ask(session.id, question, AskOptions(max_tokens=max_tokens), on_event=on_event)
+    except DocqaError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        service.engine.close()
+    click.echo("")
+    for c in answer.citations:
+        where = f"p. {c['page']}" if c["page"] else f"{c['path']}:L{c['line_start']}-L{c['line_end']}"
+        mark = "✓" if c["verified"] else "?"
+        click.echo(f"  {mark} [{where}] {c['quote'] or ''}")
+    t = answer.timings
+    click.echo(f"({answer.mode}; read {t['prefill_tokens']:,} tokens in {t['prefill_s']:.1f} s, "
+               f"{t['cached_tokens']:,} cached; {t['tokens_per_s']:.1f} tokens/s)", err=True)
+
+
+@main.command()
+@click.pass_obj
+def models(settings: Settings) -> None:
+    """List the models docqa can answer with."""
+    from docqa.engine.models import ModelRegistry
+
+    for spec in ModelRegistry(settings).list():
+        d = spec.describe()
+        if d["error"]:
+            click.echo(f"{d['name']}  {d['path']}  UNAVAILABLE: {d['error']}")
+            continue
+        kv = ", ".join(f"{k} {v:,} B" for k, v in d["kv_bytes_per_token"].items())
+        click.echo(f"{d['name']}  {d['architecture']}  trained ctx {d['n_ctx_train']:,}  KV/token {kv}  "
+                   f"{d['size_bytes'] / 1024**2:,.0f} MiB  {d['path']}")
