@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     n_batch: int = Field(512, description="Tokens evaluated per llama.cpp batch (and per progress update).")
     flash_attn: bool | None = Field(
-        None, description="Force llama.cpp flash attention on or off; default: on where it helps (quantized KV)."
+        None, description="Force llama.cpp flash attention on or off; default on (faster on CPU too; quantized KV needs it)."
     )
     kv_types: str = Field(
         "f16,q8_0,q4_0", description="KV-cache types the planner may use, best first (drop q4_0 to protect quality)."
