@@ -64,8 +64,8 @@ def make_pdf(pages: int) -> bytes:
     for p in range(pages):
         pdf.add_page()
         for n in range(30):
-            pdf.cell(0, 6, f"Page {p + 1}, clause {n}: the lessee shall pay the rent on the first day.", new_x="LMARGIN",
-                     new_y="NEXT")
+            line = f"Page {p + 1}, clause {n}: the lessee shall pay the rent on the first day."
+            pdf.cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 

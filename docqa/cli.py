@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -100,12 +101,13 @@ def ingest(settings: Settings, files: tuple[Path, ...]) -> None:
 def documents(settings: Settings) -> None:
     """List stored documents."""
     service = _services(settings)
-    rows = service.list()
+    rows = service.list_documents()
     if not rows:
         click.echo("no documents yet: docqa ingest FILE…")
     for d in rows:
         units = f"{d.n_pages} pages" if d.n_pages else f"{d.n_sections} sections"
-        click.echo(f"{d.id}  {d.filename}  {d.kind}  {units}  ~{d.token_estimate:,} tokens  {d.created_at:%Y-%m-%d %H:%M}")
+        when = f"{d.created_at:%Y-%m-%d %H:%M}"
+        click.echo(f"{d.id}  {d.filename}  {d.kind}  {units}  ~{d.token_estimate:,} tokens  {when}")
 
 
 @main.command("fetch-model")
@@ -156,7 +158,7 @@ def plan(settings: Settings, files: tuple[Path, ...], model: str | None, mode: s
     click.echo(f"  tokens        {p.prompt_tokens:,} prompt + {p.question_tokens:,} question + "
                f"{p.answer_tokens:,} answer → n_ctx {p.n_ctx:,} (trained {p.n_ctx_train:,})")
     click.echo(f"  cache         {p.type_k}/{p.type_v}, flash attention {'on' if p.flash_attn else 'off'}, "
-               f"YaRN {'×%g' % p.yarn_factor if p.yarn_factor else 'off'}")
+               f"YaRN {f'×{p.yarn_factor:g}' if p.yarn_factor else 'off'}")
     click.echo(f"  memory        KV {p.kv_bytes / mib:,.1f} MiB + compute {p.compute_bytes / mib:,.1f} MiB + "
                f"weights {p.weights_bytes / mib:,.1f} MiB + margin {p.margin_bytes / mib:,.0f} MiB = "
                f"{p.needed_bytes / mib:,.1f} MiB of {p.available_bytes / mib:,.1f} MiB available ({p.memory_source})")
@@ -181,12 +183,13 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
 
     ids = _ingest_all(settings, files)
     service = _session_service(settings)
-    bar: dict[str, object] = {}
+    bar: dict[str, Any] = {}
 
     def on_event(kind: str, data: dict) -> None:  # type: ignore[type-arg]
         if kind == "progress" and "tokens_total" in data:
             if "bar" not in bar:
-                bar["bar"] = click.progressbar(length=data["tokens_total"], label="reading", file=click.get_text_stream("stderr"))
+                stderr = click.get_text_stream("stderr")  # type: ignore[operator]
+                bar["bar"] = click.progressbar(length=data["tokens_total"], label="reading", file=stderr)
                 bar["done"] = 0
             pb = bar["bar"]
             pb.update(data["tokens_done"] - bar["done"])  # type: ignore[attr-defined]

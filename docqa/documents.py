@@ -93,7 +93,7 @@ class DocumentService:
         with self.db.reader() as s:
             return s.scalars(select(Document).where(Document.owner == owner, Document.sha256 == sha)).first()
 
-    def list(self, owner: str = "") -> list[Document]:
+    def list_documents(self, owner: str = "") -> list[Document]:
         with self.db.reader() as s:
             return list(s.scalars(select(Document).where(Document.owner == owner).order_by(Document.created_at.desc())))
 
@@ -104,7 +104,9 @@ class DocumentService:
             raise NotFound(f"There is no document with id {document_id!r}.")
         return doc
 
-    def sections(self, document_id: str, owner: str = "", *, offset: int = 0, limit: int = 100) -> tuple[list[Section], int]:
+    def sections(
+        self, document_id: str, owner: str = "", *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[Section], int]:
         self.get(document_id, owner)
         with self.db.reader() as s:
             total = s.scalar(select(func.count()).select_from(Section).where(Section.document_id == document_id))

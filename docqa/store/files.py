@@ -58,7 +58,7 @@ class BlobStore:
 
     def sweep(self, referenced: set[str]) -> list[str]:
         """Delete temp files and blobs no row refers to; return what was removed."""
-        removed = []
+        removed: list[str] = []
         if not self.root.is_dir():
             return removed
         for tmp in self.root.glob("??/.*.tmp"):

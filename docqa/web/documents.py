@@ -38,7 +38,7 @@ class DocumentController(Controller):
 
     @get("/", sync_to_thread=True, summary="List documents")
     def list_documents(self, documents: NamedDependency[DocumentService]) -> list[DocumentOut]:
-        return [DocumentOut.of(d) for d in documents.list()]
+        return [DocumentOut.of(d) for d in documents.list_documents()]
 
     @get("/{document_id:str}", sync_to_thread=True, summary="One document")
     def get_document(self, documents: NamedDependency[DocumentService], document_id: FromPath[str]) -> DocumentOut:
