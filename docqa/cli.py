@@ -232,3 +232,67 @@ def models(settings: Settings) -> None:
         kv = ", ".join(f"{k} {v:,} B" for k, v in d["kv_bytes_per_token"].items())
         click.echo(f"{d['name']}  {d['architecture']}  trained ctx {d['n_ctx_train']:,}  KV/token {kv}  "
                    f"{d['size_bytes'] / 1024**2:,.0f} MiB  {d['path']}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--questions", "questions_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A text file with one question per line (blank lines and lines starting with # are skipped).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results to this CSV file (UTF-8 with BOM, for spreadsheets).")
+@click.option("--per-document", is_flag=True, help="Ask every question of every file separately.")
+@click.option("--model", default=None, help="Model name from `docqa models`.")
+@click.option("--mode", type=click.Choice(["auto", "whole", "chunked"]), default="auto", help="Force a mode.")
+@click.option("--max-tokens", type=int, default=None, help="Answer budget in tokens, per question.")
+@click.pass_obj
+def batch(settings: Settings, files: tuple[Path, ...], questions_file: Path, csv_path: Path | None,
+          per_document: bool, model: str | None, mode: str, max_tokens: int | None) -> None:
+    """Ask every question in QUESTIONS of FILES, reading each document (set) once; print the answers."""
+    from docqa.batches import BatchService, citation_text
+    from docqa.errors import DocqaError
+    from docqa.worker import BatchWorker
+
+    lines = questions_file.read_text(encoding="utf-8-sig").splitlines()
+    questions = [q.strip() for q in lines if q.strip() and not q.lstrip().startswith("#")]
+    ids = _ingest_all(settings, files)
+    sessions = _session_service(settings)
+    service = BatchService(settings, sessions.db, sessions.documents, sessions.registry, sessions.engine)
+    worker = BatchWorker(service)
+    try:
+        created = service.create(ids, questions, model, mode, per_document, max_tokens)
+        worker.reclaim()
+        with click.progressbar(length=created["total"], label="answering",
+                               file=click.get_text_stream("stderr")) as bar:
+            settled = 0
+            while worker.run_once(created["id"]):
+                progress = service.get(created["id"])
+                now = progress["done"] + progress["failed"] + progress["cancelled"]
+                bar.update(now - settled)
+                settled = now
+        result = service.get(created["id"])
+        if csv_path is not None:
+            csv_path.write_bytes(service.results_csv(created["id"]).encode("utf-8"))
+    except DocqaError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        worker.stop()
+        sessions.engine.close()
+    for r in result["results"]:
+        where = f" [{r['filename']}]" if r["filename"] else ""
+        click.echo(f"\nQ{r['question_index'] + 1}{where}: {r['question']}")
+        if r["status"] == "done":
+            click.echo(r["answer"])
+            for c in r["citations"]:
+                click.echo(f"  - {citation_text(c)}")
+        else:
+            click.echo(f"({r['status']}: {r['error']})")
+    click.echo(f"\n{result['done']} of {result['total']} answered"
+               + (f", {result['failed']} failed" if result["failed"] else "")
+               + (f"; CSV written to {csv_path}" if csv_path else ""), err=True)
+    if result["failed"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     n_batch: int = Field(512, description="Tokens evaluated per llama.cpp batch (and per progress update).")
     flash_attn: bool | None = Field(
-        None, description="Force llama.cpp flash attention on or off; default on (faster on CPU too; quantized KV needs it)."
+        None,
+        description="Force llama.cpp flash attention on or off; default on (faster on CPU too; quantized KV needs it).",
     )
     kv_types: str = Field(
         "f16,q8_0,q4_0", description="KV-cache types the planner may use, best first (drop q4_0 to protect quality)."
@@ -93,6 +94,15 @@ class Settings(BaseSettings):
     )
     queue_size: int = Field(8, description="Questions that may wait per model; past it the API answers 503.")
     seed: int = Field(-1, description="Sampling seed; -1 picks a random one per question.")
+    batch_max_questions: int = Field(200, description="Most questions in one batch (422 past it).")
+    batch_max_items: int = Field(
+        2000, description="Most answers one batch may ask for (documents × questions with per_document)."
+    )
+    batch_lease_s: float = Field(
+        60.0, description="How long a batch worker holds a question before another worker may take it over; "
+        "renewed while it answers."
+    )
+    batch_max_attempts: int = Field(3, description="Tries per batch question before it is marked failed.")
 
     @property
     def resolved_database_url(self) -> str:

@@ -64,6 +64,21 @@ class Database:
             yield session
 
     @contextmanager
+    def immediate(self) -> Iterator[Session]:
+        """A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`): what it
+        reads cannot change before it writes, so claim-then-update sequences (job leases) are atomic
+        across threads and processes. Other databases get an ordinary transaction."""
+        with self._sessions() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
     def reader(self) -> Iterator[Session]:
         with self._sessions() as session:
             yield session

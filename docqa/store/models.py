@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -123,6 +123,10 @@ class Batch(Base):
     model: Mapped[str | None] = mapped_column(String(256))
     mode: Mapped[str | None] = mapped_column(String(16))
     per_document: Mapped[bool] = mapped_column(default=False)
+    # answer options (max_tokens, sampling, thinking) and one plan per document set, keyed by
+    # document id (per_document) or "*" (the whole set), computed once by the worker
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    plans: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -141,7 +145,7 @@ class BatchItem(Base):
     document_id: Mapped[str | None] = mapped_column(String(32))
     question_index: Mapped[int]
     question: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed|cancelled
     answer: Mapped[str | None] = mapped_column(Text)
     thinking: Mapped[str | None] = mapped_column(Text)
     citations: Mapped[list[Any]] = mapped_column(default=list)

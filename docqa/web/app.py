@@ -13,9 +13,11 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.response import File
 from litestar.static_files import create_static_files_router
+from litestar.types import Message, Scope
 from sqlalchemy import func, select
 
 from docqa import __version__
+from docqa.batches import BatchService
 from docqa.documents import DocumentService
 from docqa.engine.engine import Engine
 from docqa.engine.models import ModelRegistry
@@ -24,14 +26,41 @@ from docqa.settings import Settings
 from docqa.store.db import Database, migrate
 from docqa.store.files import BlobStore
 from docqa.store.models import Document
+from docqa.web.batches import BatchController
 from docqa.web.documents import DocumentController
 from docqa.web.errors import EXCEPTION_HANDLERS
 from docqa.web.schemas import Health
 from docqa.web.sessions import SessionController, list_models
+from docqa.worker import BatchWorker
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 MULTIPART_OVERHEAD = 64 * 1024
+
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+def security_headers(message: Message, scope: Scope) -> None:
+    """Every HTTP response gets the security headers; the CSP spares /schema, whose Swagger UI needs inline
+    scripts (the OpenAPI pages are for developers and carry no user data)."""
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers") or [])
+    present = {name.lower() for name, _ in headers}
+    extra = list(SECURITY_HEADERS)
+    if not scope.get("path", "").startswith("/schema"):
+        extra.append((b"content-security-policy", CSP.encode()))
+    headers.extend(h for h in extra if h[0] not in present)
+    message["headers"] = headers
 
 
 @get("/api/health", sync_to_thread=True, tags=["service"])
@@ -75,20 +104,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
         documents.sweep_orphans()
         registry = ModelRegistry(settings)
         engine = Engine(settings, registry)
+        batches = BatchService(settings, db, documents, registry, engine)
+        worker = BatchWorker(batches)
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
-                         sessions=SessionService(db, documents, registry, engine))
+                         sessions=SessionService(db, documents, registry, engine), batches=batches)
+        worker.start()  # answers queued batch items in the background, resuming after a restart
         try:
             yield
         finally:
+            worker.stop()
             engine.close()
             db.dispose()
 
     return Litestar(
         route_handlers=[
-            health, index, DocumentController, SessionController, list_models,
+            health, index, DocumentController, SessionController, BatchController, list_models,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         lifespan=[lifespan],
+        before_send=[security_headers],
         state=State({"settings": settings}),
         dependencies={
             "documents": Provide(_documents, sync_to_thread=False),

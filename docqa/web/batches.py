@@ -1,0 +1,68 @@
+"""/api/batches: create (202, answered in the background), list, progress and results, CSV, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Controller, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from docqa.batches import BatchService
+from docqa.errors import InvalidRequest
+
+
+@dataclass
+class BatchIn:
+    document_ids: list[str]
+    questions: list[str]
+    model: str | None = None
+    mode: str | None = None
+    per_document: bool = False
+    max_tokens: int | None = None
+    sampling: dict[str, float] = field(default_factory=dict)
+    thinking: bool | None = None
+
+
+def _service(state: State) -> BatchService:
+    return state.batches
+
+
+class BatchController(Controller):
+    path = "/api/batches"
+    tags = ["batches"]
+
+    @post("/", sync_to_thread=True, status_code=202,
+          summary="Queue questions over documents (per_document: each document separately); answered in the background")
+    def create(self, state: State, data: JSONBody[BatchIn]) -> dict[str, Any]:
+        return _service(state).create(
+            data.document_ids, data.questions, data.model, data.mode, data.per_document, data.max_tokens,
+            data.sampling, data.thinking,
+        )
+
+    @get("/", sync_to_thread=True, summary="List batches with their progress, newest first")
+    def list_batches(self, state: State) -> list[dict[str, Any]]:
+        return _service(state).list()
+
+    @get("/{batch_id:str}", sync_to_thread=True, summary="A batch's status, progress and results so far")
+    def get_batch(self, state: State, batch_id: FromPath[str]) -> dict[str, Any]:
+        return _service(state).get(batch_id)
+
+    @get("/{batch_id:str}/results", sync_to_thread=True,
+         summary="The results as JSON, or as CSV for a spreadsheet (format=csv)")
+    def results(self, state: State, batch_id: FromPath[str], format: FromQuery[str] = "json") -> Response[Any]:
+        service = _service(state)
+        if format == "json":
+            return Response(service.results(batch_id))
+        if format == "csv":
+            return Response(
+                service.results_csv(batch_id).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
+            )
+        raise InvalidRequest(f"Unknown format {format!r}; use 'json' or 'csv'.")
+
+    @delete("/{batch_id:str}", sync_to_thread=True, status_code=200,
+            summary="Cancel what is not answered yet; returns the batch")
+    def cancel(self, state: State, batch_id: FromPath[str]) -> dict[str, Any]:
+        return _service(state).cancel(batch_id)

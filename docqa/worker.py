@@ -1,0 +1,328 @@
+"""The batch worker: one background thread that answers queued batch items, crash-safe.
+
+The jobs live in SQLite (`batch_items`), never only in memory:
+- claim: in one short `BEGIN IMMEDIATE` transaction, take the next queued item (or one whose lease
+  expired), set `lease_owner` (host:pid:random) and `lease_expires_at` (now + lease), attempts += 1.
+  The item of the document set answered last is preferred, so a set's questions run back to back
+  and the model's resident prefix is reused (see batches.py);
+- answer outside any transaction, while a heartbeat thread extends the lease; when the lease is
+  lost (another worker took the item over, or the batch was cancelled) the answer is stopped;
+- write answer, citations, mode, timings and `done` in one transaction, only where the lease is
+  still ours and the item still running: an answer is never written twice;
+- at start, give back the items whose lease expired or whose owner process is gone (SIGKILL: same
+  host, its pid no longer runs): a crash between claim and write loses only that one answer,
+  which is redone, never duplicated;
+- after `batch_max_attempts` claims an item is marked failed with the reason; errors that
+  retrying cannot fix (document deleted, question refused, context too large) fail it at once.
+  Stopping the worker (shutdown) or a busy model puts the item back without counting the try.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psutil
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import OperationalError
+
+from docqa.batches import ALL_DOCUMENTS, BatchService, refresh_status
+from docqa.engine.budget import Plan
+from docqa.engine.engine import AskOptions, Sources
+from docqa.engine.runtime import Cancelled, QueueFull
+from docqa.errors import DocqaError, NotFound
+from docqa.sessions import plan_from_dict
+from docqa.store.models import Batch, BatchItem, utcnow
+
+log = logging.getLogger(__name__)
+
+_LIVE_OWNERS: set[str] = set()  # lease owners of the workers running in this process
+_HOST = socket.gethostname()
+
+
+@dataclass
+class Claim:
+    item_id: int
+    batch_id: str
+    document_id: str | None
+    question: str
+    attempts: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class BatchWorker:
+    def __init__(self, service: BatchService, *, lease_s: float | None = None, max_attempts: int | None = None,
+                 poll_s: float = 2.0) -> None:
+        self.service = service
+        self.db = service.db
+        self.engine = service.engine
+        self.lease = timedelta(seconds=lease_s or service.settings.batch_lease_s)
+        self.heartbeat_s = max(0.5, self.lease.total_seconds() / 4)
+        self.max_attempts = max_attempts or service.settings.batch_max_attempts
+        self.poll_s = poll_s
+        self.owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._current: Claim | None = None
+        self._last: tuple[str, str | None] | None = None  # (batch, document) answered last
+        self._sources: tuple[tuple[str, str | None], Sources] | None = None
+        _LIVE_OWNERS.add(self.owner)
+
+    # -- life cycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.service.subscribe(self._on_event)
+        self._thread = threading.Thread(target=self._loop, name="docqa-batch-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        current = self._current
+        if current is not None:
+            current.cancel.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.service.unsubscribe(self._on_event)
+        _LIVE_OWNERS.discard(self.owner)
+
+    def _on_event(self, event: str, batch_id: str) -> None:
+        if event == "created":
+            self._wake.set()
+        elif event == "cancelled":
+            current = self._current
+            if current is not None and current.batch_id == batch_id:
+                current.cancel.set()
+
+    def _loop(self) -> None:
+        try:
+            self.reclaim()
+        except Exception:  # noqa: BLE001 - logged; expired leases are still taken over by claim()
+            log.exception("batch worker: reclaiming leases failed")
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                worked = self.run_once()
+            except Exception:  # noqa: BLE001 - the thread must survive a database hiccup
+                log.exception("batch worker: unexpected error")
+                worked = False
+            if not worked:
+                self._wake.wait(self.poll_s)
+
+    # -- leases ---------------------------------------------------------------------------------------
+
+    def _owner_gone(self, owner: str | None) -> bool:
+        """True when `owner` is a worker of a process on this host that no longer runs."""
+        if not owner:
+            return True
+        parts = owner.rsplit(":", 2)  # host:pid:random
+        if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+            return False
+        pid = int(parts[1])
+        if pid == os.getpid():
+            return owner not in _LIVE_OWNERS  # an earlier life of this pid (e.g. pid 1 in a container)
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.Error:  # cannot tell (e.g. access denied): wait for the lease to expire
+            return False
+
+    def reclaim(self) -> int:
+        """Give back (running → queued) the items whose lease expired or whose owner is gone."""
+        now = utcnow()
+        with self.db.immediate() as s:
+            rows = s.execute(select(BatchItem.id, BatchItem.lease_owner, BatchItem.lease_expires_at)
+                             .where(BatchItem.status == "running")).all()
+            stale = [i for i, owner, expires in rows
+                     if expires is None or expires <= now or self._owner_gone(owner)]
+            if stale:
+                s.execute(update(BatchItem).where(BatchItem.id.in_(stale), BatchItem.status == "running")
+                          .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
+                          .execution_options(synchronize_session=False))
+        if stale:
+            log.info("batch worker: %d interrupted question(s) queued again", len(stale))
+        return len(stale)
+
+    def claim(self, batch_id: str | None = None) -> Claim | None:
+        now = utcnow()
+        claimable = or_(BatchItem.status == "queued",
+                        (BatchItem.status == "running") & (BatchItem.lease_expires_at < now))
+        with self.db.immediate() as s:
+            while True:
+                query = select(BatchItem).where(claimable).order_by(BatchItem.id).limit(1)
+                if batch_id is not None:
+                    query = query.where(BatchItem.batch_id == batch_id)
+                item = None
+                if self._last is not None:  # the same document set first: its prefix is resident
+                    last_batch, last_doc = self._last
+                    item = s.scalars(query.where(BatchItem.batch_id == last_batch,
+                                                 BatchItem.document_id.is_(None) if last_doc is None
+                                                 else BatchItem.document_id == last_doc)).first()
+                item = item or s.scalars(query).first()
+                if item is None:
+                    return None
+                if item.attempts >= self.max_attempts:
+                    item.status = "failed"
+                    item.error = (f"Gave up after {item.attempts} attempts: "
+                                  f"{item.error or 'the worker stopped while answering it'}")
+                    item.lease_owner = item.lease_expires_at = None
+                    item.updated_at = now
+                    s.flush()
+                    refresh_status(s, item.batch_id)
+                    continue
+                item.status = "running"
+                item.lease_owner = self.owner
+                item.lease_expires_at = now + self.lease
+                item.attempts += 1
+                item.updated_at = now
+                s.flush()
+                refresh_status(s, item.batch_id)
+                return Claim(item.id, item.batch_id, item.document_id, item.question, item.attempts)
+
+    def _heartbeat(self, claim: Claim, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat_s):
+            try:
+                with self.db.immediate() as s:
+                    held = s.execute(
+                        update(BatchItem)
+                        .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.owner,
+                               BatchItem.status == "running")
+                        .values(lease_expires_at=utcnow() + self.lease)
+                        .execution_options(synchronize_session=False)
+                    ).rowcount
+            except OperationalError as exc:  # busy database: try again at the next beat
+                log.warning("batch worker: heartbeat failed: %s", exc)
+                continue
+            if not held:  # cancelled, or another worker took it over: stop answering
+                claim.cancel.set()
+                return
+
+    def _finish(self, claim: Claim, status: str, *, uncount: bool = False, **values: Any) -> bool:
+        """Write the item's outcome where the lease is still ours; False when it no longer is."""
+        with self.db.immediate() as s:
+            changes: dict[str, Any] = dict(status=status, lease_owner=None, lease_expires_at=None,
+                                           updated_at=utcnow(), **values)
+            if uncount:
+                changes["attempts"] = BatchItem.attempts - 1
+            written = s.execute(
+                update(BatchItem)
+                .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.owner,
+                       BatchItem.status == "running")
+                .values(**changes).execution_options(synchronize_session=False)
+            ).rowcount
+            if written:
+                refresh_status(s, claim.batch_id)
+        if not written:
+            log.info("batch worker: item %d is no longer ours (cancelled or taken over); result dropped",
+                     claim.item_id)
+        return bool(written)
+
+    # -- answering ------------------------------------------------------------------------------------
+
+    def run_once(self, batch_id: str | None = None) -> bool:
+        """Claim and settle one item; False when there was nothing to claim."""
+        claim = self.claim(batch_id)
+        if claim is None:
+            return False
+        self._last = (claim.batch_id, claim.document_id)
+        self._current = claim
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(claim, done), name="docqa-batch-lease", daemon=True)
+        beat.start()
+        try:
+            self._answer(claim)
+        finally:
+            done.set()
+            self._current = None
+            beat.join()
+        return True
+
+    def _answer(self, claim: Claim) -> None:
+        t0 = time.perf_counter()
+        try:
+            with self.db.reader() as s:
+                batch = s.get(Batch, claim.batch_id)
+            if batch is None:  # deleted together with its items meanwhile
+                return
+            spec = self.service.registry.get(batch.model)
+            sources = self._sources_for(batch, claim.document_id)
+            plan = self._plan_for(batch, claim.document_id or ALL_DOCUMENTS, spec, sources)
+            options = batch.options or {}
+            opts = AskOptions(thinking=options.get("thinking"), max_tokens=options.get("max_tokens"),
+                              sampling=options.get("sampling") or {})
+            answer = self.engine.answer(spec, plan, sources, claim.question, opts, None, claim.cancel)
+        except Cancelled:
+            if self._stop.is_set():  # shutting down: someone else (or the next start) answers it
+                self._finish(claim, "queued", uncount=True)
+            else:
+                self._finish(claim, "cancelled", error="Cancelled while it was being answered.")
+        except QueueFull as exc:  # the model is busy with people's questions: not this item's fault
+            self._finish(claim, "queued", uncount=True, error=exc.detail)
+            self._stop.wait(5.0)
+        except DocqaError as exc:  # the question or its documents cannot be answered; retrying won't help
+            self._finish(claim, "failed", error=exc.detail)
+        except Exception as exc:  # noqa: BLE001 - recorded on the item, retried up to max_attempts
+            if self._stop.is_set():
+                self._finish(claim, "queued", uncount=True)
+                return
+            log.exception("batch worker: item %d failed", claim.item_id)
+            reason = f"{type(exc).__name__}: {exc}"
+            if claim.attempts >= self.max_attempts:
+                self._finish(claim, "failed", error=f"Gave up after {claim.attempts} attempts: {reason}")
+            else:
+                self._finish(claim, "queued", error=reason)
+        else:
+            timings = {**answer.timings, "item_s": round(time.perf_counter() - t0, 3)}
+            self._finish(claim, "done", answer=answer.answer, thinking=answer.thinking or None,
+                         citations=answer.citations, mode=answer.mode, timings=timings, error=None)
+
+    def _sources_for(self, batch: Batch, document_id: str | None) -> Sources:
+        key = (batch.id, document_id)
+        if self._sources is not None and self._sources[0] == key:
+            return self._sources[1]
+        ids = [document_id] if document_id else list(batch.document_ids)
+        documents = self.service.documents
+        sources: Sources = []
+        for i in ids:
+            try:
+                doc = documents.get(i, batch.owner)
+            except NotFound as exc:
+                raise NotFound(f"The document {i!r} was deleted before this question was answered.") from exc
+            sources.append((doc, documents.all_sections(i)))
+        self._sources = (key, sources)
+        return sources
+
+    def _plan_for(self, batch: Batch, key: str, spec: Any, sources: Sources) -> Plan:
+        """The document set's plan for this batch: computed once, stored, then reused by every item."""
+        stored = (batch.plans or {}).get(key)
+        if stored is None:
+            try:
+                computed: dict[str, Any] = {**self.engine.plan(spec, sources, batch.mode).to_dict(),
+                                            "document_ids": [d.id for d, _ in sources]}
+            except DocqaError as exc:  # e.g. too large for any context: every item of this set fails alike
+                computed = {"error": exc.detail}
+            with self.db.immediate() as s:
+                row = s.get(Batch, batch.id)
+                if row is None:
+                    raise NotFound("The batch was deleted.")
+                stored = (row.plans or {}).get(key)
+                if stored is None:  # first to plan this set: store it (a JSON column is replaced, not mutated)
+                    row.plans = {**(row.plans or {}), key: computed}
+                    stored = computed
+        if "error" in stored:
+            raise PlanFailed(stored["error"])
+        return plan_from_dict(stored)
+
+
+class PlanFailed(DocqaError):
+    status_code = 422
+    code = "plan_failed"
