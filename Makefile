@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup serve test lint bench clean
+.PHONY: setup serve test lint bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ serve: setup
 lint: $(STAMP)
 	$(BIN)/ruff check docqa tests migrations bench
 
-test: setup lint
+# The page's browser tests (tests/test_page.py) drive Debian's Chromium through Playwright; never a
+# browser build downloaded by `playwright install`.
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+
+test: setup lint browser-deps
 	$(BIN)/python -m pytest
 
 bench: setup
