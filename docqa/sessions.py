@@ -8,7 +8,7 @@ written together in one short transaction, so a failure midway stores nothing ha
 from __future__ import annotations
 
 import threading
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +25,17 @@ from docqa.store.models import ChatSession, Message, SessionDocument
 class DocumentsGone(DocqaError):
     status_code = 409
     code = "documents_gone"
+
+
+@dataclass
+class Prepared:
+    """A question that passed every check, with what answering it needs."""
+
+    session_id: str
+    spec: ModelSpec
+    plan: Plan
+    sources: Sources
+    question: str
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
@@ -89,18 +100,27 @@ class SessionService:
         with self.db.transaction() as s:
             s.delete(s.get(ChatSession, session_id))
 
-    def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
-            on_event: EventSink | None = None, cancel: threading.Event | None = None) -> Answer:
+    def prepare(self, session_id: str, question: str, opts: AskOptions, owner: str = "") -> Prepared:
+        """Every check that can refuse a question, run before any work starts: a streamed answer
+        has already sent its 200 once the first event is out, so a refusal must come first."""
         session = self.get(session_id, owner)
         ids = [link.document_id for link in session.links]
         if not ids or len(ids) < len(session.plan.get("document_ids", ids)):
             raise DocumentsGone("The documents of this session were deleted; open a new session.")
         spec = self.registry.get(session.model)
-        sources = self.sources(ids, owner)
-        answer = self.engine.answer(spec, plan_from_dict(session.plan), sources, question.strip(), opts,
-                                    on_event, cancel)
+        plan = plan_from_dict(session.plan)
+        question = question.strip()
+        self.engine.check_question(spec, question, opts, plan)
+        self.engine.sampling(spec, opts.sampling)
+        return Prepared(session_id, spec, plan, self.sources(ids, owner), question)
+
+    def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
+            on_event: EventSink | None = None, cancel: threading.Event | None = None,
+            prepared: Prepared | None = None) -> Answer:
+        p = prepared or self.prepare(session_id, question, opts, owner)
+        answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel)
         with self.db.transaction() as s:
-            s.add(Message(session_id=session_id, role="user", content=question.strip(), timings={}))
+            s.add(Message(session_id=session_id, role="user", content=p.question, timings={}))
             s.add(Message(
                 session_id=session_id, role="assistant", content=answer.answer, thinking=answer.thinking or None,
                 citations=answer.citations, mode=answer.mode, timings=answer.timings,

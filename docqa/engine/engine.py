@@ -31,6 +31,7 @@ from docqa.store.models import Document, Section
 Sources = list[tuple[Document, list[Section]]]
 EventSink = Callable[[str, dict[str, Any]], None]
 MAP_ANSWER_TOKENS = 256
+EVIDENCE_HEADER = "Evidence quoted from the documents:\n\n"
 
 
 @dataclass
@@ -131,7 +132,8 @@ class Engine:
 
     # -- planning -----------------------------------------------------------------------------------
 
-    def plan(self, spec: ModelSpec, sources: Sources, mode: str | None = None, answer_tokens: int | None = None) -> Plan:
+    def plan(self, spec: ModelSpec, sources: Sources, mode: str | None = None,
+             answer_tokens: int | None = None) -> Plan:
         if mode not in (None, "auto", "whole", "chunked"):
             raise InvalidRequest(f"Unknown mode {mode!r}; use 'whole', 'chunked' or leave it out.")
         prefix, suffix = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
@@ -195,10 +197,8 @@ class Engine:
         current = plan
         while True:
             try:
-                if current.mode == "whole":
-                    result = self._whole(spec, current, sources, question, opts, sampling, max_tokens, on_event, cancel)
-                else:
-                    result = self._chunked(spec, current, sources, question, opts, sampling, max_tokens, on_event, cancel)
+                run = self._whole if current.mode == "whole" else self._chunked
+                result = run(spec, current, sources, question, opts, sampling, max_tokens, on_event, cancel)
                 result.notes = notes + result.notes
                 return result
             except ContextAllocationFailed as exc:
@@ -247,7 +247,8 @@ class Engine:
     def _whole(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                sampling: Sampling, max_tokens: int, on_event: EventSink | None, cancel: threading.Event) -> Answer:
         thinking_flag = opts.thinking if spec.family == "hybrid" else None
-        prefix, suffix = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question, thinking_flag)
+        prefix, suffix = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
+                                      thinking_flag)
         config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
                                  self._starts_thinking(spec, opts) and spec.family == "thinking", on_event, cancel)
@@ -290,7 +291,9 @@ class Engine:
                 contributing.append(i + 1)
             if on_event:
                 on_event("progress", {"phase": "map", "chunk": i + 1, "chunks": len(chunks), "relevant": bool(found)})
-        body = "Evidence quoted from the documents:\n\n" + ("\n\n".join(evidence) if evidence else "(none found)")
+        # The quotes of every chunk go into one context of the same size: keep those that fit.
+        evidence, left_out = self._fit_evidence(spec, plan, evidence, max_tokens)
+        body = EVIDENCE_HEADER + ("\n\n".join(evidence) if evidence else "(none found)")
         prefix, suffix = self._tokens(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
                                       opts.thinking if spec.family == "hybrid" else None)
         gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
@@ -302,7 +305,25 @@ class Engine:
             answer=gen.text, thinking=gen.thinking, mode="chunked", stop_reason=gen.stop_reason,
             citations=cite(gen.text, sources), timings=timings,
             coverage={"chunks_total": len(chunks), "chunks_read": len(chunks), "contributing": contributing},
+            notes=[f"{left_out} quoted passage(s) did not fit the final context and were left out."]
+            if left_out else [],
         )
+
+    def _fit_evidence(self, spec: ModelSpec, plan: Plan, evidence: list[str], max_tokens: int) -> tuple[list[str], int]:
+        """The quotes, each once and in document order, that fit the reduce context beside the
+        instructions, the question and the answer; and how many did not (the prompt would not fit)."""
+        prefix, suffix = self._tokens(spec, prompts.REDUCE_INSTRUCTIONS, EVIDENCE_HEADER, "", None)
+        room = (plan.chunk_ctx or plan.n_ctx) - len(prefix) - len(suffix) - plan.question_tokens - max_tokens
+        kept: list[str] = []
+        left_out = 0
+        for quote in dict.fromkeys(evidence):
+            n = self.count(spec, quote + "\n\n")
+            if n > room:
+                left_out += 1
+                continue
+            kept.append(quote)
+            room -= n
+        return kept, left_out
 
 
 def _evidence(text: str, chunk: list[Part]) -> list[str]:

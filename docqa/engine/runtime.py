@@ -189,6 +189,9 @@ class Runtime:
             llm.input_ids[: len(job.prefix)] = job.prefix
             llm.n_tokens = len(job.prefix)
             return "disk", len(job.prefix)
+        # A snapshot that failed inside llama.cpp took the sequence's cells with it: keep only
+        # what the KV cache really still holds, or the question would be read without its start.
+        resident = min(resident, _cells_held(llm))
         llm.n_tokens = resident  # eval() drops the KV cells after this point first
         self._prefill(llm, job, resident)
         self.cache.save(llm.ctx, job.state_key, job.prefix)
@@ -292,6 +295,14 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _cells_held(llm: Llama) -> int:
+    """How many leading positions of sequence 0 have KV cells (0 when it does not start at 0)."""
+    mem = llama_cpp.llama_get_memory(llm.ctx)
+    if llama_cpp.llama_memory_seq_pos_min(mem, 0) != 0:
+        return 0
+    return llama_cpp.llama_memory_seq_pos_max(mem, 0) + 1
 
 
 def special_id(llm: Llama, text: str) -> int | None:

@@ -6,7 +6,8 @@ to a file (no 3× copy in RAM as `Llama.save_state()` makes). Its key covers eve
 a state valid: the model's identity (sha256 of its GGUF header + size), the llama-cpp-python
 version, the context layout (n_ctx, K/V cache types, flash attention, YaRN) and the hash of the
 prefix tokens. Each snapshot has a JSON sidecar holding its sha256 and token count; a file that
-does not match its sidecar is deleted, never loaded. The folder is capped in bytes; the least
+does not match its sidecar is deleted, never loaded. A file that matches but that llama.cpp still
+cannot read is deleted too, and leaves sequence 0 empty (see `load`). The folder is capped in bytes; the least
 recently used snapshots go first (use touches the file's mtime).
 """
 
@@ -124,6 +125,9 @@ class StateCache:
         read = llama_cpp.llama_state_seq_load_file(ctx, str(data).encode(), 0, out, len(tokens), ctypes.byref(count))
         if not read or count.value != len(tokens) or list(out) != tokens:
             log.warning("KV snapshot %s did not load; it will be rebuilt", key[:12])
+            # llama.cpp empties the sequence when a read fails midway (or it now holds the wrong
+            # cells): leave it empty for certain, so the caller re-reads from position 0.
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, -1, -1)
             self.discard(key)
             return False
         os.utime(data)

@@ -12,13 +12,13 @@ from typing import Any
 from anyio import to_thread
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from docqa.engine.engine import AskOptions
 from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
-from docqa.sessions import SessionService
+from docqa.sessions import Prepared, SessionService
 from docqa.store.models import ChatSession, Message
 
 
@@ -68,12 +68,12 @@ class SessionController(Controller):
     tags = ["sessions"]
 
     @post("/plan", sync_to_thread=True, status_code=200, summary="The budget manager's plan, allocating nothing")
-    def plan(self, sessions: NamedDependency[SessionService], data: PlanIn) -> dict[str, Any]:
+    def plan(self, sessions: NamedDependency[SessionService], data: JSONBody[PlanIn]) -> dict[str, Any]:
         _, plan = sessions.plan(data.document_ids, data.model, data.mode)
         return plan.to_dict()
 
-    @post("/sessions", sync_to_thread=True, summary="Open a question session over documents")
-    def create(self, sessions: NamedDependency[SessionService], data: SessionIn) -> dict[str, Any]:
+    @post("/sessions", sync_to_thread=True, status_code=201, summary="Open a question session over documents")
+    def create(self, sessions: NamedDependency[SessionService], data: JSONBody[SessionIn]) -> dict[str, Any]:
         return session_out(sessions.create(data.document_ids, data.model, data.mode, data.title))
 
     @get("/sessions", sync_to_thread=True, summary="List sessions, newest activity first")
@@ -91,22 +91,23 @@ class SessionController(Controller):
     @post("/sessions/{session_id:str}/questions", status_code=200,
           summary="Ask a question; send Accept: text/event-stream to stream progress, thinking and tokens")
     async def ask(self, request: Request, sessions: NamedDependency[SessionService], session_id: FromPath[str],
-                  data: QuestionIn) -> Response[dict[str, Any]] | ServerSentEvent:
+                  data: JSONBody[QuestionIn]) -> Response[dict[str, Any]] | ServerSentEvent:
         opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling or {})
-        await to_thread.run_sync(sessions.get, session_id)  # 404 before any stream starts
+        # Every refusal (404, 409, 422) is answered as JSON here, before a stream could start.
+        prepared = await to_thread.run_sync(sessions.prepare, session_id, data.question, opts)
         if "text/event-stream" in request.headers.get("accept", ""):
-            return ServerSentEvent(_stream(sessions, session_id, data.question, opts))
+            return ServerSentEvent(_stream(sessions, prepared, opts))
         cancel = threading.Event()
         try:
             answer = await to_thread.run_sync(
-                lambda: sessions.ask(session_id, data.question, opts, cancel=cancel))
+                lambda: sessions.ask(session_id, data.question, opts, cancel=cancel, prepared=prepared))
         except asyncio.CancelledError:
             cancel.set()
             raise
         return Response(answer.to_dict())
 
 
-async def _stream(sessions: SessionService, session_id: str, question: str,
+async def _stream(sessions: SessionService, prepared: Prepared,
                   opts: AskOptions) -> AsyncIterator[ServerSentEventMessage]:
     """Run the question on a worker thread and relay its events; a client that goes away cancels it."""
     loop = asyncio.get_running_loop()
@@ -118,7 +119,8 @@ async def _stream(sessions: SessionService, session_id: str, question: str,
 
     def work() -> None:
         try:
-            answer = sessions.ask(session_id, question, opts, on_event=emit, cancel=cancel)
+            answer = sessions.ask(prepared.session_id, prepared.question, opts, on_event=emit, cancel=cancel,
+                                  prepared=prepared)
             emit("done", answer.to_dict())
         except DocqaError as exc:
             emit("error", {"status_code": exc.status_code, "detail": exc.detail})
