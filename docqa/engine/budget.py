@@ -103,7 +103,12 @@ class ModelShape:
 
     def compute_bytes(self, n_ctx: int, n_ubatch: int, flash_attn: bool) -> int:
         """Compute + output buffers as llama.cpp's scheduler reserves them (fitted to its log on
-        SmolLM2: exact with flash attention, within 1% without)."""
+        SmolLM2: exact with flash attention and f16 KV, within 1% otherwise, except for a few sizes
+        where ggml's allocator fragments by a few MiB, left to the safety margin).
+
+        llama-cpp-python and llama.cpp clamp the batch to the context, so a context smaller than
+        `n_ubatch` reserves for a batch of `n_ctx` tokens."""
+        n_ubatch = max(1, min(n_ubatch, n_ctx))
         output = self.n_vocab * 4
         logits = n_ubatch * (self.n_vocab + 2 * self.n_embd) * 4
         if flash_attn:
@@ -129,8 +134,11 @@ class Memory:
 
     @property
     def source(self) -> str:
-        candidates = {"DOCQA_MEMORY_BUDGET": self.budget, "cgroup limit": self.cgroup, "MemAvailable": self.mem_available}
-        return min((v, k) for k, v in candidates.items() if v is not None)[1]
+        candidates = {
+            "DOCQA_MEMORY_BUDGET": self.budget, "cgroup limit": self.cgroup, "MemAvailable": self.mem_available,
+        }
+        known = [(v, k) for k, v in candidates.items() if v is not None]
+        return min(known)[1] if known else "default (no budget, cgroup limit or MemAvailable found)"
 
 
 def probe_memory(budget: int | None, proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> Memory:
@@ -150,15 +158,23 @@ def _meminfo_available(path: Path) -> int | None:
     return None
 
 
+_CGROUP_V1_UNLIMITED = 1 << 60  # v1 reports "no limit" as a huge page-rounded number
+
+
 def _cgroup_free(root: Path) -> int | None:
-    try:
-        limit = (root / "memory.max").read_text().strip()
-        usage = int((root / "memory.current").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    if limit == "max":
-        return None
-    return max(0, int(limit) - usage)
+    """The limit less the usage of the cgroup mounted at `root`: v2 (memory.max, memory.current),
+    else v1 (memory/memory.limit_in_bytes, memory/memory.usage_in_bytes)."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text().strip())
+            if limit == "max" or int(limit) >= _CGROUP_V1_UNLIMITED:
+                return None
+            return max(0, int(limit) - usage)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @dataclass
@@ -259,7 +275,8 @@ def make_plan(req: PlanRequest) -> Plan:
             f"the cap is ×{req.max_yarn_factor:g} (DOCQA_MAX_YARN_FACTOR)"
         )
     if whole_blocker:
-        steps.append(Step("whole", n_ctx, "f16", "f16", yarn, 0, False, whole_blocker))
+        need = s.kv_bytes(n_ctx) + s.compute_bytes(n_ctx, req.n_ubatch, req.flash_attn) + fixed
+        steps.append(Step("whole", n_ctx, "f16", "f16", yarn, need, False, whole_blocker))
     elif req.forced_mode != "chunked":
         for ct in req.cache_types:
             flash = req.flash_attn or ct != "f16"
@@ -276,11 +293,16 @@ def make_plan(req: PlanRequest) -> Plan:
                 return _plan(req, "whole", why, n_ctx, ct, flash, yarn, steps)
     if req.forced_mode == "whole":
         last = steps[-1]
+        if whole_blocker:  # not a question of memory: say why, not a byte count
+            message = f"The whole document cannot be read in one context: {whole_blocker}. Use chunked mode."
+        else:
+            message = (
+                f"The whole document does not fit: it needs {last.needed_bytes:,} bytes "
+                f"({last.n_ctx:,}-token context, {last.type_k} KV) but {req.memory.available:,} are available. "
+                "Use chunked mode or raise DOCQA_MEMORY_BUDGET."
+            )
         raise ContextBudgetExceeded(
-            f"The whole document does not fit: it needs {last.needed_bytes:,} bytes "
-            f"({last.n_ctx:,}-token context) but {req.memory.available:,} are available. "
-            f"{last.note or 'Use chunked mode or raise DOCQA_MEMORY_BUDGET.'}",
-            needed_bytes=last.needed_bytes, available_bytes=req.memory.available, n_ctx=last.n_ctx,
+            message, needed_bytes=last.needed_bytes, available_bytes=req.memory.available, n_ctx=last.n_ctx,
         )
     return _chunked(req, steps, whole_blocker)
 
@@ -307,10 +329,10 @@ def _chunked(req: PlanRequest, steps: list[Step], whole_blocker: str) -> Plan:
             elif whole_blocker:
                 why = whole_blocker
             else:
-                whole = next(st for st in steps if st.name.startswith("whole"))
+                whole = min((st for st in steps if st.name.startswith("whole")), key=lambda st: st.needed_bytes)
                 why = (
-                    f"not enough memory for one context: the whole document needs {whole.needed_bytes / GIB:.2f} GiB, "
-                    f"{req.memory.available / GIB:.2f} GiB available"
+                    f"not enough memory for one context: the whole document needs {whole.needed_bytes / GIB:.2f} GiB "
+                    f"even with {whole.type_k} KV, {req.memory.available / GIB:.2f} GiB available"
                 )
             plan = _plan(req, "chunked", why, chunk_ctx, ct, flash, None, steps)
             plan.n_chunks, plan.chunk_ctx = n_chunks, chunk_ctx

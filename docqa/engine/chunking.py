@@ -47,14 +47,30 @@ def _split(doc: Document, s: Section, count: Callable[[str], int], limit: int) -
             end += 1
         text = "\n".join(lines[start:end])
         if count(text) > limit:  # one enormous line: cut by characters
-            step = max(1, len(text) * limit // max(count(text), 1))
-            for i in range(0, len(text), step):
-                piece = text[i : i + step]
+            for piece in _cut(text, count, limit):
                 out.append(Part(doc, s, piece, _line(s, start), _line(s, end - 1), count(piece)))
         else:
             out.append(Part(doc, s, text, _line(s, start), _line(s, end - 1), count(text)))
         start = end
     return out
+
+
+def _cut(text: str, count: Callable[[str], int], limit: int) -> list[str]:
+    """Consecutive slices of `text`, each of at most `limit` tokens (a slice is shrunk until it fits:
+    token density varies along a line, so an even cut can overshoot)."""
+    pieces: list[str] = []
+    step = max(1, len(text) * limit // max(count(text), 1))
+    i = 0
+    while i < len(text):
+        n = min(step, len(text) - i)
+        while n > 1:
+            c = count(text[i : i + n])
+            if c <= limit:
+                break
+            n = min(n - 1, max(1, n * limit // c))
+        pieces.append(text[i : i + n])
+        i += n
+    return pieces
 
 
 def _line(s: Section, offset: int) -> int | None:

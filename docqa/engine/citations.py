@@ -69,12 +69,18 @@ def extract_citations(answer: str, sources: list[tuple[Document, list[Section]]]
 
 
 def _nearby_quote(answer: str, start: int, end: int) -> str | None:
+    """The quote that goes with the marker at answer[start:end]. The instructed form is marker then
+    quote, so a quote right after the marker wins; but when that quote is itself followed by a
+    marker (`"a" [p. 1] "b" [p. 2]`), the answer quotes before its markers and the one before wins."""
     line_start = answer.rfind("\n", 0, start) + 1
+    line_end = answer.find("\n", end)
+    tail = answer[end: line_end if line_end != -1 else len(answer)]
     before = _QUOTE_BEFORE.search(answer[line_start:start])
+    after = _QUOTE_AFTER.search(tail)
+    if after and not (before and _MARKER.match(tail[after.end():].lstrip(" \t,.;:—–-"))):
+        return after.group(1).strip()
     if before:
         return before.group(1).strip()
-    line_end = answer.find("\n", end)
-    after = _QUOTE_AFTER.search(answer[end: line_end if line_end != -1 else len(answer)])
     return after.group(1).strip() if after else None
 
 
@@ -108,15 +114,34 @@ def _check_lines(path: str, start: int, end: int, quote: str | None,
             lines = s.text.split("\n")
             lo = max(start, s.line_start) - s.line_start
             hi = min(end, s.line_end) - s.line_start + 1
-            if _contains("\n".join(lines[lo:hi]), quote) or _contains(s.text, quote):
+            if _in_lines(lines, lo, hi, quote):
                 return Citation(doc.id, doc.filename, None, path, start, end, quote, True, marker)
     return Citation(first.id if first else None, first.filename if first else None, None, path, start, end,
                     quote, False, marker)
 
 
+def _in_lines(lines: list[str], lo: int, hi: int, quote: str | None) -> bool:
+    """Whether `quote` occurs in lines[lo:hi], or runs into or out of that range across a line
+    break (a quote has no line breaks, but the source text it copies may)."""
+    q = squash(quote or "")
+    if not q:
+        return False
+    inside = squash("\n".join(lines[lo:hi]))
+    if q in inside:
+        return True
+    starts = squash("\n".join(lines[lo:])).find(q)  # first occurrence from the range's first line on
+    if 0 <= starts < len(inside):
+        return True
+    ends = squash("\n".join(lines[:hi])).rfind(q)  # last occurrence up to the range's last line
+    return ends >= 0 and ends + len(q) > len(squash("\n".join(lines[:lo]))) + 1
+
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE = re.compile(r"[^.!?。؟\n]+[.!?。؟]?")
-_STOP = frozenset("the a an of to in on and or is are was were be by for with as at that this it its from".split())
+_STOP = frozenset([
+    "the", "a", "an", "of", "to", "in", "on", "and", "or", "is", "are", "was", "were", "be", "by", "for", "with",
+    "as", "at", "that", "this", "it", "its", "from",
+])
 
 
 def _words(text: str) -> set[str]:

@@ -3,8 +3,10 @@ loading weights.
 
 The `gguf` package's reader parses every array into numpy and takes seconds on a 49K-token
 vocabulary; this reader walks the key/value section with `struct`, skipping arrays it does not
-need, and stops before the tensor data. It reads only the header, so it is cheap enough to run
-for every model listing.
+need, and stops before the tensor data. It reads only the header (the key/value section and the
+tensor index), so it is cheap enough to run for every model listing; the tensor index tells how
+long the file must be, so a truncated download is reported here rather than when llama.cpp
+fails to load it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ GGUF_MAGIC = b"GGUF"
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
 _KEEP_ARRAYS = {"general.languages"}
+DEFAULT_ALIGNMENT = 32
 
 
 class ModelFileError(DocqaError):
@@ -34,7 +37,9 @@ class GGUFInfo:
     size_bytes: int
     metadata: dict[str, Any]
     array_lengths: dict[str, int] = field(default_factory=dict)
-    header_bytes: int = 0
+    header_bytes: int = 0  # the magic, counts and key/value section (what a model's identity hashes)
+    n_tensors: int = 0
+    expected_bytes: int = 0  # where the last tensor's data ends, per the tensor index
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -62,41 +67,88 @@ def read_gguf(path: Path | str) -> GGUFInfo:
     try:
         with path.open("rb") as fh:
             return _read(fh, path)
-    except (struct.error, UnicodeDecodeError, MemoryError, OverflowError) as exc:
+    except (struct.error, UnicodeDecodeError, MemoryError, OverflowError, ValueError) as exc:
         raise ModelFileError(f"{path.name} is not a valid GGUF model file (its header is damaged).") from exc
+    except OSError as exc:
+        raise ModelFileError(f"The model file {path} cannot be read ({exc.strerror or exc}).") from exc
 
 
 def _read(fh: BinaryIO, path: Path) -> GGUFInfo:
     if fh.read(4) != GGUF_MAGIC:
         raise ModelFileError(f"{path.name} is not a GGUF model file (llama.cpp needs .gguf).")
-    (version,) = struct.unpack("<I", fh.read(4))
+    (version,) = struct.unpack("<I", _exact(fh, 4))
     if version < 2:
         raise ModelFileError(f"{path.name} uses GGUF version {version}, which is too old.")
-    _n_tensors, n_kv = struct.unpack("<QQ", fh.read(16))
-    if n_kv > 100_000:
+    n_tensors, n_kv = struct.unpack("<QQ", _exact(fh, 16))
+    if n_kv > 100_000 or n_tensors > 1_000_000:
         raise ModelFileError(f"{path.name} is not a valid GGUF model file.")
     meta: dict[str, Any] = {}
     lengths: dict[str, int] = {}
     for _ in range(n_kv):
         key = _string(fh)
-        (vtype,) = struct.unpack("<I", fh.read(4))
+        (vtype,) = struct.unpack("<I", _exact(fh, 4))
         if vtype == _ARRAY:
-            (etype,) = struct.unpack("<I", fh.read(4))
-            (count,) = struct.unpack("<Q", fh.read(8))
+            (etype,) = struct.unpack("<I", _exact(fh, 4))
+            (count,) = struct.unpack("<Q", _exact(fh, 8))
             lengths[key] = count
             values = _array(fh, etype, count, keep=key in _KEEP_ARRAYS)
             if values is not None:
                 meta[key] = values
         else:
             meta[key] = _value(fh, vtype)
-    return GGUFInfo(path, path.stat().st_size, meta, lengths, fh.tell())
+    header_bytes = fh.tell()
+    size = path.stat().st_size
+    if header_bytes > size:  # an array skipped by seeking ran past the end of the file
+        raise struct.error("metadata runs past the end of the file")
+    expected = _tensor_data_end(fh, n_tensors, int(meta.get("general.alignment") or DEFAULT_ALIGNMENT))
+    if expected > size:
+        raise ModelFileError(
+            f"{path.name} is truncated: it has {size:,} bytes but its tensors need {expected:,} "
+            "(an interrupted download?)."
+        )
+    return GGUFInfo(path, size, meta, lengths, header_bytes, n_tensors, expected)
+
+
+def _tensor_data_end(fh: BinaryIO, n_tensors: int, alignment: int) -> int:
+    """Read the tensor index; return the offset just past the last tensor's data."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    end = 0
+    for _ in range(n_tensors):
+        _string(fh)
+        (n_dims,) = struct.unpack("<I", _exact(fh, 4))
+        if n_dims > 8:
+            raise struct.error(f"tensor with {n_dims} dimensions")
+        dims = struct.unpack(f"<{n_dims}Q", _exact(fh, 8 * n_dims))
+        ttype, offset = struct.unpack("<IQ", _exact(fh, 12))
+        try:
+            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        except (ValueError, KeyError):  # a type newer than the gguf package: count its offset only
+            nbytes = 0
+        else:
+            n = 1
+            for d in dims:
+                n *= d
+            nbytes = n // block * type_size
+        end = max(end, offset + nbytes)
+    if n_tensors == 0 or alignment <= 0:
+        return 0
+    data_start = -(-fh.tell() // alignment) * alignment
+    return data_start + end
+
+
+def _exact(fh: BinaryIO, n: int) -> bytes:
+    data = fh.read(n)
+    if len(data) != n:
+        raise struct.error(f"unexpected end of file ({len(data)} of {n} bytes)")
+    return data
 
 
 def _string(fh: BinaryIO) -> str:
-    (n,) = struct.unpack("<Q", fh.read(8))
+    (n,) = struct.unpack("<Q", _exact(fh, 8))
     if n > 64 * 1024 * 1024:
         raise struct.error("string too long")
-    return fh.read(n).decode("utf-8")
+    return _exact(fh, n).decode("utf-8")
 
 
 def _value(fh: BinaryIO, vtype: int) -> Any:
@@ -105,7 +157,7 @@ def _value(fh: BinaryIO, vtype: int) -> Any:
     fmt = _SCALARS.get(vtype)
     if fmt is None:
         raise struct.error(f"unknown GGUF value type {vtype}")
-    (v,) = struct.unpack("<" + fmt, fh.read(struct.calcsize(fmt)))
+    (v,) = struct.unpack("<" + fmt, _exact(fh, struct.calcsize(fmt)))
     return v
 
 
@@ -113,16 +165,17 @@ def _array(fh: BinaryIO, etype: int, count: int, keep: bool) -> list[Any] | None
     if etype == _STRING:
         out = [] if keep else None
         for _ in range(count):
-            (n,) = struct.unpack("<Q", fh.read(8))
-            s = fh.read(n)
-            if out is not None:
-                out.append(s.decode("utf-8", "replace"))
+            (n,) = struct.unpack("<Q", _exact(fh, 8))
+            if out is None:
+                fh.seek(n, 1)
+            else:
+                out.append(_exact(fh, n).decode("utf-8", "replace"))
         return out
     fmt = _SCALARS.get(etype)
     if fmt is None:
         raise struct.error(f"unknown GGUF array type {etype}")
     size = struct.calcsize(fmt)
     if keep:
-        return list(struct.unpack(f"<{count}{fmt}", fh.read(size * count)))
+        return list(struct.unpack(f"<{count}{fmt}", _exact(fh, size * count)))
     fh.seek(size * count, 1)
     return None

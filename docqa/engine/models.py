@@ -112,7 +112,8 @@ class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.default_name = "default"
         entries: list[tuple[str, Path]] = [
-            (self.default_name, Path(settings.model) if settings.model else embedded_model_path(settings.models_dir))
+            (self.default_name,
+             Path(settings.model).expanduser() if settings.model else embedded_model_path(settings.models_dir))
         ]
         for pair in filter(None, (p.strip() for p in (settings.models or "").split(","))):
             name, _, path = pair.partition("=")

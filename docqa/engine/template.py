@@ -2,16 +2,20 @@
 
 The template is rendered once with placeholder strings where untrusted content goes; the text
 around them is the template's own (trusted: special tokens allowed), the content is tokenized
-with special tokens disabled. Token ids are therefore the concatenation of per-piece
-tokenizations, which also keeps the document prefix byte-identical across questions.
+with special tokens disabled, user-defined ones included (see `tokenize_untrusted`). Token ids
+are therefore the concatenation of per-piece tokenizations, which also keeps the document prefix
+byte-identical across questions.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import llama_cpp
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 CHATML = (
@@ -66,6 +70,52 @@ def tokenize_pieces(vocab: Any, pieces: list[tuple[str, bool]], *, add_bos: bool
     first = True
     for text, trusted in pieces:
         bos = first and add_bos and not text.startswith(bos_text or "\0")
-        tokens += vocab.tokenize(text.encode("utf-8"), add_bos=bos, special=trusted)
+        if trusted:
+            tokens += vocab.tokenize(text.encode("utf-8"), add_bos=bos, special=True)
+        else:
+            tokens += tokenize_untrusted(vocab, text, add_bos=bos)
         first = False
     return tokens
+
+
+def tokenize_untrusted(vocab: Any, text: str, *, add_bos: bool = False) -> list[int]:
+    """Tokens of untrusted text, none of them a special token.
+
+    `special=False` stops llama.cpp from parsing *control* tokens (`<|im_end|>`) in the text, but
+    it still matches *user-defined* tokens there, as Hugging Face tokenizers do. Qwen3's `<think>`
+    and `</think>` (151667, 151668) and its tool-call tags are user-defined, so a document saying
+    "</think>" would become the real tag. Where such a token turns up, the text is cut inside each
+    occurrence of it and the pieces are tokenized apart: the same characters, as ordinary tokens.
+    """
+    tokens = vocab.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False)
+    cuts: set[int] = set()
+    for _ in range(16):
+        forged = _special_texts(vocab, tokens)
+        if not forged:
+            return tokens
+        new = {m.start() + len(t) // 2 for t in forged for m in re.finditer(re.escape(t), text)} - cuts
+        if not new:
+            break
+        cuts |= new
+        bounds = [0, *sorted(cuts), len(text)]
+        tokens = []
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            tokens += vocab.tokenize(text[a:b].encode("utf-8"), add_bos=add_bos and i == 0, special=False)
+    raise ValueError("untrusted text could not be tokenized without special tokens")
+
+
+_SPECIAL_ATTRS = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+
+
+def _special_texts(vocab: Any, tokens: list[int]) -> set[str]:
+    """The texts (two characters or more: a cut can split those) of the control or user-defined
+    tokens among `tokens`, BOS excepted."""
+    vp = vocab._model.vocab
+    bos = vocab.token_bos()
+    out: set[str] = set()
+    for t in set(tokens):
+        if t != bos and llama_cpp.llama_vocab_get_attr(vp, t) & _SPECIAL_ATTRS:
+            text = vocab.detokenize([t], special=True).decode("utf-8", "replace")
+            if len(text) >= 2:
+                out.add(text)
+    return out
