@@ -228,7 +228,7 @@ class BatchService:
             "created_at": batch.created_at.isoformat(), "updated_at": batch.updated_at.isoformat(),
         }
 
-    def list(self, owner: str = "") -> list[dict[str, Any]]:
+    def list_batches(self, owner: str = "") -> list[dict[str, Any]]:
         with self.db.reader() as s:
             batches = list(s.scalars(select(Batch).where(Batch.owner == owner).order_by(Batch.created_at.desc())))
             counts = item_counts(s, [b.id for b in batches])
@@ -293,7 +293,7 @@ class BatchService:
                 .values(status="cancelled", lease_owner=None, lease_expires_at=None, updated_at=utcnow(),
                         error="Cancelled before it was answered.")
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]  # a CursorResult at run time
             if changed:
                 batch.status = "cancelled"
                 batch.updated_at = utcnow()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +189,7 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
     def on_event(kind: str, data: dict) -> None:  # type: ignore[type-arg]
         if kind == "progress" and "tokens_total" in data:
             if "bar" not in bar:
-                stderr = click.get_text_stream("stderr")  # type: ignore[operator]
-                bar["bar"] = click.progressbar(length=data["tokens_total"], label="reading", file=stderr)
+                bar["bar"] = click.progressbar(length=data["tokens_total"], label="reading", file=sys.stderr)
                 bar["done"] = 0
             pb = bar["bar"]
             pb.update(data["tokens_done"] - bar["done"])  # type: ignore[attr-defined]
@@ -263,7 +263,7 @@ def batch(settings: Settings, files: tuple[Path, ...], questions_file: Path, csv
         created = service.create(ids, questions, model, mode, per_document, max_tokens)
         worker.reclaim()
         with click.progressbar(length=created["total"], label="answering",
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=sys.stderr) as bar:
             settled = 0
             while worker.run_once(created["id"]):
                 progress = service.get(created["id"])

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from docqa.documents import DocumentService
 from docqa.engine.budget import Plan, Step
@@ -87,7 +87,7 @@ class SessionService:
             _ = session.links, session.messages  # load while the session is open
             return session
 
-    def list(self, owner: str = "") -> list[ChatSession]:
+    def list_sessions(self, owner: str = "") -> list[ChatSession]:
         with self.db.reader() as s:
             rows = list(s.scalars(select(ChatSession).where(ChatSession.owner == owner)
                                   .order_by(ChatSession.updated_at.desc())))
@@ -126,7 +126,7 @@ class SessionService:
                 citations=answer.citations, mode=answer.mode, timings=answer.timings,
                 extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason},
             ))
-            s.get(ChatSession, session_id).updated_at = _now()
+            s.execute(update(ChatSession).where(ChatSession.id == session_id).values(updated_at=_now()))
         return answer
 
 

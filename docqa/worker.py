@@ -198,7 +198,7 @@ class BatchWorker:
                                BatchItem.status == "running")
                         .values(lease_expires_at=utcnow() + self.lease)
                         .execution_options(synchronize_session=False)
-                    ).rowcount
+                    ).rowcount  # type: ignore[attr-defined]
             except OperationalError as exc:  # busy database: try again at the next beat
                 log.warning("batch worker: heartbeat failed: %s", exc)
                 continue
@@ -218,7 +218,7 @@ class BatchWorker:
                 .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.owner,
                        BatchItem.status == "running")
                 .values(**changes).execution_options(synchronize_session=False)
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
             if written:
                 refresh_status(s, claim.batch_id)
         if not written:

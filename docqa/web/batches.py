@@ -43,7 +43,7 @@ class BatchController(Controller):
 
     @get("/", sync_to_thread=True, summary="List batches with their progress, newest first")
     def list_batches(self, state: State) -> list[dict[str, Any]]:
-        return _service(state).list()
+        return _service(state).list_batches()
 
     @get("/{batch_id:str}", sync_to_thread=True, summary="A batch's status, progress and results so far")
     def get_batch(self, state: State, batch_id: FromPath[str]) -> dict[str, Any]:

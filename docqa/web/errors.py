@@ -37,8 +37,12 @@ def domain_error(_: Request, exc: DocqaError) -> Response:
 
 def validation_error(_: Request, exc: ValidationException) -> Response:
     problems = exc.extra if isinstance(exc.extra, list) else []
-    fields = ", ".join(str(p.get("key")) for p in problems if isinstance(p, dict) and p.get("key"))
-    detail = "The request is missing or has invalid fields" + (f": {fields}." if fields else ".")
+    # Body problems come keyed "data" with the field named in the message; query/path ones by key.
+    reasons = [
+        str(p.get("message") or p.get("key")) if p.get("key") == "data" else f"{p.get('key')}: {p.get('message')}"
+        for p in problems if isinstance(p, dict)
+    ]
+    detail = "The request is missing or has invalid fields" + (f": {'; '.join(reasons)}." if reasons else ".")
     return _json(422, detail, problems or None)
 
 

@@ -78,7 +78,7 @@ class SessionController(Controller):
 
     @get("/sessions", sync_to_thread=True, summary="List sessions, newest activity first")
     def list_sessions(self, sessions: NamedDependency[SessionService]) -> list[dict[str, Any]]:
-        return [session_out(s, with_messages=False) for s in sessions.list()]
+        return [session_out(s, with_messages=False) for s in sessions.list_sessions()]
 
     @get("/sessions/{session_id:str}", sync_to_thread=True, summary="A session with its plan and history")
     def get_session(self, sessions: NamedDependency[SessionService], session_id: FromPath[str]) -> dict[str, Any]:
