@@ -23,6 +23,7 @@ serve: setup
 
 lint: $(STAMP)
 	$(BIN)/ruff check docqa tests migrations bench
+	$(BIN)/mypy docqa
 
 # The page's browser tests (tests/test_page.py) drive Debian's Chromium through Playwright; never a
 # browser build downloaded by `playwright install`.
@@ -30,6 +31,7 @@ browser-deps:
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
 test: setup lint browser-deps
+	$(BIN)/python -m tests.assets
 	$(BIN)/python -m pytest
 
 bench: setup

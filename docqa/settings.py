@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         "renewed while it answers."
     )
     batch_max_attempts: int = Field(3, description="Tries per batch question before it is marked failed.")
+
+    @field_validator("kv_types")
+    @classmethod
+    def _known_kv_types(cls, value: str) -> str:
+        types = [t.strip() for t in value.split(",") if t.strip()]
+        unknown = [t for t in types if t not in ("f16", "q8_0", "q4_0")]
+        if not types or unknown:
+            raise ValueError(f"DOCQA_KV_TYPES takes f16, q8_0 and q4_0, comma-separated; got {value!r}")
+        return ",".join(types)
 
     @property
     def resolved_database_url(self) -> str:

@@ -85,7 +85,7 @@ def _nearby_quote(answer: str, start: int, end: int) -> str | None:
 
 
 def _contains(haystack: str, quote: str | None) -> bool:
-    return bool(quote) and squash(quote) in squash(haystack)
+    return quote is not None and bool(quote) and squash(quote) in squash(haystack)
 
 
 def _check_page(page: int, quote: str | None, sources: list[tuple[Document, list[Section]]], marker: str) -> Citation:
@@ -152,7 +152,7 @@ def attribute(answer: str, sources: list[tuple[Document, list[Section]]], thresh
               limit: int = 3) -> list[Citation]:
     """Cite, for each answer sentence, the source sentence sharing most of its words."""
     out: list[Citation] = []
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple[int | None, int]] = set()
     for sentence in _SENTENCE.findall(answer):
         want = _words(sentence)
         if len(want) < 2:

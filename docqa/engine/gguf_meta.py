@@ -163,7 +163,7 @@ def _value(fh: BinaryIO, vtype: int) -> Any:
 
 def _array(fh: BinaryIO, etype: int, count: int, keep: bool) -> list[Any] | None:
     if etype == _STRING:
-        out = [] if keep else None
+        out: list[Any] | None = [] if keep else None
         for _ in range(count):
             (n,) = struct.unpack("<Q", _exact(fh, 8))
             if out is None:

@@ -116,8 +116,8 @@ class ModelRegistry:
              Path(settings.model).expanduser() if settings.model else embedded_model_path(settings.models_dir))
         ]
         for pair in filter(None, (p.strip() for p in (settings.models or "").split(","))):
-            name, _, path = pair.partition("=")
-            entries.append((name.strip(), Path(path.strip()).expanduser()))
+            name, _, where = pair.partition("=")
+            entries.append((name.strip(), Path(where.strip()).expanduser()))
         self.specs: dict[str, ModelSpec] = {}
         for name, path in entries:
             spec = load_spec(name, path)
