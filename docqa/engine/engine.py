@@ -274,8 +274,8 @@ class Engine:
         config = self.config_for(spec, plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
         evidence: list[str] = []
         contributing: list[int] = []
-        totals: dict[str, Any] = {"prefill_tokens": 0, "cached_tokens": 0, "prefill_s": 0.0, "generate_s": 0.0, "generated": 0,
-                  "queue_s": 0.0}
+        totals: dict[str, Any] = {"prefill_tokens": 0, "cached_tokens": 0, "prefill_s": 0.0, "generate_s": 0.0,
+                                  "generated": 0, "queue_s": 0.0}
         map_sampling = replace(sampling, temperature=0.0)
         for i, chunk in enumerate(chunks):
             prefix, suffix = self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), question, False
