@@ -216,8 +216,8 @@ def bench_cache() -> None:
     tmp = Path(tempfile.mkdtemp())
     try:
         settings = _settings(tmp, answer_tokens=32)
-        sources = _document(110, key_line=60)
-        opts = AskOptions(max_tokens=24, sampling={"temperature": 0, "seed": 1})
+        sources = _document(88, key_line=50)
+        opts = AskOptions(max_tokens=16, sampling={"temperature": 0, "seed": 1})
         registry = ModelRegistry(settings)
         spec = registry.get(None)
         engine = Engine(settings, registry)
@@ -240,7 +240,12 @@ def bench_cache() -> None:
         "model": spec.path.name, "document_tokens": plan.prompt_tokens,
         "cold_s": round(cold_s, 3), "warm_s": round(warm_s, 3), "warm_after_restart_s": round(restart_s, 3),
         "warm_over_cold": round(warm_s / cold_s, 4), "restart_over_cold": round(restart_s / cold_s, 4),
-        "target_warm_over_cold": 0.05, "note": "each includes generating up to 24 answer tokens",
+        "time_to_first_token_s": {k: v["prefill_s"] for k, v in (("cold", cold), ("warm", warm), ("restart", restart))},
+        "ttft_warm_over_cold": round(warm["prefill_s"] / cold["prefill_s"], 4),
+        "ttft_restart_over_cold": round(restart["prefill_s"] / cold["prefill_s"], 4),
+        "target_warm_over_cold": 0.05,
+        "note": "latencies include generating up to 16 answer tokens, the same work in all three; "
+                "time to first token is the cost of (re)reading the document",
         "runs": {"cold": cold, "warm": warm, "restart": restart},
     })
 
