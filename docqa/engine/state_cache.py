@@ -9,21 +9,29 @@ prefix tokens. Each snapshot has a JSON sidecar holding its sha256 and token cou
 does not match its sidecar is deleted, never loaded. A file that matches but that llama.cpp still
 cannot read is deleted too, and leaves sequence 0 empty (see `load`). The folder is capped in bytes; the least
 recently used snapshots go first (use touches the file's mtime).
+
+The folder may be deleted, replaced or filled under a running server: a save then logs a warning
+and the answer goes on; a load finds nothing and the prefix is re-read. Leftovers of a crash
+mid-save (temp files, half pairs) are swept at start (`sweep`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
 import logging
 import os
+import time
 from array import array
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
+
+from docqa.fetch import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +65,6 @@ def state_key(model_identity: str, config: ContextConfig, prefix_tokens: list[in
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class StateCache:
     def __init__(self, root: Path, cap_bytes: int) -> None:
         self.root = root
@@ -74,19 +74,20 @@ class StateCache:
         return self.root / f"{key}.kv", self.root / f"{key}.json"
 
     def save(self, ctx: Any, key: str, tokens: list[int]) -> bool:
-        """Write the KV state of sequence 0 (holding `tokens`) under `key`."""
+        """Write the KV state of sequence 0 (holding `tokens`) under `key`. Never fails the answer:
+        a full, read-only or vanished folder (deleted or replaced while the server runs) is logged."""
         if self.cap_bytes <= 0:
             return False
-        self.root.mkdir(parents=True, exist_ok=True)
         data, meta = self._paths(key)
         tmp = data.with_suffix(".kv.tmp")
         arr = (llama_cpp.llama_token * len(tokens))(*tokens)
         try:
+            self.root.mkdir(parents=True, exist_ok=True)  # again: the folder may have been deleted meanwhile
             written = llama_cpp.llama_state_seq_save_file(ctx, str(tmp).encode(), 0, arr, len(tokens))
             if not written:
                 tmp.unlink(missing_ok=True)
                 return False
-            digest = _file_sha256(tmp)
+            digest = file_sha256(tmp)
             os.replace(tmp, data)
             sidecar = {"sha256": digest, "size": data.stat().st_size, "n_tokens": len(tokens),
                        "tokens_hash": tokens_hash(tokens)}
@@ -95,7 +96,9 @@ class StateCache:
             os.replace(meta_tmp, meta)
         except OSError as exc:  # a full or read-only disk must not fail the answer
             log.warning("could not save KV snapshot %s: %s", key[:12], exc)
-            tmp.unlink(missing_ok=True)
+            for leftover in (tmp, meta.with_suffix(".json.tmp")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
             return False
         self.evict()
         return True
@@ -108,11 +111,11 @@ class StateCache:
             return False
         try:
             sidecar = json.loads(meta.read_text())
-            ok = (
+            ok = isinstance(sidecar, dict) and (
                 sidecar.get("n_tokens") == len(tokens)
                 and sidecar.get("tokens_hash") == tokens_hash(tokens)
                 and sidecar.get("size") == data.stat().st_size
-                and sidecar.get("sha256") == _file_sha256(data)
+                and sidecar.get("sha256") == file_sha256(data)
             )
         except (OSError, ValueError):
             ok = False
@@ -130,23 +133,67 @@ class StateCache:
             llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, -1, -1)
             self.discard(key)
             return False
-        os.utime(data)
+        with contextlib.suppress(OSError):  # deleted right after loading: the state is in memory anyway
+            os.utime(data)
         return True
 
     def discard(self, key: str) -> None:
         for p in self._paths(key):
-            p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                p.unlink(missing_ok=True)
 
     def entries(self) -> list[Path]:
-        return list(self.root.glob("*.kv")) if self.root.is_dir() else []
+        try:
+            return list(self.root.glob("*.kv")) if self.root.is_dir() else []
+        except OSError:
+            return []
+
+    def _sizes(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of every snapshot still there (files may vanish while we look)."""
+        out = []
+        for p in self.entries():
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            out.append((st.st_mtime, st.st_size, p))
+        return out
 
     def total_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.entries())
+        return sum(size for _, size, _ in self._sizes())
 
     def evict(self) -> None:
-        files = sorted(self.entries(), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in files)
+        files = sorted(self._sizes(), key=lambda e: e[0])
+        total = sum(size for _, size, _ in files)
         while files and total > self.cap_bytes:
-            victim = files.pop(0)
-            total -= victim.stat().st_size
+            _, size, victim = files.pop(0)
+            total -= size
             self.discard(victim.stem)
+
+    def sweep(self, min_age_s: float = 60.0) -> list[str]:
+        """At start: remove what a crash mid-save leaves (temp files, a snapshot without its sidecar
+        or a sidecar without its snapshot), when older than `min_age_s` (another process on the
+        same folder may be writing it now). Returns the names removed."""
+        removed: list[str] = []
+        if not self.root.is_dir():
+            return removed
+        now = time.time()
+        try:
+            names = {p.name for p in self.root.iterdir()}
+        except OSError:
+            return removed
+        for name in sorted(names):
+            stem, _, ext = name.partition(".")
+            orphan = (name.endswith(".tmp")
+                      or (ext == "kv" and f"{stem}.json" not in names)
+                      or (ext == "json" and f"{stem}.kv" not in names))
+            path = self.root / name
+            try:
+                if orphan and now - path.stat().st_mtime >= min_age_s:
+                    path.unlink()
+                    removed.append(name)
+            except OSError:
+                continue
+        if removed:
+            log.info("removed %d leftover KV snapshot file(s)", len(removed))
+        return removed
