@@ -34,8 +34,12 @@ test: setup lint browser-deps
 	$(BIN)/python -m tests.assets
 	$(BIN)/python -m pytest
 
+# The fast benchmarks (a few minutes; `python -m bench.run sidebyside` adds the llama-bench comparison,
+# which builds llama.cpp's llama-bench once, and `all` the rest), then the table and bench/results/summary.png.
 bench: setup
-	$(BIN)/python -m bench.run
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench.run fast
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

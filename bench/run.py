@@ -4,7 +4,13 @@
     python -m bench.run prefill     # prefill tokens/s through docqa's runtime vs bare Llama.eval, same tokens
     python -m bench.run cache       # cold vs warm vs warm-after-restart answer latency, ~4,000-token document
     python -m bench.run yarn        # pass key in a ~14,000-token document with YaRN ×2 (minutes)
-    python -m bench.run all         # ingest, prefill, cache (yarn is separate: it takes minutes)
+    python -m bench.run memory      # plan weights + KV + compute bytes vs measured RSS growth (bench/sidebyside.py)
+    python -m bench.run batch       # 10-question batch over a ~4,000-token document vs answering each from scratch
+    python -m bench.run llamabench  # prefill tok/s through docqa vs llama.cpp's llama-bench, fa off/on, n_batch 256/512
+    python -m bench.run fast        # what `make bench` runs: ingest, memory, cache, batch (a few minutes)
+    python -m bench.run sidebyside  # ingest, memory, batch, llamabench (llama-bench builds once, ~10+ minutes)
+    python -m bench.run all         # ingest, prefill, cache, memory, batch, llamabench (yarn is separate: minutes)
+    python -m bench.report          # markdown table + bench/results/summary.png from the JSON files
 
 Targets are ratios measured in one run on one machine, never absolute times.
 """
@@ -257,7 +263,7 @@ def bench_yarn() -> None:
     tmp = Path(tempfile.mkdtemp())
     try:
         settings = _settings(tmp, answer_tokens=32, question_tokens=64, state_cache_bytes=0)
-        sources = _document(440, key_line=220, key="71432")
+        sources = _document(300, key_line=150, key="71432")  # ≈ 14,000 tokens: YaRN ×2
         registry = ModelRegistry(settings)
         spec = registry.get(None)
         engine = Engine(settings, registry)
@@ -276,15 +282,31 @@ def bench_yarn() -> None:
     })
 
 
-BENCHES = {"ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache, "yarn": bench_yarn}
+def _sidebyside(name: str) -> Callable[[], None]:
+    def run() -> None:
+        from bench import sidebyside
+
+        getattr(sidebyside, f"bench_{name}")()
+
+    return run
+
+
+BENCHES = {"ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache, "yarn": bench_yarn,
+           "memory": _sidebyside("memory"), "batch": _sidebyside("batch"), "llamabench": _sidebyside("llamabench")}
+GROUPS = {
+    "fast": ["ingest", "memory", "cache", "batch"],
+    "sidebyside": ["ingest", "memory", "batch", "llamabench"],
+    "all": ["ingest", "prefill", "cache", "memory", "batch", "llamabench"],
+}
 
 
 def main(argv: list[str]) -> None:
     names = argv or ["all"]
     for name in names:
-        for bench in (["ingest", "prefill", "cache"] if name == "all" else [name]):
+        for bench in GROUPS.get(name, [name]):
             if bench not in BENCHES:
-                raise SystemExit(f"unknown benchmark {bench!r}; choose from {', '.join(BENCHES)} or all")
+                raise SystemExit(f"unknown benchmark {bench!r}; choose from {', '.join(BENCHES)} "
+                                 f"or {', '.join(GROUPS)}")
             BENCHES[bench]()
 
 

@@ -53,20 +53,45 @@ def _with_settings(settings: Settings, **overrides: object) -> Settings:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """docqa: ask questions of whole documents with a local llama.cpp model."""
-    ctx.obj = Settings()
+    from pydantic import ValidationError
+
+    try:
+        ctx.obj = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"DOCQA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        click.echo(f"docqa: invalid setting: {problems}", err=True)
+        ctx.exit(2)
 
 
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default DOCQA_HOST, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default DOCQA_PORT, 8000).")
-@click.pass_obj
-def serve(settings: Settings, host: str | None, port: int | None) -> None:
-    """Start the web page and REST API."""
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Start the web page and REST API.
+
+    Without DOCQA_API_KEYS (loopback mode) only a loopback address (127.0.0.0/8, ::1, localhost) may be bound.
+    """
     import uvicorn
 
+    from docqa.access import is_loopback
+    from docqa.web.access import keyring_of
     from docqa.web.app import create_app
 
+    settings: Settings = ctx.obj
     settings = settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    keyring = keyring_of(settings)
+    if not keyring.enabled:
+        if not is_loopback(settings.host):
+            click.echo(
+                f"docqa: refusing to serve on {settings.host!r} without API keys: anyone who can reach it could read "
+                "and delete every document. Set DOCQA_API_KEYS (see README, Access) or bind to 127.0.0.1.",
+                err=True,
+            )
+            ctx.exit(2)
+        click.echo("no API keys configured: loopback only", err=True)
+    else:
+        click.echo(f"API keys configured for: {', '.join(keyring.principals)}", err=True)
     click.echo(f"docqa serving on http://{settings.host}:{settings.port}  (data in {settings.data_dir})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -32,6 +33,9 @@ class DocumentService:
         self.settings = settings
         self.db = db
         self.blobs = blobs
+        # A blob is shared by every owner who uploaded the same bytes: writing a row for it and deleting
+        # the last row (then the file) must not interleave, or a delete could remove a file just reused.
+        self._blob_lock = threading.Lock()
         self.limits = ParseLimits(
             max_pdf_pages=settings.max_pdf_pages,
             max_archive_entries=settings.max_archive_entries,
@@ -57,18 +61,19 @@ class DocumentService:
             data, filename, self.limits,
             timeout_s=self.settings.parse_timeout_s, memory_bytes=self.settings.parse_memory_bytes,
         )
-        self.blobs.put(sha, data)
-        try:
-            doc = self._insert(owner, filename, sha, len(data), parsed)
-        except IntegrityError:
-            # The same bytes were stored by a concurrent upload: theirs wins, the blob is shared.
-            existing = self._by_sha(owner, sha)
-            if existing is None:
+        with self._blob_lock:
+            self.blobs.put(sha, data)
+            try:
+                doc = self._insert(owner, filename, sha, len(data), parsed)
+            except IntegrityError:
+                # The same bytes were stored by a concurrent upload: theirs wins, the blob is shared.
+                existing = self._by_sha(owner, sha)
+                if existing is None:
+                    raise
+                return IngestResult(existing, created=False)
+            except BaseException:
+                self._drop_blob_if_unused(sha)
                 raise
-            return IngestResult(existing, created=False)
-        except BaseException:
-            self._drop_blob_if_unused(sha)
-            raise
         return IngestResult(doc, created=True, parse_peak_rss_bytes=parsed.peak_rss_bytes)
 
     def _insert(self, owner: str, filename: str, sha: str, size: int, parsed: ParsedDocument) -> Document:
@@ -122,11 +127,16 @@ class DocumentService:
 
     def delete(self, document_id: str, owner: str = "") -> None:
         doc = self.get(document_id, owner)
-        with self.db.transaction() as s:
-            s.delete(s.get(Document, doc.id))
-        self._drop_blob_if_unused(doc.sha256)
+        with self._blob_lock:
+            with self.db.transaction() as s:
+                row = s.get(Document, doc.id)
+                if row is None:  # a concurrent delete of the same document won
+                    raise NotFound(f"There is no document with id {document_id!r}.")
+                s.delete(row)
+            self._drop_blob_if_unused(doc.sha256)
 
     def _drop_blob_if_unused(self, sha: str) -> None:
+        """Remove the stored file once no document of any owner refers to it (the file is shared)."""
         with self.db.reader() as s:
             used = s.scalar(select(func.count()).select_from(Document).where(Document.sha256 == sha))
         if not used:

@@ -55,3 +55,10 @@ class StorageFull(DocqaError):
 class InvalidRequest(DocqaError):
     status_code = 422
     code = "invalid_request"
+
+
+class RateLimited(DocqaError):
+    """Too many uploads or questions from one principal; `retry_after` (seconds) becomes Retry-After."""
+
+    status_code = 429
+    code = "rate_limited"

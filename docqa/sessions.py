@@ -36,6 +36,7 @@ class Prepared:
     plan: Plan
     sources: Sources
     question: str
+    owner: str = ""  # the principal the session and every source document belong to
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
@@ -112,12 +113,17 @@ class SessionService:
         question = question.strip()
         self.engine.check_question(spec, question, opts, plan)
         self.engine.sampling(spec, opts.sampling)
-        return Prepared(session_id, spec, plan, self.sources(ids, owner), question)
+        # A full queue is refused here too, so a streamed question gets its 503 + Retry-After as JSON
+        # before the stream starts (the slot is not reserved: a question may still be refused at submit).
+        self.engine.runtime(spec).check_room()
+        return Prepared(session_id, spec, plan, self.sources(ids, owner), question, owner)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
             prepared: Prepared | None = None) -> Answer:
         p = prepared or self.prepare(session_id, question, opts, owner)
+        if p.session_id != session_id or p.owner != owner:
+            raise NotFound(f"There is no session with id {session_id!r}.")
         answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel)
         with self.db.transaction() as s:
             s.add(Message(session_id=session_id, role="user", content=p.question, timings={}))

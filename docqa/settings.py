@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,7 +38,10 @@ class Settings(BaseSettings):
         None,
         description="Path to the GGUF model to answer with; default: the embedded SmolLM2-135M-Instruct.",
     )
-    host: str = Field("127.0.0.1", description="Address `docqa serve` binds to.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address `docqa serve` binds to; without DOCQA_API_KEYS only a loopback address is allowed.",
+    )
     port: int = Field(8000, description="Port `docqa serve` listens on.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest upload accepted, in bytes (413 past it).")
     max_pdf_pages: int = Field(2000, description="Most pages read from one PDF (422 past it).")
@@ -103,6 +106,36 @@ class Settings(BaseSettings):
         "renewed while it answers."
     )
     batch_max_attempts: int = Field(3, description="Tries per batch question before it is marked failed.")
+
+    api_keys: SecretStr | None = Field(
+        None,
+        description="API keys, comma-separated NAME:KEY or NAME:sha256:<hex of the key's sha256> entries; NAME is "
+        "the principal owning what the key creates. None: loopback mode (one principal, loopback address only).",
+    )
+    rate_uploads: str = Field(
+        "60/minute", description="Uploads (POST /api/documents) allowed per principal, as N/minute "
+        "(or /second, /hour, /day); 0 for no limit (429 past it)."
+    )
+    rate_questions: str = Field(
+        "30/minute", description="Questions and batches (POST …/questions, POST /api/batches) allowed per "
+        "principal, as N/minute (or /second, /hour, /day); 0 for no limit (429 past it)."
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _valid_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from docqa.access import parse_api_keys
+
+        parse_api_keys(value.get_secret_value() if value is not None else None)  # ValueError with a sentence
+        return value
+
+    @field_validator("rate_uploads", "rate_questions")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        from docqa.access import parse_rate
+
+        parse_rate(value)
+        return value.strip()
 
     @field_validator("kv_types")
     @classmethod

@@ -1,4 +1,38 @@
-// Talking to the docqa server: JSON calls, uploads with progress, and Server-Sent Events over fetch().
+// Talking to the docqa server: JSON calls, uploads with progress, Server-Sent Events over fetch(), downloads.
+// When the server needs an API key, the key the person entered is kept in sessionStorage (this tab only)
+// and sent as the X-API-Key header on every request — never in a URL.
+
+const KEY_ITEM = "docqa.apiKey";
+let memoryKey = null; // when sessionStorage is unavailable
+let unauthorized = () => {};
+
+export function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_ITEM) || memoryKey;
+  } catch {
+    return memoryKey;
+  }
+}
+
+export function setApiKey(key) {
+  memoryKey = key || null;
+  try {
+    if (key) sessionStorage.setItem(KEY_ITEM, key);
+    else sessionStorage.removeItem(KEY_ITEM);
+  } catch {
+    /* kept in memory only */
+  }
+}
+
+/** fn() runs whenever the server answers 401 (no key, or a key it does not accept). */
+export function onUnauthorized(fn) {
+  unauthorized = fn;
+}
+
+function withKey(headers) {
+  const key = apiKey();
+  return key ? { ...headers, "x-api-key": key } : headers;
+}
 
 export class ApiError extends Error {
   constructor(status, detail) {
@@ -8,6 +42,7 @@ export class ApiError extends Error {
 }
 
 async function errorFrom(res) {
+  if (res.status === 401) unauthorized();
   let detail = "";
   try {
     const body = await res.json();
@@ -25,7 +60,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
     res = await fetch(path, {
       method,
       signal,
-      headers: body === undefined ? { accept: "application/json" } : { "content-type": "application/json", accept: "application/json" },
+      headers: withKey(body === undefined ? { accept: "application/json" } : { "content-type": "application/json", accept: "application/json" }),
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
@@ -45,6 +80,8 @@ export function uploadFile(file, onProgress) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/documents");
     xhr.setRequestHeader("accept", "application/json");
+    const key = apiKey();
+    if (key) xhr.setRequestHeader("x-api-key", key);
     xhr.upload.addEventListener("progress", (e) => {
       if (e.lengthComputable) onProgress(e.loaded, e.total);
     });
@@ -55,6 +92,7 @@ export function uploadFile(file, onProgress) {
       } catch {
         body = { detail: `The server answered ${xhr.status} without a readable reason.` };
       }
+      if (xhr.status === 401) unauthorized();
       resolve({ status: xhr.status, body });
     });
     const failed = () =>
@@ -95,7 +133,7 @@ export async function* postEvents(path, body, signal) {
     res = await fetch(path, {
       method: "POST",
       signal,
-      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      headers: withKey({ "content-type": "application/json", accept: "text/event-stream" }),
       body: JSON.stringify(body),
     });
   } catch (err) {
@@ -123,4 +161,24 @@ export async function* postEvents(path, body, signal) {
   }
   const rest = parseEvent(buffer.replace(/\r/g, "\n").trim());
   if (rest) yield rest;
+}
+
+/** GET `path` with the key in a header and save the answer as `filename` (a blob: link, so no key in a URL). */
+export async function download(path, filename) {
+  let res;
+  try {
+    res = await fetch(path, { headers: withKey({}) });
+  } catch {
+    throw new ApiError(0, "The server could not be reached. Is docqa still running?");
+  }
+  if (!res.ok) throw await errorFrom(res);
+  const url = URL.createObjectURL(await res.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }

@@ -1,6 +1,6 @@
 // The upload-and-ask page. Everything the server or the model says is inserted as text nodes
 // (textContent / append), never as HTML; every element showing such text has dir="auto".
-import { api, ApiError, postEvents, uploadFile } from "./api.js";
+import { api, ApiError, apiKey, download, onUnauthorized, postEvents, setApiKey, uploadFile } from "./api.js";
 import { bytes, duration, el, findQuote, marked, num, plural, userText } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -776,8 +776,7 @@ function renderBatch(b) {
   $("batch-cancel").hidden = !open;
   $("batch-run").disabled = open;
   const csv = $("batch-csv");
-  csv.href = `/api/batches/${encodeURIComponent(b.id)}/results?format=csv`;
-  csv.setAttribute("download", `batch-${b.id}.csv`);
+  csv.dataset.batch = b.id;
   csv.hidden = !(finished > 0 || !open);
   const rows = (b.results || b.items || []).map((r) =>
     el(
@@ -838,8 +837,19 @@ async function cancelBatch() {
   }
 }
 
+async function downloadCsv() {
+  const id = $("batch-csv").dataset.batch;
+  if (!id) return;
+  try {
+    await download(`/api/batches/${encodeURIComponent(id)}/results?format=csv`, `batch-${id}.csv`);
+  } catch (err) {
+    setStatus($("batch-status"), `The CSV could not be downloaded: ${err.message}`, "error");
+  }
+}
+
 function setUpBatch() {
   $("batch-form").addEventListener("submit", runBatch);
+  $("batch-csv").addEventListener("click", downloadCsv);
   $("batch-cancel").addEventListener("click", cancelBatch);
   $("batch-file").addEventListener("change", async () => {
     const file = $("batch-file").files[0];
@@ -850,13 +860,69 @@ function setUpBatch() {
   });
 }
 
+// ---- the API key --------------------------------------------------------------------------------
+// Asked for only when the server answers 401; in loopback mode (no keys configured) it never shows.
+
+function needKey() {
+  const rejected = Boolean(apiKey());
+  setApiKey(null);
+  const panel = $("access");
+  const shown = !panel.hidden;
+  panel.hidden = false;
+  document.querySelector(".layout").inert = true;
+  setStatus($("access-status"), rejected ? "The server did not accept this key. Check it and try again." : "", rejected ? "error" : "");
+  if (!shown || rejected) $("api-key").focus();
+}
+
+/** False when the server wants a key it has not been given (the key panel is then shown). */
+async function hasAccess() {
+  try {
+    await api("/api/sessions");
+    return true;
+  } catch (err) {
+    return err.status !== 401; // unreachable or failing: the lists below say so
+  }
+}
+
+async function loadAll() {
+  await Promise.all([loadModels(), loadDocuments(), loadSessions()]);
+  choiceChanged();
+}
+
+async function useKey(event) {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!key) {
+    setStatus($("access-status"), "Enter the API key first.", "error");
+    $("api-key").focus();
+    return;
+  }
+  setApiKey(key);
+  setStatus($("access-status"), "Checking the key…");
+  $("api-key-button").disabled = true;
+  const ok = await hasAccess();
+  $("api-key-button").disabled = false;
+  if (!ok) return; // needKey() said why
+  $("api-key").value = "";
+  setStatus($("access-status"), "");
+  $("access").hidden = true;
+  document.querySelector(".layout").inert = false;
+  await loadAll();
+  $("file").focus();
+}
+
+function setUpAccess() {
+  onUnauthorized(needKey);
+  $("access-form").addEventListener("submit", useKey);
+}
+
 // ---- start --------------------------------------------------------------------------------------
 
+setUpAccess();
 setUpDropzone();
 setUpAsking();
 setUpViewer();
 setUpTabs();
 setUpBatch();
-await Promise.all([loadModels(), loadDocuments(), loadSessions()]);
-choiceChanged();
+if (await hasAccess()) await loadAll();
 document.body.dataset.ready = "true";

@@ -64,6 +64,7 @@ class Engine:
         self.settings = settings
         self.registry = registry
         self.cache = StateCache(settings.state_dir, settings.state_cache_bytes)
+        self.cache.sweep()  # what a crash mid-save left behind
         self._runtimes: dict[str, Runtime] = {}
         self._lock = threading.Lock()
 
@@ -78,6 +79,21 @@ class Engine:
     def close(self) -> None:
         for rt in self._runtimes.values():
             rt.close()
+
+    def model_health(self, spec: ModelSpec) -> dict[str, Any]:
+        """What /api/health reports per model: ready or why not (checked now, so a model file that
+        vanished or was truncated after start shows here), and its queue: state (idle, busy or
+        unavailable), running, waiting, queue_depth (running + waiting) and queue_size."""
+        problem = spec.problem()
+        with self._lock:
+            rt = self._runtimes.get(spec.name)
+        status = rt.status() if rt is not None else {
+            "state": "idle", "running": 0, "waiting": 0, "queue_depth": 0, "queue_size": self.settings.queue_size,
+            "loaded": False, "avg_job_s": None,
+        }
+        if problem:
+            status["state"] = "unavailable"
+        return {"ready": problem is None, "error": problem, **status}
 
     # -- prompts ------------------------------------------------------------------------------------
 

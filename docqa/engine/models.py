@@ -4,12 +4,21 @@ The embedded default (SmolLM2-135M-Instruct, fetched by `docqa fetch-model`) nee
 configuration; `DOCQA_MODEL` replaces it with any GGUF by path and `DOCQA_MODELS` adds named ones.
 A model that is missing or not a GGUF is still listed, with its error, so `/api/models` and the
 start-up log say what is wrong instead of the service failing.
+
+The file is also watched while the service runs: models are loaded lazily (the first question
+creates the context), so a GGUF deleted, truncated or swapped after start must not reach
+llama.cpp (a missing file makes it fail obscurely; a file truncated under a memory map can kill
+the process with SIGBUS). `ModelSpec.problem()` compares the file's size and identity with what
+was read at start — a `stat()` per call, the header re-hashed only when the inode or mtime
+changed — and every use of the model (`require()`, `vocab()`, the runtime before it creates a
+context) refuses with a 503 sentence while the file is not what was described.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +54,8 @@ class ModelSpec:
     error: str | None = None
     _vocab: Any = field(default=None, repr=False)
     _vocab_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # (size, inode, device, mtime_ns) of the file when its header was read; None: not watched
+    _stat: tuple[int, int, int, int] | None = field(default=None, repr=False)
 
     @property
     def family(self) -> str:
@@ -61,9 +72,46 @@ class ModelSpec:
     def preset(self) -> dict[str, float]:
         return PRESETS["thinking" if self.family == "thinking" else "instruct"]
 
+    def watch(self) -> None:
+        """Remember the file's size and identity as they are now (after its header was read)."""
+        st = os.stat(self.path)
+        self._stat = (st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns)
+
+    def file_problem(self) -> str | None:
+        """Why the model file is no longer the one described at start, or None while it is."""
+        if self._stat is None or self.info is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return (f"its file {self.path} was removed after docqa started; put it back, "
+                    "or point DOCQA_MODEL at another GGUF and restart docqa.")
+        except OSError as exc:
+            return f"its file {self.path} cannot be read ({exc.strerror or exc})."
+        size, ino, dev, mtime = self._stat
+        if st.st_size != size:
+            return (f"its file {self.path} is now {st.st_size:,} bytes instead of {size:,}: it was truncated or "
+                    "replaced after docqa started; restore it, or restart docqa to read the new file.")
+        if (st.st_ino, st.st_dev, st.st_mtime_ns) != (ino, dev, mtime):
+            try:
+                with self.path.open("rb") as fh:
+                    header = fh.read(self.info.header_bytes)
+            except OSError as exc:
+                return f"its file {self.path} cannot be read ({exc.strerror or exc})."
+            if _identity(header, self.info.size_bytes) != self.identity:
+                return (f"its file {self.path} was replaced by a different model after docqa started; "
+                        "restart docqa to use it.")
+            self._stat = (st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns)  # touched or copied back: the same
+        return None
+
+    def problem(self) -> str | None:
+        """The reason this model cannot be used now (a load error or a changed file), or None."""
+        return self.error or self.file_problem()
+
     def require(self) -> ModelSpec:
-        if self.error or self.info is None or self.shape is None:
-            raise ModelUnavailable(f"The model {self.name!r} cannot be used: {self.error}")
+        problem = self.problem()
+        if problem or self.info is None or self.shape is None:
+            raise ModelUnavailable(f"The model {self.name!r} cannot be used: {problem}")
         return self
 
     def vocab(self) -> Any:
@@ -72,11 +120,17 @@ class ModelSpec:
 
         with self._vocab_lock:
             if self._vocab is None:
-                self._vocab = Llama(str(self.path), vocab_only=True, verbose=False)
+                self.require()
+                try:
+                    self._vocab = Llama(str(self.path), vocab_only=True, verbose=False)
+                except ValueError as exc:  # llama.cpp could not read it after all; the reason is in its log
+                    raise ModelUnavailable(
+                        f"The model {self.name!r} cannot be used: llama.cpp could not read {self.path.name} ({exc})."
+                    ) from exc
             return self._vocab
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "path": str(self.path), "error": self.error}
+        out: dict[str, Any] = {"name": self.name, "path": str(self.path), "error": self.problem()}
         if self.shape and self.info:
             out.update(
                 architecture=self.shape.architecture,
@@ -100,12 +154,19 @@ def load_spec(name: str, path: Path) -> ModelSpec:
         spec.shape = ModelShape.from_gguf(spec.info)
         with path.open("rb") as fh:
             header = fh.read(spec.info.header_bytes)
-        spec.identity = hashlib.sha256(header + str(spec.info.size_bytes).encode()).hexdigest()
+        spec.identity = _identity(header, spec.info.size_bytes)
+        spec.watch()
     except ModelFileError as exc:
         spec.error = exc.detail
+    except OSError as exc:
+        spec.error = f"The model file {path} cannot be read ({exc.strerror or exc})."
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         spec.error = f"{path.name} lacks the metadata docqa needs ({exc})."
     return spec
+
+
+def _identity(header: bytes, size_bytes: int) -> str:
+    return hashlib.sha256(header + str(size_bytes).encode()).hexdigest()
 
 
 class ModelRegistry:

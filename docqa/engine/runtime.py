@@ -1,8 +1,9 @@
 """The one thread that owns a model's llama.cpp context.
 
 A `Llama` object is not thread-safe, so each model gets a single worker thread; every use of its
-context is a job submitted here. The queue in front of it is bounded: past `queue_size` waiting
-jobs a new one is refused (503 with Retry-After) instead of piling up.
+context is a job submitted here. The queue in front of it is bounded: one job runs and at most
+`queue_size` wait; past that a new one is refused (503 with a Retry-After estimated from how long
+recent jobs took) instead of piling up. `status()` says what the model is doing, for /api/health.
 
 Within a job, the document prefix is made resident before the question is appended:
 1. already in the context's KV cells (the previous question was about the same documents) → free;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import math
 import random
 import threading
 import time
@@ -28,7 +30,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
-from docqa.engine.models import ModelSpec
+from docqa.engine.models import ModelSpec, ModelUnavailable
 from docqa.engine.state_cache import ContextConfig, StateCache
 from docqa.errors import DocqaError
 
@@ -107,25 +109,74 @@ class Runtime:
         self.config: ContextConfig | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         self._lock = threading.Lock()
-        self._pending = 0
+        self._pending = 0  # submitted and not finished: the running job and those waiting
+        self._running = False
+        self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
+        self._jobs_done = 0
 
     @property
     def pending(self) -> int:
+        """Jobs in flight: the one running and those waiting."""
         return self._pending
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            running, pending = self._running, self._pending
+        waiting = pending - (1 if running else 0)
+        return {
+            "state": "busy" if pending else "idle", "running": int(running), "waiting": waiting,
+            "queue_depth": pending, "queue_size": self.queue_size, "loaded": self.llm is not None,
+            "avg_job_s": round(self._job_s, 3) if self._jobs_done else None,
+        }
+
+    def _retry_after(self, pending: int) -> int:
+        """Seconds until a slot is likely free: about one average job (the running one ends, a waiting one starts)."""
+        if not self._jobs_done:
+            return 10
+        return max(1, min(300, math.ceil(self._job_s * pending / max(1, self.queue_size))))
+
+    def check_room(self) -> None:
+        """Refuse now (QueueFull) when a job submitted now would be refused; reserves nothing."""
+        with self._lock:
+            self._refuse_if_full()
+
+    def _refuse_if_full(self) -> None:
+        if self._pending >= self.queue_size + 1:
+            waiting = self._pending - (1 if self._running else 0)
+            retry = self._retry_after(self._pending)
+            raise QueueFull(
+                f"The model {self.spec.name!r} is busy: one question is being answered and {waiting} "
+                f"{'is' if waiting == 1 else 'are'} waiting, as many as DOCQA_QUEUE_SIZE allows; "
+                f"try again in about {retry} seconds.",
+                retry_after=retry, running=1 if self._running else 0, waiting=waiting, queue_size=self.queue_size,
+            )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         with self._lock:
-            if self._pending >= self.queue_size:
-                raise QueueFull(
-                    f"The model {self.spec.name!r} is busy with {self._pending} waiting questions; try again shortly.",
-                    retry_after=10,
-                )
+            self._refuse_if_full()
             self._pending += 1
-        future = self._executor.submit(fn, *args)
+        try:
+            future = self._executor.submit(self._timed, fn, *args)
+        except BaseException:  # shut down meanwhile
+            self._done(None)
+            raise
         future.add_done_callback(self._done)
         return future
 
-    def _done(self, _: Future[Any]) -> None:
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:
+            self._running = True
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            elapsed = time.perf_counter() - t0
+            with self._lock:
+                self._running = False
+                self._jobs_done += 1
+                self._job_s = elapsed if self._jobs_done == 1 else 0.7 * self._job_s + 0.3 * elapsed
+
+    def _done(self, _: Future[Any] | None) -> None:
         with self._lock:
             self._pending -= 1
 
@@ -148,6 +199,7 @@ class Runtime:
         if self.llm is not None and self.config == config:
             return self.llm
         self._free()
+        self.spec.require()  # the file may have been removed or truncated since start: refuse, never crash
         kwargs: dict[str, Any] = dict(
             model_path=str(self.spec.path), n_ctx=config.n_ctx, n_batch=config.n_batch, n_ubatch=config.n_ubatch,
             flash_attn=config.flash_attn, type_k=GGML_TYPES[config.type_k], type_v=GGML_TYPES[config.type_v],
@@ -162,6 +214,9 @@ class Runtime:
         try:
             self.llm = Llama(**kwargs)
         except ValueError as exc:  # llama.cpp could not allocate the context; the reason is only in its log
+            problem = self.spec.file_problem()
+            if problem:  # the file changed between the check and the load
+                raise ModelUnavailable(f"The model {self.spec.name!r} cannot be used: {problem}") from exc
             raise ContextAllocationFailed(
                 f"llama.cpp could not create a {config.n_ctx:,}-token context ({config.type_k} KV) "
                 f"for {self.spec.name!r}: {exc}."
@@ -170,6 +225,10 @@ class Runtime:
         return self.llm
 
     def _run(self, job: Job) -> Generation:
+        # Checked for every job, not only when a context is created: a model file truncated under
+        # llama.cpp's memory map would kill the process (SIGBUS) at the next evaluation.
+        if self.llm is not None and self.spec.file_problem():
+            self._free()
         llm = self.context(job.config)
         gen = Generation()
         t0 = time.perf_counter()

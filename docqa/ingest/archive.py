@@ -3,17 +3,20 @@
 The archive is untrusted. Nothing is extracted to disk; each member is read through a byte counter
 so a header that lies about sizes cannot inflate memory. Refused outright (422): paths that escape
 the archive, symlinks, encrypted members, overlapping entries (this Python predates zipfile's own
-check), too many entries, and too large a total size or compression ratio. Skipped with a reason:
-binaries, minified and vendored files, lockfiles, and anything a top-level .gitignore excludes.
+check), two entries with one name, an entry without a name, too many entries, and too large a total
+size or compression ratio. Skipped with a reason: binaries, minified and vendored files, lockfiles,
+and anything a top-level .gitignore excludes.
 """
 
 from __future__ import annotations
 
 import io
+import lzma
 import re
 import stat
 import struct
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
 import pathspec
@@ -45,8 +48,12 @@ def parse_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[list[ParsedS
         raise InvalidDocument(
             f"{name} has {len(infos)} entries; docqa reads archives of at most {limits.max_archive_entries}."
         )
+    seen: set[str] = set()
     for info in infos:
         _check_member(info, name, limits)
+        if info.filename in seen:  # unzip tools disagree on which copy is real: a known smuggling trick
+            raise InvalidDocument(f"{name} is unsafe: it has more than one entry named '{info.filename}'.")
+        seen.add(info.filename)
     _check_no_overlap(data, infos, zf.start_dir, name)
     declared = sum(i.file_size for i in infos)
     if declared > limits.max_archive_bytes:
@@ -56,7 +63,7 @@ def parse_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[list[ParsedS
 
     files = [i for i in infos if not i.is_dir()]
     root = _common_root([i.filename for i in files])
-    ignore = _gitignore(zf, root, limits)
+    ignore = _gitignore(zf, root, name, limits)
     sections: list[ParsedSection] = []
     skipped: list[dict[str, str]] = []
     total = 0
@@ -86,6 +93,8 @@ def parse_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[list[ParsedS
 
 def _check_member(info: zipfile.ZipInfo, name: str, limits: ParseLimits) -> None:
     fn = info.filename
+    if not fn:
+        raise InvalidDocument(f"{name} is a damaged zip archive: one of its entries has no name.")
     parts = re.split(r"[\\/]", fn)
     if fn.startswith(("/", "\\")) or _DRIVE.match(fn) or ".." in parts:
         raise InvalidDocument(f"{name} is unsafe: the entry '{fn}' points outside the archive.")
@@ -127,13 +136,24 @@ def _common_root(names: list[str]) -> str:
     return ""
 
 
-def _gitignore(zf: zipfile.ZipFile, root: str, limits: ParseLimits) -> pathspec.PathSpec | None:
+def _gitignore(zf: zipfile.ZipFile, root: str, name: str, limits: ParseLimits) -> pathspec.PathSpec | None:
     try:
         info = zf.getinfo(root + ".gitignore")
     except KeyError:
         return None
-    raw = _read_member(zf, info, ".gitignore", limits.max_archive_file_bytes)
-    return pathspec.GitIgnoreSpec.from_lines(raw.decode("utf-8", "replace").splitlines())
+    lines = _read_member(zf, info, name, limits.max_archive_file_bytes).decode("utf-8", "replace").splitlines()
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, re.error):  # like git, skip the patterns it cannot use ("!", a lone "\\", "[z-a]" …)
+        return pathspec.GitIgnoreSpec.from_lines([line for line in lines if _valid_pattern(line)])
+
+
+def _valid_pattern(line: str) -> bool:
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line])
+    except (ValueError, re.error):
+        return False
+    return True
 
 
 def _skip_reason(path: str, info: zipfile.ZipInfo, ignore: pathspec.PathSpec | None, limits: ParseLimits) -> str:
@@ -162,7 +182,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, cap: int
                 buf += chunk
                 if len(buf) > limit:
                     raise InvalidDocument(f"{name} is unsafe: '{info.filename}' is larger than its header says.")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error, lzma.LZMAError) as exc:
         raise InvalidDocument(f"{name} has a damaged entry '{info.filename}' ({exc}).") from exc
     return bytes(buf)
 

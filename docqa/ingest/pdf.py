@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+import zlib
 
 from pypdf import PdfReader
 from pypdf.errors import (
     DependencyError,
     FileNotDecryptedError,
     LimitReachedError,
-    PdfReadError,
-    PdfStreamError,
+    PyPdfError,
 )
 
 from docqa.errors import InvalidDocument
@@ -47,8 +47,12 @@ def parse_pdf(data: bytes, name: str, max_pages: int) -> tuple[list[ParsedSectio
             f"{name} is a PDF whose compressed content unpacks to more than docqa reads safely; "
             "it may be damaged or built to exhaust memory."
         ) from exc
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            AssertionError, RecursionError, OSError) as exc:
+    except DependencyError as exc:  # a stream needs a decoder pypdf has not got (JBIG2, Brotli)
+        raise InvalidDocument(
+            f"{name} uses an encoding docqa cannot decode ({exc}); save it again as a plain PDF and retry."
+        ) from exc
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError,
+            RecursionError, OSError, NotImplementedError, zlib.error) as exc:
         raise InvalidDocument(f"{name} is a corrupt PDF that cannot be read ({type(exc).__name__}).") from exc
     if n_pages == 0:
         raise InvalidDocument(f"{name} is a PDF with no pages.")

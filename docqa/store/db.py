@@ -13,7 +13,12 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from docqa.errors import StorageFull
+
+SQLITE_FULL = 13  # "database or disk is full"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +65,7 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+        with _disk_full_is_507(), self._sessions() as session, session.begin():
             yield session
 
     @contextmanager
@@ -68,7 +73,7 @@ class Database:
         """A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`): what it
         reads cannot change before it writes, so claim-then-update sequences (job leases) are atomic
         across threads and processes. Other databases get an ordinary transaction."""
-        with self._sessions() as session:
+        with _disk_full_is_507(), self._sessions() as session:
             if self.engine.dialect.name == "sqlite":
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             try:
@@ -85,3 +90,16 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _disk_full_is_507() -> Iterator[None]:
+    """A write that fails because the disk is full is the operator's problem, not a bug: 507 with a
+    sentence (the transaction was rolled back, so nothing was half-written)."""
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", None) != SQLITE_FULL:
+            raise
+        raise StorageFull("The server's disk is full: nothing was saved. Try again later or ask the operator "
+                          "to free space.") from exc

@@ -29,19 +29,26 @@ class BlobStore:
         target = self.path(sha256)
         if target.is_file():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+        tmp: str | None = None
         try:
+            # Creating the folder or the empty temp file fails too on a full disk (no blocks or inodes left).
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+            tmp = str(target)  # from here on a failure (the folder's fsync) leaves no half-stored file either
             _fsync_dir(target.parent)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull("The server's disk is full; the upload was not stored. Try again later.") from exc
+                raise StorageFull(
+                    f"The server's disk is full: the upload ({len(data):,} bytes) was not stored. "
+                    "Try again later or ask the operator to free space.", size_bytes=len(data),
+                ) from exc
             raise
         return target
 

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from litestar import Litestar, MediaType, get
+from litestar import Litestar, MediaType, Request, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from docqa import __version__
@@ -26,9 +27,11 @@ from docqa.settings import Settings
 from docqa.store.db import Database, migrate
 from docqa.store.files import BlobStore
 from docqa.store.models import Document
+from docqa.web.access import PUBLIC, auth_middleware, keyring_of, principal_of, provide_principal, rate_limits
 from docqa.web.batches import BatchController
 from docqa.web.documents import DocumentController
 from docqa.web.errors import EXCEPTION_HANDLERS
+from docqa.web.openapi import complete_allow_header, document_error_responses
 from docqa.web.schemas import Health
 from docqa.web.sessions import SessionController, list_models
 from docqa.worker import BatchWorker
@@ -63,19 +66,20 @@ def security_headers(message: Message, scope: Scope) -> None:
     message["headers"] = headers
 
 
-@get("/api/health", sync_to_thread=True, tags=["service"])
-def health(state: State) -> Health:
-    with state.db.reader() as s:
-        n = s.scalar(select(func.count()).select_from(Document)) or 0
-    models = {
-        spec.name: {"ready": spec.error is None, "error": spec.error,
-                    "queue_depth": state.engine.runtime(spec).pending if spec.error is None else 0}
-        for spec in state.registry.list()
-    }
-    return Health(status="ok", version=__version__, documents=int(n), details={"models": models})
+@get("/api/health", sync_to_thread=True, tags=["service"], opt={PUBLIC: True})
+def health(request: Request, state: State) -> Health:
+    """Public: `documents` counts only the caller's own documents, and is null without a valid key."""
+    principal = principal_of(request, state.keyring)
+    n = None
+    if principal is not None:
+        with state.db.reader() as s:
+            n = int(s.scalar(select(func.count()).select_from(Document).where(Document.owner == principal)) or 0)
+    # ready/error checked now (a vanished model file shows), state, running, waiting, queue_depth, queue_size
+    models = {spec.name: state.engine.model_health(spec) for spec in state.registry.list()}
+    return Health(status="ok", version=__version__, documents=n, details={"models": models})
 
 
-@get("/", media_type=MediaType.HTML, include_in_schema=False)
+@get("/", media_type=MediaType.HTML, include_in_schema=False, opt={PUBLIC: True})
 async def index() -> File:
     return File(STATIC_DIR / "index.html", content_disposition_type="inline")
 
@@ -94,6 +98,9 @@ def _registry(state: State) -> ModelRegistry:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
+    keyring = keyring_of(settings)
+    if keyring.enabled:  # the app keeps the keys' digests only, never the plain keys
+        settings = settings.model_copy(update={"api_keys": SecretStr(keyring.hashed_spec())})
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -106,6 +113,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = Engine(settings, registry)
         batches = BatchService(settings, db, documents, registry, engine)
         worker = BatchWorker(batches)
+        if keyring.enabled:
+            log.info("API keys configured for %d principal(s)", len(keyring.principals))
+        else:
+            log.warning("no API keys configured: loopback only")
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
                          sessions=SessionService(db, documents, registry, engine), batches=batches)
         worker.start()  # answers queued batch items in the background, resuming after a restart
@@ -116,21 +127,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
             engine.close()
             db.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, index, DocumentController, SessionController, BatchController, list_models,
-            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
+                                       opt={PUBLIC: True}),
         ],
+        middleware=[auth_middleware(keyring), *rate_limits(settings)],  # authenticate first, then count
         lifespan=[lifespan],
-        before_send=[security_headers],
-        state=State({"settings": settings}),
+        before_send=[security_headers, complete_allow_header],
+        state=State({"settings": settings, "keyring": keyring}),
         dependencies={
             "documents": Provide(_documents, sync_to_thread=False),
             "sessions": Provide(_sessions, sync_to_thread=False),
             "registry": Provide(_registry, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        openapi_config=OpenAPIConfig(title="docqa", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(title="docqa", version=__version__,  # the docs carry no user data
+                                     openapi_router=Router(path="/schema", route_handlers=[], opt={PUBLIC: True},
+                                                           include_in_schema=False)),
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         multipart_form_part_limit=10,
     )
+    document_error_responses(app)  # every error status the API answers, in /schema
+    return app

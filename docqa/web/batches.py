@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from docqa.batches import BatchService
 from docqa.errors import InvalidRequest
+from docqa.web.access import RATE
+from docqa.web.openapi import JsonOrCsvOperation
 
 
 @dataclass
@@ -34,35 +37,37 @@ class BatchController(Controller):
     tags = ["batches"]
 
     @post("/", sync_to_thread=True, status_code=202,
-          summary="Queue questions over documents (per_document: each document separately); answered in the background")
-    def create(self, state: State, data: JSONBody[BatchIn]) -> dict[str, Any]:
+          summary="Queue questions over documents (per_document: each document separately); answered in the background",
+          opt={RATE: "questions"})
+    def create(self, state: State, principal: NamedDependency[str], data: JSONBody[BatchIn]) -> dict[str, Any]:
         return _service(state).create(
             data.document_ids, data.questions, data.model, data.mode, data.per_document, data.max_tokens,
-            data.sampling, data.thinking,
+            data.sampling, data.thinking, owner=principal,
         )
 
     @get("/", sync_to_thread=True, summary="List batches with their progress, newest first")
-    def list_batches(self, state: State) -> list[dict[str, Any]]:
-        return _service(state).list_batches()
+    def list_batches(self, state: State, principal: NamedDependency[str]) -> list[dict[str, Any]]:
+        return _service(state).list_batches(principal)
 
     @get("/{batch_id:str}", sync_to_thread=True, summary="A batch's status, progress and results so far")
-    def get_batch(self, state: State, batch_id: FromPath[str]) -> dict[str, Any]:
-        return _service(state).get(batch_id)
+    def get_batch(self, state: State, principal: NamedDependency[str], batch_id: FromPath[str]) -> dict[str, Any]:
+        return _service(state).get(batch_id, principal)
 
     @get("/{batch_id:str}/results", sync_to_thread=True,
-         summary="The results as JSON, or as CSV for a spreadsheet (format=csv)")
-    def results(self, state: State, batch_id: FromPath[str], format: FromQuery[str] = "json") -> Response[Any]:
+         summary="The results as JSON, or as CSV for a spreadsheet (format=csv)", operation_class=JsonOrCsvOperation)
+    def results(self, state: State, principal: NamedDependency[str], batch_id: FromPath[str],
+                format: FromQuery[Literal["json", "csv"]] = "json") -> Response[Any]:
         service = _service(state)
         if format == "json":
-            return Response(service.results(batch_id))
+            return Response(service.results(batch_id, principal))
         if format == "csv":
             return Response(
-                service.results_csv(batch_id).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                service.results_csv(batch_id, principal).encode("utf-8"), media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
             )
         raise InvalidRequest(f"Unknown format {format!r}; use 'json' or 'csv'.")
 
     @delete("/{batch_id:str}", sync_to_thread=True, status_code=200,
             summary="Cancel what is not answered yet; returns the batch")
-    def cancel(self, state: State, batch_id: FromPath[str]) -> dict[str, Any]:
-        return _service(state).cancel(batch_id)
+    def cancel(self, state: State, principal: NamedDependency[str], batch_id: FromPath[str]) -> dict[str, Any]:
+        return _service(state).cancel(batch_id, principal)

@@ -10,9 +10,11 @@ from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.openapi import ResponseSpec
 from litestar.params import Body, FromPath, QueryParameter
 
 from docqa.documents import DocumentService
+from docqa.web.access import RATE
 from docqa.web.schemas import DocumentOut, SectionOut, SectionPage
 
 
@@ -25,36 +27,44 @@ class DocumentController(Controller):
     path = "/api/documents"
     tags = ["documents"]
 
-    @post("/", summary="Upload a document (PDF, text, Markdown, source code or a zip of a codebase)")
+    @post("/", summary="Upload a document (PDF, text, Markdown, source code or a zip of a codebase)",
+          opt={RATE: "uploads"},
+          responses={200: ResponseSpec(DocumentOut, description="The same bytes were uploaded before: that document")})
     async def upload(
         self,
         documents: NamedDependency[DocumentService],
+        principal: NamedDependency[str],
         data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[DocumentOut]:
-        """201 with the new document, or 200 with the existing one when the same bytes were uploaded before."""
+        """201 with the new document, or 200 with the existing one when the same bytes were uploaded before
+        (by the same principal: another principal's copy is a document of its own)."""
         content = await data.file.read()
-        result = await to_thread.run_sync(documents.ingest, data.file.filename, content)
+        result = await to_thread.run_sync(documents.ingest, data.file.filename, content, principal)
         return Response(DocumentOut.of(result.document), status_code=201 if result.created else 200)
 
     @get("/", sync_to_thread=True, summary="List documents")
-    def list_documents(self, documents: NamedDependency[DocumentService]) -> list[DocumentOut]:
-        return [DocumentOut.of(d) for d in documents.list_documents()]
+    def list_documents(self, documents: NamedDependency[DocumentService],
+                       principal: NamedDependency[str]) -> list[DocumentOut]:
+        return [DocumentOut.of(d) for d in documents.list_documents(principal)]
 
     @get("/{document_id:str}", sync_to_thread=True, summary="One document")
-    def get_document(self, documents: NamedDependency[DocumentService], document_id: FromPath[str]) -> DocumentOut:
-        return DocumentOut.of(documents.get(document_id))
+    def get_document(self, documents: NamedDependency[DocumentService], principal: NamedDependency[str],
+                     document_id: FromPath[str]) -> DocumentOut:
+        return DocumentOut.of(documents.get(document_id, principal))
 
     @get("/{document_id:str}/sections", sync_to_thread=True, summary="A document's sections, paged")
     def get_sections(
         self,
         documents: NamedDependency[DocumentService],
+        principal: NamedDependency[str],
         document_id: FromPath[str],
         offset: Annotated[int, QueryParameter(ge=0)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> SectionPage:
-        rows, total = documents.sections(document_id, offset=offset, limit=limit)
+        rows, total = documents.sections(document_id, principal, offset=offset, limit=limit)
         return SectionPage(items=[SectionOut.of(r) for r in rows], total=total, offset=offset, limit=limit)
 
     @delete("/{document_id:str}", sync_to_thread=True, summary="Delete a document, its sections and file")
-    def delete_document(self, documents: NamedDependency[DocumentService], document_id: FromPath[str]) -> None:
-        documents.delete(document_id)
+    def delete_document(self, documents: NamedDependency[DocumentService], principal: NamedDependency[str],
+                        document_id: FromPath[str]) -> None:
+        documents.delete(document_id, principal)

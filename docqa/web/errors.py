@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 _HTTP_SENTENCES = {
     400: "The request could not be understood.",
+    401: "This server needs a valid API key.",
     404: "There is nothing at this address.",
     405: "This address does not accept that method.",
     413: "The upload is larger than this server accepts.",
@@ -52,7 +53,10 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     if status == 413:
         limit = request.app.state.settings.max_upload_bytes
         detail = f"The upload is larger than the {limit:,}-byte limit of this server; nothing was stored."
-    return _json(status, detail or _HTTP_SENTENCES.get(status, "The request failed."))
+    response = _json(status, detail or _HTTP_SENTENCES.get(status, "The request failed."))
+    if exc.headers:  # e.g. 405's Allow (RFC 9110 requires it)
+        response.headers.update(exc.headers)
+    return response
 
 
 def unexpected_error(_: Request, exc: Exception) -> Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from docqa.store.models import Document, Section
@@ -35,7 +35,8 @@ class DocumentOut:
         return cls(
             id=d.id, filename=d.filename, media_type=d.media_type, kind=d.kind, sha256=d.sha256,
             size_bytes=d.size_bytes, n_pages=d.n_pages, n_sections=d.n_sections, n_chars=d.n_chars,
-            token_estimate=d.token_estimate, created_at=d.created_at,
+            token_estimate=d.token_estimate,
+            created_at=d.created_at.replace(tzinfo=UTC),  # stored as naive UTC; RFC 3339 needs the offset
             skipped=[SkippedFile(**s) for s in d.skipped or []],
         )
 
@@ -71,12 +72,12 @@ class SectionPage:
 class ErrorOut:
     status_code: int
     detail: str
-    extra: dict[str, Any] | None = None
+    extra: dict[str, Any] | list[Any] | None = None  # a list for field validation problems
 
 
 @dataclass
 class Health:
     status: str
     version: str
-    documents: int
+    documents: int | None  # the caller's own documents; null without a valid API key
     details: dict[str, Any] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
 from docqa.sessions import Prepared, SessionService
 from docqa.store.models import ChatSession, Message
+from docqa.web.access import RATE
 
 
 @dataclass
@@ -68,39 +69,47 @@ class SessionController(Controller):
     tags = ["sessions"]
 
     @post("/plan", sync_to_thread=True, status_code=200, summary="The budget manager's plan, allocating nothing")
-    def plan(self, sessions: NamedDependency[SessionService], data: JSONBody[PlanIn]) -> dict[str, Any]:
-        _, plan = sessions.plan(data.document_ids, data.model, data.mode)
+    def plan(self, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
+             data: JSONBody[PlanIn]) -> dict[str, Any]:
+        _, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
         return plan.to_dict()
 
     @post("/sessions", sync_to_thread=True, status_code=201, summary="Open a question session over documents")
-    def create(self, sessions: NamedDependency[SessionService], data: JSONBody[SessionIn]) -> dict[str, Any]:
-        return session_out(sessions.create(data.document_ids, data.model, data.mode, data.title))
+    def create(self, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
+               data: JSONBody[SessionIn]) -> dict[str, Any]:
+        return session_out(sessions.create(data.document_ids, data.model, data.mode, data.title, owner=principal))
 
     @get("/sessions", sync_to_thread=True, summary="List sessions, newest activity first")
-    def list_sessions(self, sessions: NamedDependency[SessionService]) -> list[dict[str, Any]]:
-        return [session_out(s, with_messages=False) for s in sessions.list_sessions()]
+    def list_sessions(self, sessions: NamedDependency[SessionService],
+                      principal: NamedDependency[str]) -> list[dict[str, Any]]:
+        return [session_out(s, with_messages=False) for s in sessions.list_sessions(principal)]
 
     @get("/sessions/{session_id:str}", sync_to_thread=True, summary="A session with its plan and history")
-    def get_session(self, sessions: NamedDependency[SessionService], session_id: FromPath[str]) -> dict[str, Any]:
-        return session_out(sessions.get(session_id))
+    def get_session(self, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
+                    session_id: FromPath[str]) -> dict[str, Any]:
+        return session_out(sessions.get(session_id, principal))
 
     @delete("/sessions/{session_id:str}", sync_to_thread=True, summary="Delete a session and its messages")
-    def delete_session(self, sessions: NamedDependency[SessionService], session_id: FromPath[str]) -> None:
-        sessions.delete(session_id)
+    def delete_session(self, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
+                       session_id: FromPath[str]) -> None:
+        sessions.delete(session_id, principal)
 
     @post("/sessions/{session_id:str}/questions", status_code=200,
-          summary="Ask a question; send Accept: text/event-stream to stream progress, thinking and tokens")
-    async def ask(self, request: Request, sessions: NamedDependency[SessionService], session_id: FromPath[str],
-                  data: JSONBody[QuestionIn]) -> Response[dict[str, Any]] | ServerSentEvent:
+          summary="Ask a question; send Accept: text/event-stream to stream progress, thinking and tokens",
+          opt={RATE: "questions"})
+    async def ask(self, request: Request, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
+                  session_id: FromPath[str], data: JSONBody[QuestionIn]) -> Response[dict[str, Any]] | ServerSentEvent:
         opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling or {})
         # Every refusal (404, 409, 422) is answered as JSON here, before a stream could start.
-        prepared = await to_thread.run_sync(sessions.prepare, session_id, data.question, opts)
+        # The session and its documents are looked up as the principal's own (404 otherwise); the stream
+        # and the answer below work only from `prepared`, so no other principal's text can reach the model.
+        prepared = await to_thread.run_sync(sessions.prepare, session_id, data.question, opts, principal)
         if "text/event-stream" in request.headers.get("accept", ""):
             return ServerSentEvent(_stream(sessions, prepared, opts))
         cancel = threading.Event()
         try:
             answer = await to_thread.run_sync(
-                lambda: sessions.ask(session_id, data.question, opts, cancel=cancel, prepared=prepared))
+                lambda: sessions.ask(session_id, data.question, opts, principal, cancel=cancel, prepared=prepared))
         except asyncio.CancelledError:
             cancel.set()
             raise
@@ -119,8 +128,8 @@ async def _stream(sessions: SessionService, prepared: Prepared,
 
     def work() -> None:
         try:
-            answer = sessions.ask(prepared.session_id, prepared.question, opts, on_event=emit, cancel=cancel,
-                                  prepared=prepared)
+            answer = sessions.ask(prepared.session_id, prepared.question, opts, prepared.owner, on_event=emit,
+                                  cancel=cancel, prepared=prepared)
             emit("done", answer.to_dict())
         except DocqaError as exc:
             emit("error", {"status_code": exc.status_code, "detail": exc.detail})

@@ -1,0 +1,109 @@
+"""Make the OpenAPI document at /schema say what the API really answers.
+
+Litestar documents each handler's success response and, for handlers with parameters, a 400
+"validation" response; docqa's error mapping (web/errors.py) answers validation problems with 422
+and domain refusals with their own statuses, all as `ErrorOut`. `document_error_responses(app)` adds
+those, once, to every /api operation by rule (what can produce them) plus a short table of the
+statuses only some use cases raise. tests/test_schema_fuzz.py checks the result against the running
+app with schemathesis: every status and body a request can get must be declared.
+
+`complete_allow_header` works around Litestar 2's automatic OPTIONS handler, which lists only the
+methods of the first handler registered on a path (litestar-org/litestar#4169, fixed in v3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar
+from litestar.constants import RESERVED_KWARGS
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
+from litestar.routes import HTTPRoute
+from litestar.types import Message, Scope
+
+from docqa.web.access import PUBLIC, RATE
+from docqa.web.schemas import ErrorOut
+
+ERRORS: dict[int, str] = {
+    400: "The body is not well-formed JSON or multipart form data.",
+    401: "No API key, or one this server does not know (only when DOCQA_API_KEYS is set).",
+    404: "Nothing with that id (or not the caller's).",
+    409: "A document of the session was deleted since; open a new session.",
+    413: "The body or upload is larger than DOCQA_MAX_UPLOAD_BYTES.",
+    415: "The upload's type is not supported, or its name contradicts its content.",
+    422: "A field is missing or invalid, or the input cannot be processed (the detail says why).",
+    429: "Past the rate limit for this action; Retry-After says when to try again.",
+    500: "An unexpected error; it was logged and nothing was changed.",
+    503: "The model is missing, unusable or its queue is full (Retry-After when busy).",
+    507: "The disk is full, or the model's context could not be allocated.",
+}
+
+# Statuses that only some use cases raise, beyond what the rules in `error_statuses` give.
+EXTRA: dict[str, tuple[int, ...]] = {
+    "POST /api/documents": (415, 507),
+    "POST /api/plan": (404, 503),
+    "POST /api/sessions": (404, 503),
+    "POST /api/sessions/{session_id}/questions": (409, 503, 507),
+    "POST /api/batches": (404, 503),
+}
+
+
+def error_statuses(route: HTTPRoute, method: str, handler: Any) -> set[int]:
+    statuses = {500}
+    if not handler.opt.get(PUBLIC):
+        statuses.add(401)
+    if handler.opt.get(RATE):
+        statuses.add(429)
+    params = set(handler.parsed_fn_signature.parameters)
+    path_params = set(route.path_parameters)
+    if path_params:
+        statuses.add(404)
+    query = params - path_params - set(handler.resolve_dependencies()) - RESERVED_KWARGS - {"self"}
+    if "data" in params:
+        statuses |= {400, 413, 422}
+    if query:
+        statuses.add(422)
+    statuses.update(EXTRA.get(f"{method} {route.path_format}", ()))
+    return statuses
+
+
+def document_error_responses(app: Litestar) -> None:
+    """Declare the `ErrorOut` responses of every /api operation (a handler's own `responses` win)."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or not route.path_format.startswith("/api/"):
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            if not handler.resolve_include_in_schema():
+                continue
+            declared = {
+                status: ResponseSpec(data_container=ErrorOut, description=ERRORS[status], generate_examples=False)
+                for status in sorted(error_statuses(route, method, handler))
+            }
+            handler.responses = {**declared, **(handler.responses or {})}
+
+
+@dataclass
+class JsonOrCsvOperation(Operation):
+    """An operation whose 200 response is JSON, or CSV (`text/csv`, UTF-8 with BOM) when asked."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/csv; charset=utf-8"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+
+
+def complete_allow_header(message: Message, scope: Scope) -> None:
+    """A before_send hook: an OPTIONS answer lists every method of its path."""
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS" or message["status"] != 204:
+        return
+    template = scope.get("path_template")
+    app = scope.get("litestar_app")
+    routes = app.routes if isinstance(app, Litestar) else []
+    methods = next((r.methods for r in routes if isinstance(r, HTTPRoute) and r.path_format == template), None)
+    if not methods:
+        return
+    headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"allow"]
+    headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+    message["headers"] = headers
