@@ -118,10 +118,14 @@ class SessionController(Controller):
 
 async def _stream(sessions: SessionService, prepared: Prepared,
                   opts: AskOptions) -> AsyncIterator[ServerSentEventMessage]:
-    """Run the question on a worker thread and relay its events; a client that goes away cancels it."""
+    """Run the question on its own thread and relay its events; a client that goes away cancels it.
+
+    Its own thread, not the loop's shared executor: that pool is small and queues silently, and a
+    question parked there would not yet count against the model's bounded queue (DOCQA_QUEUE_SIZE)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
     cancel = threading.Event()
+    finished = asyncio.Event()
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
@@ -137,15 +141,16 @@ async def _stream(sessions: SessionService, prepared: Prepared,
             emit("error", {"status_code": 500, "detail": "Something went wrong inside docqa; nothing was stored."})
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
+            loop.call_soon_threadsafe(finished.set)
 
-    task = loop.run_in_executor(None, work)
+    threading.Thread(target=work, name="docqa-stream", daemon=True).start()
     try:
         while (item := await queue.get()) is not None:
             kind, payload = item
             yield ServerSentEventMessage(event=kind, data=json.dumps(payload, ensure_ascii=False))
     finally:
         cancel.set()
-        await asyncio.shield(task)
+        await asyncio.shield(finished.wait())
 
 
 @get("/api/models", sync_to_thread=True, tags=["models"], summary="Models with context and KV bytes per token")
