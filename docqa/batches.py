@@ -38,7 +38,7 @@ from docqa.engine.models import ModelRegistry
 from docqa.errors import InvalidRequest, NotFound
 from docqa.settings import Settings
 from docqa.store.db import Database
-from docqa.store.models import Batch, BatchItem, Document, utcnow
+from docqa.store.models import Batch, BatchItem, Document, iso_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class BatchService:
             "document_ids": list(batch.document_ids), "n_questions": len(batch.questions),
             "per_document": batch.per_document, "model": batch.model, "mode": batch.mode,
             "options": batch.options, "error": batch.error,
-            "created_at": batch.created_at.isoformat(), "updated_at": batch.updated_at.isoformat(),
+            "created_at": iso_utc(batch.created_at), "updated_at": iso_utc(batch.updated_at),
         }
 
     def list_batches(self, owner: str = "") -> list[dict[str, Any]]:

@@ -15,6 +15,11 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def iso_utc(moment: datetime) -> str:
+    """A stored (naive, UTC) time as ISO 8601 with its zone, as the API sends it."""
+    return moment.replace(tzinfo=UTC).isoformat()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 

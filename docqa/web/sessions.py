@@ -19,7 +19,7 @@ from docqa.engine.engine import AskOptions
 from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
 from docqa.sessions import Prepared, SessionService
-from docqa.store.models import ChatSession, Message
+from docqa.store.models import ChatSession, Message, iso_utc
 from docqa.web.access import RATE
 
 
@@ -47,7 +47,7 @@ class QuestionIn:
 
 
 def message_out(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": m.id, "role": m.role, "content": m.content, "created_at": m.created_at.isoformat()}
+    out: dict[str, Any] = {"id": m.id, "role": m.role, "content": m.content, "created_at": iso_utc(m.created_at)}
     if m.role == "assistant":
         out.update(thinking=m.thinking or "", citations=m.citations, mode=m.mode, timings=m.timings, **(m.extra or {}))
     return out
@@ -57,7 +57,7 @@ def session_out(s: ChatSession, with_messages: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": s.id, "title": s.title, "model": s.model, "mode": s.mode, "plan": s.plan,
         "document_ids": [link.document_id for link in s.links],
-        "created_at": s.created_at.isoformat(), "updated_at": s.updated_at.isoformat(),
+        "created_at": iso_utc(s.created_at), "updated_at": iso_utc(s.updated_at),
     }
     if with_messages:
         out["messages"] = [message_out(m) for m in s.messages]
