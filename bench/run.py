@@ -7,8 +7,8 @@
     python -m bench.run memory      # plan weights + KV + compute bytes vs measured RSS growth (bench/sidebyside.py)
     python -m bench.run batch       # 10-question batch over a ~4,000-token document vs answering each from scratch
     python -m bench.run llamabench  # prefill tok/s through docqa vs llama.cpp's llama-bench, fa off/on, n_batch 256/512
-    python -m bench.run fast        # what `make bench` runs: ingest, memory, cache, batch (a few minutes)
-    python -m bench.run sidebyside  # ingest, memory, batch, llamabench (llama-bench builds once, ~10+ minutes)
+    python -m bench.run fast        # what `make bench` runs: ingest, memory, cache (a few minutes)
+    python -m bench.run sidebyside  # ingest, memory, batch, llamabench (~40 min on 2 cores; llama-bench builds once)
     python -m bench.run all         # ingest, prefill, cache, memory, batch, llamabench (yarn is separate: minutes)
     python -m bench.report          # markdown table + bench/results/summary.png from the JSON files
 
@@ -294,7 +294,7 @@ def _sidebyside(name: str) -> Callable[[], None]:
 BENCHES = {"ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache, "yarn": bench_yarn,
            "memory": _sidebyside("memory"), "batch": _sidebyside("batch"), "llamabench": _sidebyside("llamabench")}
 GROUPS = {
-    "fast": ["ingest", "memory", "cache", "batch"],
+    "fast": ["ingest", "memory", "cache"],
     "sidebyside": ["ingest", "memory", "batch", "llamabench"],
     "all": ["ingest", "prefill", "cache", "memory", "batch", "llamabench"],
 }

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,8 @@ from bench.run import FILLER, _settings, write
 ROOT = Path(__file__).resolve().parent.parent
 DEPTHS = (0, 2048)
 PROMPT = 512
+GEN_DEPTH = 4096  # where a ~4,000-token document's answers are generated
+GEN_TOKENS = 32
 BATCHES = (256, 512)
 FLASH = (False, True)
 TARGET_PREFILL = 0.95
@@ -96,6 +100,8 @@ def _sources_from_text(text: str):  # noqa: ANN202
 # -- 1. prefill: docqa's Runtime vs llama-bench ---------------------------------------------------
 
 def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
+    import llama_cpp
+
     from docqa.engine.engine import Engine
     from docqa.engine.models import ModelRegistry
     from docqa.engine.runtime import Job, Runtime, Sampling
@@ -103,81 +109,108 @@ def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
 
     binary = llama_bench.build()
     tmp = Path(tempfile.mkdtemp())
-    runtimes: dict[tuple[bool, int], Runtime] = {}
+    runtimes: dict[tuple[str, bool, int], Runtime] = {}
     try:
         settings = _settings(tmp, state_cache_bytes=0)
         registry = ModelRegistry(settings)
         spec = registry.get(None)
         engine = Engine(settings, registry)
-        sources = _sources_from_text(document_text(4 * 86))  # long enough for depth + prompt tokens
+        sources = _sources_from_text(document_text(4 * 86))  # long enough for every depth + prompt
         plan = engine.plan(spec, _sources_from_text(document_text()))  # the ~4,000-token document's plan
         chosen = engine.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         tokens, _ = engine._tokens(spec, "x", engine.render_documents(sources), "q", None)
-        need = max(DEPTHS) + PROMPT
+        need = max(max(DEPTHS) + PROMPT, GEN_DEPTH + GEN_TOKENS + 2)
         assert len(tokens) >= need, (len(tokens), need)
         tokens = tokens[:need]
         n_ctx = max(chosen.n_ctx, need)
-
-        filled: dict[tuple[bool, int], int] = {}
+        filled: dict[tuple[str, bool, int], int] = {}
 
         def job(prefix: list[int]) -> Job:
             return Job(config=chosen, prefix=prefix, suffix=[], state_key="x", max_tokens=1, sampling=Sampling(),
                        on_progress=lambda p: None, cancel=threading.Event())
 
-        def docqa_run(fa: bool, nb: int, depth: int) -> float:
-            """Seconds for PROMPT tokens at `depth` through Runtime._prefill (depth filled once, untimed)."""
-            key = (fa, nb)
+        def context(kind: str, fa: bool, nb: int, depth: int) -> tuple[Runtime, Any]:
+            """A docqa context (Runtime.context, docqa's own threads) holding `depth` tokens (filled untimed)."""
+            key = (kind, fa, nb)
             if key not in runtimes:
                 runtimes[key] = Runtime(spec, StateCache(tmp / "s", 0), queue_size=1, n_threads=settings.n_threads)
-                config = chosen.__class__(**{**chosen.__dict__, "n_ctx": n_ctx, "flash_attn": fa, "n_batch": nb,
-                                             "n_ubatch": nb})
+                config = replace(chosen, n_ctx=n_ctx, flash_attn=fa, n_batch=nb, n_ubatch=nb)
                 llm = runtimes[key].context(config)
                 llm.n_tokens = 0
                 runtimes[key]._prefill(llm, job(tokens[:PROMPT]), 0)  # warm-up, as llama-bench does
-                filled[key] = 0
+                filled[key] = -1
             rt = runtimes[key]
-            ctx = rt.llm
-            assert ctx is not None
+            assert rt.llm is not None
             if filled[key] != depth:
-                ctx.n_tokens = 0
-                rt._prefill(ctx, job(tokens[:depth]), 0)
+                rt.llm.n_tokens = 0
+                rt._prefill(rt.llm, job(tokens[:depth]), 0)
                 filled[key] = depth
-            ctx.n_tokens = depth  # eval() drops the cells after `depth` first, as llama-bench restores its state
-            t = time.perf_counter()
-            rt._prefill(ctx, job(tokens[: depth + PROMPT]), depth)
-            return time.perf_counter() - t
+            rt.llm.n_tokens = depth  # eval() drops the cells after `depth` first, as llama-bench restores its state
+            return rt, rt.llm
 
-        threads = None
-        bench_best: dict[tuple[bool, int, int], float] = {}
-        docqa_best: dict[tuple[bool, int, int], float] = {}
-        bench_samples: dict[str, list[float]] = {}
-        docqa_samples: dict[str, list[float]] = {}
+        def docqa_prefill(fa: bool, nb: int, depth: int) -> float:
+            """Tokens/s of PROMPT tokens at `depth` through Runtime._prefill."""
+            rt, llm = context("pp", fa, nb, depth)
+            t = time.perf_counter()
+            rt._prefill(llm, job(tokens[: depth + PROMPT]), depth)
+            return PROMPT / (time.perf_counter() - t)
+
+        def docqa_generate(fa: bool, threads: int) -> float:
+            """Tokens/s of GEN_TOKENS decodes at GEN_DEPTH through Llama.generate, as Runtime._generate calls it."""
+            rt, llm = context("tg", fa, chosen.n_batch, GEN_DEPTH)
+            llama_cpp.llama_set_n_threads(llm.ctx, threads, llm.context_params.n_threads_batch)
+            llm.n_tokens = GEN_DEPTH - 1  # generate() evaluates the last prompt token, then one token per step
+            steps, t = -1, 0.0
+            for _ in llm.generate(tokens[:GEN_DEPTH], top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+                steps += 1
+                if steps == 0:
+                    t = time.perf_counter()  # from the first sampled token: GEN_TOKENS decodes of one token each
+                elif steps == GEN_TOKENS:
+                    break
+            rate = GEN_TOKENS / (time.perf_counter() - t)
+            llama_cpp.llama_set_n_threads(llm.ctx, llm.context_params.n_threads, llm.context_params.n_threads_batch)
+            return rate
+
+        threads = _docqa_threads(spec, settings, chosen, tmp)
+        gen_threads = sorted({threads["generation"], max((os.cpu_count() or 1) // 2, 1)})
+        pp_bench: dict[tuple[bool, int, int], list[float]] = {}
+        pp_docqa: dict[tuple[bool, int, int], list[float]] = {}
+        tg_bench: dict[tuple[bool, int], list[float]] = {}
+        tg_docqa: dict[tuple[bool, int], list[float]] = {}
+        records: list[dict[str, Any]] = []
         for r in range(rounds):
+            order = ("bench", "docqa") if r % 2 == 0 else ("docqa", "bench")  # alternate who goes first
             for fa in FLASH:
-                for nb in BATCHES:
-                    # llama-bench first in odd rounds, docqa first in even ones
-                    order = ("bench", "docqa") if r % 2 == 0 else ("docqa", "bench")
+                for nb in sorted({*BATCHES, chosen.n_batch}):  # always docqa's own n_batch too
                     for side in order:
                         if side == "bench":
-                            if threads is None:
-                                threads = _docqa_threads(runtimes, spec, settings, chosen, tmp)
                             records = llama_bench.run([
                                 "-m", str(spec.path), "-p", str(PROMPT), "-n", "0",
                                 "-d", ",".join(map(str, DEPTHS)), "-fa", "1" if fa else "0",
-                                "-b", str(nb), "-ub", str(nb), "-t", str(threads), "-r", str(reps),
+                                "-b", str(nb), "-ub", str(nb), "-t", str(threads["prompt"]), "-r", str(reps),
                             ], timeout=1800)
                             for rec in records:
-                                k = (fa, nb, int(rec["n_depth"]))
-                                rates = [PROMPT / (ns / 1e9) for ns in rec["samples_ns"]]
-                                bench_samples.setdefault(_label(*k), []).extend(round(x, 1) for x in rates)
-                                bench_best[k] = max([bench_best.get(k, 0.0), *rates])
+                                pp_bench.setdefault((fa, nb, int(rec["n_depth"])), []).extend(
+                                    PROMPT / (ns / 1e9) for ns in rec["samples_ns"])
                         else:
                             for depth in DEPTHS:
-                                k = (fa, nb, depth)
                                 for _ in range(reps):
-                                    tps = PROMPT / docqa_run(fa, nb, depth)
-                                    docqa_samples.setdefault(_label(*k), []).append(round(tps, 1))
-                                    docqa_best[k] = max(docqa_best.get(k, 0.0), tps)
+                                    pp_docqa.setdefault((fa, nb, depth), []).append(docqa_prefill(fa, nb, depth))
+            for side in order:  # generation at the depth of a ~4,000-token document
+                if side == "bench":
+                    for rec in llama_bench.run([
+                        "-m", str(spec.path), "-p", "0", "-n", str(GEN_TOKENS), "-d", str(GEN_DEPTH),
+                        "-fa", ",".join("1" if fa else "0" for fa in FLASH), "-t", ",".join(map(str, gen_threads)),
+                        "-b", str(chosen.n_batch), "-ub", str(chosen.n_ubatch), "-r", str(reps),
+                    ], timeout=1800):
+                        fa_on = str(rec["flash_attn"]).lower() in ("1", "true", "on", "enabled")
+                        tg_bench.setdefault((fa_on, int(rec["n_threads"])), []).extend(
+                            GEN_TOKENS / (ns / 1e9) for ns in rec["samples_ns"])
+                else:
+                    for fa in FLASH:
+                        for th in gen_threads:
+                            for _ in range(reps):
+                                tg_docqa.setdefault((fa, th), []).append(docqa_generate(fa, th))
             print(f"llamabench: round {r + 1}/{rounds} done", file=sys.stderr)
         build_info = records[0] if records else {}
     finally:
@@ -185,37 +218,53 @@ def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
             rt.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    best = lambda xs: max(xs)  # noqa: E731 - the best run of each side: load only ever slows a run down
     settings_rows = []
-    for (fa, nb, depth), b in sorted(bench_best.items()):
-        d = docqa_best[(fa, nb, depth)]
+    for (fa, nb, depth), b in sorted(pp_bench.items()):
+        d = pp_docqa[(fa, nb, depth)]
         settings_rows.append({
             "setting": _label(fa, nb, depth), "flash_attn": fa, "n_batch": nb, "n_ubatch": nb, "depth": depth,
-            "llama_bench_tokens_per_s": round(b, 1), "docqa_tokens_per_s": round(d, 1), "ratio": round(d / b, 3),
+            "llama_bench_tokens_per_s": round(best(b), 1), "docqa_tokens_per_s": round(best(d), 1),
+            "ratio": round(best(d) / best(b), 3),
+            "runs_tokens_per_s": {"llama_bench": [round(x, 1) for x in b], "docqa": [round(x, 1) for x in d]},
         })
     headline: dict[str, dict[str, Any]] = {}
     for depth in DEPTHS:
-        best_key = max((k for k in bench_best if k[2] == depth), key=lambda k: bench_best[k])
+        bench_key = max((k for k in pp_bench if k[2] == depth), key=lambda k: best(pp_bench[k]))
         docqa_key = (chosen.flash_attn, chosen.n_batch, depth)
-        fastest_docqa = max((k for k in docqa_best if k[2] == depth), key=lambda k: docqa_best[k])
+        fastest_docqa = max((k for k in pp_docqa if k[2] == depth), key=lambda k: best(pp_docqa[k]))
         headline[f"d{depth}"] = {
-            "llama_bench_best_setting": _label(*best_key),
-            "llama_bench_best_tokens_per_s": round(bench_best[best_key], 1),
+            "llama_bench_best_setting": _label(*bench_key),
+            "llama_bench_best_tokens_per_s": round(best(pp_bench[bench_key]), 1),
             "docqa_setting": _label(*docqa_key),
-            "docqa_tokens_per_s": round(docqa_best[docqa_key], 1),
-            "ratio_docqa_vs_llama_bench_best": round(docqa_best[docqa_key] / bench_best[best_key], 3),
+            "docqa_tokens_per_s": round(best(pp_docqa[docqa_key]), 1),
+            "ratio_docqa_vs_llama_bench_best": round(best(pp_docqa[docqa_key]) / best(pp_bench[bench_key]), 3),
             "docqa_fastest_setting": _label(*fastest_docqa),
         }
+    generation = []
+    for (fa, th), b in sorted(tg_bench.items()):
+        d = tg_docqa[(fa, th)]
+        generation.append({
+            "setting": f"fa={'on' if fa else 'off'} threads={th} tg{GEN_TOKENS}@d{GEN_DEPTH}", "flash_attn": fa,
+            "threads": th, "docqa_default": fa == chosen.flash_attn and th == threads["generation"],
+            "llama_bench_tokens_per_s": round(best(b), 1), "docqa_tokens_per_s": round(best(d), 1),
+            "ratio": round(best(d) / best(b), 3),
+            "runs_tokens_per_s": {"llama_bench": [round(x, 1) for x in b], "docqa": [round(x, 1) for x in d]},
+        })
     worst = min(h["ratio_docqa_vs_llama_bench_best"] for h in headline.values())
     write("llamabench", {
         "model": spec.path.name, "threads": threads, "prompt_tokens": PROMPT, "depths": list(DEPTHS),
         "docqa_chosen": {"flash_attn": chosen.flash_attn, "n_batch": chosen.n_batch, "n_ubatch": chosen.n_ubatch,
                          "type_k": chosen.type_k, "n_ctx": n_ctx},
-        "llama_bench": {"binary": str(binary), "build_commit": build_info.get("build_commit"),
-                        "build_number": build_info.get("build_number"), "cpu_info": build_info.get("cpu_info"),
+        "llama_bench": {"binary": str(binary),
+                        "source": f"llama-cpp-python {llama_bench.VERSION} sdist, vendor/llama.cpp",
+                        "build_commit": build_info.get("build_commit"), "cpu_info": build_info.get("cpu_info"),
                         "rounds": rounds, "reps_per_round": reps},
         "headline": headline, "ratio_docqa_vs_llama_bench_best": worst, "target_ratio": TARGET_PREFILL,
-        "settings": settings_rows, "samples_tokens_per_s": {"llama_bench": bench_samples, "docqa": docqa_samples},
-        "note": "best of all runs per side; sides interleaved setting by setting; ratio = docqa / llama-bench",
+        "prefill": settings_rows, "generation": generation,
+        "note": "best run per side and setting; sides interleaved setting by setting, alternating which goes "
+                "first; ratio = docqa / llama-bench. Generation: GEN_TOKENS single-token decodes after the "
+                "first sampled token, at GEN_DEPTH tokens of context.",
     })
 
 
@@ -223,17 +272,15 @@ def _label(fa: bool, nb: int, depth: int) -> str:
     return f"fa={'on' if fa else 'off'} b=ub={nb} pp{PROMPT}@d{depth}"
 
 
-def _docqa_threads(runtimes: dict[Any, Any], spec: Any, settings: Any, config: Any, tmp: Path) -> int:
-    """The prompt-processing thread count docqa's contexts run with (llama-bench gets the same)."""
-    for rt in runtimes.values():
-        if rt.llm is not None:
-            return int(rt.llm.context_params.n_threads_batch)
+def _docqa_threads(spec: Any, settings: Any, config: Any, tmp: Path) -> dict[str, int]:
+    """The thread counts docqa's contexts run with (llama-bench is given the same)."""
     from docqa.engine.runtime import Runtime
     from docqa.engine.state_cache import StateCache
 
     rt = Runtime(spec, StateCache(tmp / "t", 0), queue_size=1, n_threads=settings.n_threads)
     try:
-        return int(rt.context(config).context_params.n_threads_batch)
+        params = rt.context(config).context_params
+        return {"prompt": int(params.n_threads_batch), "generation": int(params.n_threads)}
     finally:
         rt.close()
 
@@ -242,14 +289,14 @@ def _docqa_threads(runtimes: dict[Any, Any], spec: Any, settings: Any, config: A
 
 def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), doc_lines: int = 86) -> None:
     import llama_cpp
-    from llama_cpp import Llama
 
     from docqa.batches import BatchService
     from docqa.documents import DocumentService
     from docqa.engine import prompts
     from docqa.engine.engine import Engine
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import GGML_TYPES
+    from docqa.engine.runtime import Runtime
+    from docqa.engine.state_cache import StateCache
     from docqa.store.db import Database, migrate
     from docqa.store.files import BlobStore
     from docqa.worker import BatchWorker
@@ -302,10 +349,8 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
             answers, compute_s, total_s = [], 0.0, 0.0
             for prompt in prompts_:
                 t0 = time.perf_counter()
-                llm = Llama(str(spec.path), n_ctx=config.n_ctx, n_batch=config.n_batch, n_ubatch=config.n_ubatch,
-                            flash_attn=config.flash_attn, type_k=GGML_TYPES[config.type_k],
-                            type_v=GGML_TYPES[config.type_v], n_threads=settings.n_threads, verbose=False,
-                            swa_full=True)
+                runtime = Runtime(spec, StateCache(tmp / "naive", 0), queue_size=1, n_threads=settings.n_threads)
+                llm = runtime.context(config)  # a fresh context, created exactly as docqa creates its own
                 t1 = time.perf_counter()
                 llm.set_seed(1)
                 out: list[int] = []
@@ -318,7 +363,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
                         break
                 t2 = time.perf_counter()
                 answers.append(llm.detokenize(out).decode("utf-8", "replace").strip())
-                llm.close()
+                runtime.close()
                 compute_s += t2 - t1
                 total_s += t2 - t0
             return compute_s, total_s, answers
@@ -350,12 +395,15 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
         "batch_statuses": [r["status"] for r in results],
         "batch_prefix_sources": [t.get("prefix_source") for t in timings],
         "batch_prefill_tokens": [t.get("prefill_tokens") for t in timings],
+        "batch_item_s": [t.get("item_s") for t in timings],
+        "batch_generate_tokens_per_s": [t.get("tokens_per_s") for t in timings],
         "same_answers": sum(a == b for a, b in zip(batch_answers, naive_answers, strict=True)),
         "answers": [{"question": q, "batch": a, "naive": b}
                     for q, a, b in zip(questions, batch_answers, naive_answers, strict=True)],
         "batch_plan_n_ctx": batch_plan.get("n_ctx"),
         "note": "batch = BatchService.create + BatchWorker.run_once until done (fresh engine, no snapshot); "
-                "naive = a fresh context per question evaluating the whole prompt (creation time excluded); "
+                "naive = a fresh context per question (Runtime.context, docqa's parameters) evaluating the whole "
+                "prompt with Llama.generate (context creation excluded); "
                 "best of 2 batch runs interleaved around 1 naive run",
     })
 
