@@ -110,15 +110,17 @@ def chart(rows: list[dict[str, Any]], path: Path) -> bool:
         ax.set_visible(False)
     for ax, r in zip(axes.flat, rows, strict=False):
         colour = {True: "#2e7d32", False: "#c62828", None: "#757575"}[r["met"]]
-        ax.bar([0], [r["value"]], color=colour, width=0.5)
+        ax.bar([0], [r["value"]], color=colour, width=0.8)
         ax.text(0, r["value"], f"{r['value']:g}×", ha="center", va="bottom", fontsize=11, fontweight="bold")
-        top = max(r["value"], r["target"] or 0) * 1.25 or 1
+        top = max(r["value"], r["target"] or 0) * 1.3 or 1
         if r["target"] is not None:
             ax.axhline(r["target"], color="black", linestyle="--", linewidth=1)
-            ax.text(0.3, r["target"], f"target {'≥' if r['higher_is_better'] else '≤'} {r['target']:g}",
-                    va="bottom", ha="right", fontsize=8)
+            ax.text(1.45, r["target"], f"target\n{'≥' if r['higher_is_better'] else '≤'} {r['target']:g}",
+                    va="center", ha="right", fontsize=8, backgroundcolor="white")
+        else:
+            ax.text(1.45, top * 0.5, "no target\nset", va="center", ha="right", fontsize=8)
         ax.set_ylim(0, top)
-        ax.set_xlim(-0.6, 0.6)
+        ax.set_xlim(-0.6, 1.5)
         ax.set_xticks([])
         ax.set_title(r["label"], fontsize=9)
         ax.set_ylabel("higher is better" if r["higher_is_better"] else "lower is better", fontsize=8)
