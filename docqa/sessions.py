@@ -17,6 +17,7 @@ from docqa.documents import DocumentService
 from docqa.engine.budget import Plan, Step
 from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
 from docqa.engine.models import ModelRegistry, ModelSpec
+from docqa.engine.runtime import Place
 from docqa.errors import DocqaError, InvalidRequest, NotFound
 from docqa.store.db import Database
 from docqa.store.models import ChatSession, Message, SessionDocument
@@ -36,7 +37,8 @@ class Prepared:
     plan: Plan
     sources: Sources
     question: str
-    owner: str = ""  # the principal the session and every source document belong to
+    owner: str  # the principal the session and every source document belong to
+    place: Place  # in the model's queue; released when the question ends (Engine.answer), or if dropped
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
@@ -113,18 +115,19 @@ class SessionService:
         question = question.strip()
         self.engine.check_question(spec, question, opts, plan)
         self.engine.sampling(spec, opts.sampling)
-        # A full queue is refused here too, so a streamed question gets its 503 + Retry-After as JSON
-        # before the stream starts (the slot is not reserved: a question may still be refused at submit).
-        self.engine.runtime(spec).check_room()
-        return Prepared(session_id, spec, plan, self.sources(ids, owner), question, owner)
+        sources = self.sources(ids, owner)
+        # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
+        # here, as JSON before a stream starts; once accepted it is never refused halfway.
+        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.runtime(spec).reserve())
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
             prepared: Prepared | None = None) -> Answer:
         p = prepared or self.prepare(session_id, question, opts, owner)
         if p.session_id != session_id or p.owner != owner:
+            p.place.release()
             raise NotFound(f"There is no session with id {session_id!r}.")
-        answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel)
+        answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel, p.place)
         with self.db.transaction() as s:
             s.add(Message(session_id=session_id, role="user", content=p.question, timings={}))
             s.add(Message(

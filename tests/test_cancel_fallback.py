@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 import httpx
+import pytest
 
 from docqa.engine.engine import AskOptions, Engine
 from docqa.engine.models import ModelRegistry
@@ -67,14 +68,16 @@ def test_a_client_that_disconnects_cancels_its_question(tmp_path):
                     if line.startswith("event: token"):
                         break  # the client goes away mid-answer
             assert any(kind == "token" for kind, _ in _sse(seen + ["data: {}"]))
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                models = http.get("/api/health").json()["details"]["models"]
-                if all(m["queue_depth"] == 0 for m in models.values()):
-                    break
-                time.sleep(0.2)
-            assert all(m["queue_depth"] == 0 for m in models.values())
+            wait_idle(http)
             # A cancelled answer is never stored, half-written or otherwise.
+            assert http.get(f"/api/sessions/{session['id']}").json()["messages"] == []
+
+            # The same without streaming: a JSON request whose client gives up before the answer.
+            t0 = time.monotonic()
+            with pytest.raises(httpx.ReadTimeout):
+                http.post(f"/api/sessions/{session['id']}/questions", json=ask, timeout=httpx.Timeout(60, read=2))
+            wait_idle(http)
+            cancelled_s = time.monotonic() - t0
             assert http.get(f"/api/sessions/{session['id']}").json()["messages"] == []
             # …and the model is free for the next question.
             r = http.post(f"/api/sessions/{session['id']}/questions",
@@ -84,3 +87,14 @@ def test_a_client_that_disconnects_cancels_its_question(tmp_path):
             assert len(http.get(f"/api/sessions/{session['id']}").json()["messages"]) == 2
     finally:
         server.stop()
+    print(f"\nJSON question given up after 2 s: the model was free again {cancelled_s:.1f} s after it was asked")
+
+
+def wait_idle(http: httpx.Client) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        models = http.get("/api/health").json()["details"]["models"]
+        if all(m["queue_depth"] == 0 for m in models.values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the model never became idle: {models}")

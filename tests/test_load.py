@@ -4,12 +4,15 @@
    refused with 503 + Retry-After + a sentence (as JSON even when a stream was asked for);
    meanwhile listings, section reads, health and an upload succeed; both accepted questions are
    answered and stored, the refused one is not.
-2. A small run of bench/load.py (20 clients, 20 s): no 5xx but the intended 503s, no lost or
+2. A question holds its place in the queue from acceptance to its end: a chunked answer's steps are
+   never refused halfway, and a place is released exactly once.
+3. A small run of bench/load.py (20 clients, 20 s): no 5xx but the intended 503s, no lost or
    duplicated rows, every 200 answer stored exactly once (the bigger run: `python -m bench.load`).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -17,8 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from bench.load import run as run_load
+from docqa.engine.engine import AskOptions, Engine
+from docqa.engine.models import ModelRegistry
+from docqa.engine.runtime import QueueFull
+from docqa.settings import Settings
+from docqa.store.models import Document, Section
 from tests.browser import Server
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1"}
@@ -159,3 +168,80 @@ def test_load_small_run_keeps_every_row_and_answer(tmp_path: Path) -> None:
           f"p99 {lat['non_model_while_generating']['p99_ms']} ms (reads p50 {lat['reads_while_generating']['p50_ms']}"
           f" / p99 {lat['reads_while_generating']['p99_ms']} ms); 503s {report['model_503']}; "
           f"audit {report['audit']}")
+
+
+# --- a question's place in the queue: taken when it is accepted, held to its end --------------------
+
+
+def test_a_place_is_held_from_acceptance_to_the_end_and_released_once(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, seed=1, queue_size=0)
+    registry = ModelRegistry(settings)
+    engine = Engine(settings, registry)
+    runtime = engine.runtime(registry.get(None))
+    try:
+        place = runtime.reserve()
+        assert runtime.status()["queue_depth"] == 1
+        with pytest.raises(QueueFull) as refused:
+            runtime.reserve()
+        assert refused.value.status_code == 503 and refused.value.extra["queue_size"] == 0
+        # jobs run under the place are neither counted again nor refused, however many there are
+        assert [runtime.submit(lambda n: n * 2, n, place=place).result() for n in range(3)] == [0, 2, 4]
+        assert runtime.status()["queue_depth"] == 1
+        place.release()
+        place.release()  # a second release is a no-op, never a negative count
+        assert runtime.status()["queue_depth"] == 0
+        with runtime.reserve():
+            assert runtime.status()["queue_depth"] == 1
+        assert runtime.status()["queue_depth"] == 0
+        runtime.reserve()  # dropped without release (a request lost between acceptance and start)
+        gc.collect()
+        assert runtime.status()["queue_depth"] == 0
+    finally:
+        engine.close()
+
+
+def test_a_chunked_question_is_never_refused_halfway(tmp_path: Path) -> None:
+    """Its map steps and reduce step are separate jobs; between two of them the model is idle for a
+    moment, and another question must not take the slot it still needs (DOCQA_QUEUE_SIZE=0)."""
+    settings = Settings(data_dir=tmp_path, seed=1, queue_size=0, chunk_context=1024, question_tokens=64,
+                        answer_tokens=32, chunk_overlap=0, state_cache_bytes=0)
+    registry = ModelRegistry(settings)
+    spec = registry.get(None)
+    engine = Engine(settings, registry)
+    text = long_document(30).decode()
+    doc = Document(id="d", filename="beds.txt", kind="text")
+    sources = [(doc, [Section(id=1, ordinal=0, path=None, line_start=1, line_end=30, text=text)])]
+    plan = engine.plan(spec, sources, "chunked")
+    assert plan.mode == "chunked" and plan.n_chunks >= 2, plan
+    attempts: list[str] = []
+    done = threading.Event()
+
+    def competitor() -> None:  # another question trying to get in, all along
+        while not done.is_set():
+            try:
+                engine.runtime(spec).reserve().release()
+                attempts.append("accepted")
+            except QueueFull:
+                attempts.append("refused")
+            time.sleep(0.002)
+
+    progress: list[dict[str, Any]] = []
+    thread = threading.Thread(target=competitor)
+    try:
+        with engine.runtime(spec).reserve() as place:
+            thread.start()
+            answer = engine.answer(spec, plan, sources, "Which family rents bed 12?",
+                                   AskOptions(max_tokens=16, sampling={"temperature": 0, "seed": 1}),
+                                   on_event=lambda kind, p: progress.append(p) if kind == "progress" else None,
+                                   place=place)
+            done.set()
+            thread.join()
+        assert engine.runtime(spec).status()["queue_depth"] == 0
+    finally:
+        done.set()
+        engine.close()
+    assert answer.mode == "chunked" and answer.coverage
+    assert answer.coverage["chunks_read"] == plan.n_chunks
+    assert {p.get("chunk") for p in progress if p.get("phase") == "map"} == set(range(1, plan.n_chunks + 1))
+    assert len(attempts) > 10 and set(attempts) == {"refused"}, attempts[:20]
+    print(f"\nchunked over {plan.n_chunks} chunks: {len(attempts)} competing attempts, all refused up front")

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,32 @@ def test_session_history_after_reload_and_server_restart(page: Any, server: Serv
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     reopen()
     shot(page, shots / "4-reopened-after-restart.png")
+
+
+def test_stop_cancels_the_question_on_the_server(page: Any, server: Server) -> None:
+    if "session_id" not in shared:
+        pytest.skip("needs the session of test_upload_plan_ask_stream_and_cite")
+    sid = shared["session_id"]
+    stored = len(httpx.get(f"{server.url}/api/sessions/{sid}").json()["messages"])
+    open_page(page)
+    page.locator("#sessions button.session", has_text=PASSKEY_NAME).click()
+    expect(page.locator("#history .msg.assistant")).to_have_count(stored // 2)
+    page.fill("#question", "Tell a very long story about the pass key, in many paragraphs.")
+    page.click("#ask-button")
+    expect(page.locator("#stop-button")).to_be_visible()
+    page.click("#stop-button")
+    failed = page.locator("#history .msg.assistant.failed")
+    expect(failed.locator(".error")).to_have_text("Stopped. This question and its partial answer were not stored.")
+    expect(page.locator("#stop-button")).to_be_hidden()
+    expect(page.locator("#ask-button")).to_be_enabled()
+    # The server cancelled it: the model is free again and nothing was stored (an answer left running
+    # would have been written when it finished).
+    deadline = time.monotonic() + 60
+    while (m := httpx.get(f"{server.url}/api/health").json()["details"]["models"]["default"])["queue_depth"]:
+        assert time.monotonic() < deadline, m
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert len(httpx.get(f"{server.url}/api/sessions/{sid}").json()["messages"]) == stored
 
 
 def test_several_files_at_once_zip_skips_and_refusals_show_the_reason(page: Any, server: Server) -> None:

@@ -21,7 +21,7 @@ from docqa.engine.budget import ContextBudgetExceeded, Plan, PlanRequest, make_p
 from docqa.engine.chunking import Part, pack, parts_of
 from docqa.engine.citations import attribute, extract_citations, verbatim_spans
 from docqa.engine.models import ModelRegistry, ModelSpec
-from docqa.engine.runtime import ContextAllocationFailed, Generation, Job, Runtime, Sampling
+from docqa.engine.runtime import ContextAllocationFailed, Generation, Job, Place, Runtime, Sampling
 from docqa.engine.state_cache import ContextConfig, StateCache, state_key
 from docqa.engine.template import ChatTemplate, tokenize_pieces
 from docqa.errors import InvalidRequest
@@ -59,6 +59,15 @@ class Answer:
         }
 
 
+@dataclass
+class _Call:
+    """What every job of one question shares: its event sink, its cancel flag, its place in the queue."""
+
+    on_event: EventSink | None
+    cancel: threading.Event
+    place: Place
+
+
 class Engine:
     def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
         self.settings = settings
@@ -72,7 +81,8 @@ class Engine:
         with self._lock:
             if spec.name not in self._runtimes:
                 self._runtimes[spec.name] = Runtime(
-                    spec, self.cache, queue_size=self.settings.queue_size, n_threads=self.settings.n_threads
+                    spec, self.cache, queue_size=self.settings.queue_size, n_threads=self.settings.n_threads,
+                    use_mmap=self.settings.mmap,
                 )
             return self._runtimes[spec.name]
 
@@ -204,22 +214,26 @@ class Engine:
         return Sampling(**values)
 
     def answer(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
-               on_event: EventSink | None = None, cancel: threading.Event | None = None) -> Answer:
-        self.check_question(spec, question, opts, plan)
-        cancel = cancel or threading.Event()
-        sampling = self.sampling(spec, opts.sampling)
-        max_tokens = opts.max_tokens or plan.answer_tokens
-        notes: list[str] = []
-        current = plan
-        while True:
-            try:
-                run = self._whole if current.mode == "whole" else self._chunked
-                result = run(spec, current, sources, question, opts, sampling, max_tokens, on_event, cancel)
-                result.notes = notes + result.notes
-                return result
-            except ContextAllocationFailed as exc:
-                notes.append(f"{exc.detail} Falling back.")
-                current = self._fallback(spec, current, sources, exc)
+               on_event: EventSink | None = None, cancel: threading.Event | None = None,
+               place: Place | None = None) -> Answer:
+        """Answer under the question's `place` in the model's queue (taken here when none is given and
+        released here either way), so every job it runs, one per chunk in chunked mode, is accepted."""
+        with place or self.runtime(spec).reserve() as held:
+            self.check_question(spec, question, opts, plan)
+            sampling = self.sampling(spec, opts.sampling)
+            max_tokens = opts.max_tokens or plan.answer_tokens
+            call = _Call(on_event, cancel or threading.Event(), held)
+            notes: list[str] = []
+            current = plan
+            while True:
+                try:
+                    run = self._whole if current.mode == "whole" else self._chunked
+                    result = run(spec, current, sources, question, opts, sampling, max_tokens, call)
+                    result.notes = notes + result.notes
+                    return result
+                except ContextAllocationFailed as exc:
+                    notes.append(f"{exc.detail} Falling back.")
+                    current = self._fallback(spec, current, sources, exc)
 
     def _fallback(self, spec: ModelSpec, plan: Plan, sources: Sources, exc: ContextAllocationFailed) -> Plan:
         from docqa.engine.budget import CACHE_TYPES
@@ -238,12 +252,13 @@ class Engine:
         raise exc
 
     def _run(self, spec: ModelSpec, config: ContextConfig, prefix: list[int], suffix: list[int], max_tokens: int,
-             sampling: Sampling, start_thinking: bool, on_event: EventSink | None, cancel: threading.Event,
+             sampling: Sampling, start_thinking: bool, call: _Call,
              progress_extra: dict[str, Any] | None = None, stream: bool = True) -> tuple[Generation, float]:
         runtime = self.runtime(spec)
+        on_event = call.on_event
         job = Job(
             config=config, prefix=prefix, suffix=suffix, state_key=state_key(spec.identity, config, prefix),
-            max_tokens=max_tokens, sampling=sampling, start_in_thinking=start_thinking, cancel=cancel,
+            max_tokens=max_tokens, sampling=sampling, start_in_thinking=start_thinking, cancel=call.cancel,
             on_progress=(lambda p: on_event("progress", {**p, **(progress_extra or {})})) if on_event else None,
             on_token=(lambda kind, text: on_event(kind, {"text": text})) if on_event and stream else None,
         )
@@ -254,20 +269,20 @@ class Engine:
             started.append(time.perf_counter())
             return runtime._run(j)
 
-        gen = runtime.submit(timed, job).result()
+        gen = runtime.submit(timed, job, place=call.place).result()
         return gen, (started[0] - submitted) if started else 0.0
 
     def _starts_thinking(self, spec: ModelSpec, opts: AskOptions) -> bool:
         return spec.family == "thinking" or (spec.family == "hybrid" and opts.thinking is not False)
 
     def _whole(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
-               sampling: Sampling, max_tokens: int, on_event: EventSink | None, cancel: threading.Event) -> Answer:
+               sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
         thinking_flag = opts.thinking if spec.family == "hybrid" else None
         prefix, suffix = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
                                       thinking_flag)
         config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
-                                 self._starts_thinking(spec, opts) and spec.family == "thinking", on_event, cancel)
+                                 self._starts_thinking(spec, opts) and spec.family == "thinking", call)
         return Answer(
             answer=gen.text, thinking=gen.thinking, mode="whole", stop_reason=gen.stop_reason,
             citations=cite(gen.text, sources),
@@ -285,7 +300,8 @@ class Engine:
         return pack(parts, budget, self.settings.chunk_overlap)
 
     def _chunked(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
-                 sampling: Sampling, max_tokens: int, on_event: EventSink | None, cancel: threading.Event) -> Answer:
+                 sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
+        on_event = call.on_event
         chunks = self.chunks(spec, plan, sources)
         config = self.config_for(spec, plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
         evidence: list[str] = []
@@ -297,7 +313,7 @@ class Engine:
             prefix, suffix = self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), question, False
                                           if spec.family == "hybrid" else None)
             gen, queue_s = self._run(spec, config, prefix, suffix, MAP_ANSWER_TOKENS, map_sampling,
-                                     spec.family == "thinking", on_event, cancel,
+                                     spec.family == "thinking", call,
                                      {"chunk": i + 1, "chunks": len(chunks)}, stream=False)
             _accumulate(totals, gen, queue_s)
             # Keep only what the chunk really says: a small model "quotes" things that are not there.
@@ -313,7 +329,7 @@ class Engine:
         prefix, suffix = self._tokens(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
                                       opts.thinking if spec.family == "hybrid" else None)
         gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
-                                 spec.family == "thinking", on_event, cancel)
+                                 spec.family == "thinking", call)
         _accumulate(totals, gen, queue_s)
         timings = _timings(gen, totals["queue_s"], totals["prefill_tokens"], totals["cached_tokens"],
                            totals["prefill_s"], totals["generate_s"], totals["generated"], "chunked")

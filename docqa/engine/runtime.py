@@ -1,9 +1,12 @@
 """The one thread that owns a model's llama.cpp context.
 
 A `Llama` object is not thread-safe, so each model gets a single worker thread; every use of its
-context is a job submitted here. The queue in front of it is bounded: one job runs and at most
-`queue_size` wait; past that a new one is refused (503 with a Retry-After estimated from how long
-recent jobs took) instead of piling up. `status()` says what the model is doing, for /api/health.
+context is a job submitted here. The queue in front of it is bounded and counts questions, not jobs:
+a question takes a `Place` when it is accepted and holds it until it ends, however many jobs it
+runs (a chunked answer runs one per chunk, then the reduce step). One question runs and at most
+`queue_size` wait; past that a new one is refused at once (503 with a Retry-After estimated from
+how long recent jobs took) instead of piling up, and a question once accepted is never refused
+halfway. `status()` says what the model is doing, for /api/health.
 
 Within a job, the document prefix is made resident before the question is appended:
 1. already in the context's KV cells (the previous question was about the same documents) → free;
@@ -58,6 +61,30 @@ class ContextAllocationFailed(DocqaError):
     code = "context_allocation_failed"
 
 
+class Place:
+    """A question's place in its model's queue, from acceptance to its end (`Runtime.reserve`).
+
+    Released exactly once, by `release()`, by leaving its `with` block, or, as a safety net, when it
+    is garbage-collected unreleased (a request dropped between its acceptance and its start)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime: Runtime | None = runtime
+
+    def release(self) -> None:
+        rt, self._runtime = self._runtime, None
+        if rt is not None:
+            rt._done(None)
+
+    def __enter__(self) -> Place:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
 @dataclass
 class Sampling:
     temperature: float = 0.7
@@ -102,23 +129,26 @@ class Job:
 
 
 class Runtime:
-    def __init__(self, spec: ModelSpec, cache: StateCache, *, queue_size: int, n_threads: int | None) -> None:
+    def __init__(self, spec: ModelSpec, cache: StateCache, *, queue_size: int, n_threads: int | None,
+                 use_mmap: bool = True) -> None:
         self.spec = spec
+        self.use_mmap = use_mmap
         self.cache = cache
         self.queue_size = queue_size
         self.n_threads = n_threads
         self.llm: Llama | None = None
         self.config: ContextConfig | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
-        self._lock = threading.Lock()
-        self._pending = 0  # submitted and not finished: the running job and those waiting
+        # Re-entrant: an abandoned Place may be collected (and release itself) while this thread holds it.
+        self._lock = threading.RLock()
+        self._pending = 0  # places held: the question running and those waiting
         self._running = False
         self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
         self._jobs_done = 0
 
     @property
     def pending(self) -> int:
-        """Jobs in flight: the one running and those waiting."""
+        """Questions in flight: the one running and those waiting."""
         return self._pending
 
     def status(self) -> dict[str, Any]:
@@ -137,10 +167,12 @@ class Runtime:
             return 10
         return max(1, min(300, math.ceil(self._job_s * pending / max(1, self.queue_size))))
 
-    def check_room(self) -> None:
-        """Refuse now (QueueFull) when a job submitted now would be refused; reserves nothing."""
+    def reserve(self) -> Place:
+        """Take a place in the queue for one question, or refuse now (QueueFull) when it is full."""
         with self._lock:
             self._refuse_if_full()
+            self._pending += 1
+        return Place(self)
 
     def _refuse_if_full(self) -> None:
         if self._pending >= self.queue_size + 1:
@@ -153,16 +185,18 @@ class Runtime:
                 retry_after=retry, running=1 if self._running else 0, waiting=waiting, queue_size=self.queue_size,
             )
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        with self._lock:
-            self._refuse_if_full()
-            self._pending += 1
+    def submit(self, fn: Callable[..., Any], *args: Any, place: Place | None = None) -> Future[Any]:
+        """Run `fn` on the worker thread. Under a question's `place` it is not counted again (and never
+        refused); without one it takes a place of its own for as long as it runs."""
+        if place is not None:
+            return self._executor.submit(self._timed, fn, *args)
+        own = self.reserve()
         try:
             future = self._executor.submit(self._timed, fn, *args)
         except BaseException:  # shut down meanwhile
-            self._done(None)
+            own.release()
             raise
-        future.add_done_callback(self._done)
+        future.add_done_callback(lambda _: own.release())
         return future
 
     def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -206,7 +240,7 @@ class Runtime:
             model_path=str(self.spec.path), n_ctx=config.n_ctx, n_batch=config.n_batch, n_ubatch=config.n_ubatch,
             flash_attn=config.flash_attn, type_k=GGML_TYPES[config.type_k], type_v=GGML_TYPES[config.type_v],
             n_threads=self.n_threads or default_threads(), n_threads_batch=self.n_threads or os.cpu_count(),
-            verbose=False, swa_full=True,
+            verbose=False, swa_full=True, use_mmap=self.use_mmap,
         )
         if config.yarn_factor:
             kwargs.update(
@@ -229,7 +263,8 @@ class Runtime:
 
     def _run(self, job: Job) -> Generation:
         # Checked for every job, not only when a context is created: a model file truncated under
-        # llama.cpp's memory map would kill the process (SIGBUS) at the next evaluation.
+        # llama.cpp's memory map would kill the process (SIGBUS) at the next evaluation. (Truncated
+        # during an evaluation, it still would: DOCQA_MMAP=false copies the weights and closes that.)
         if self.llm is not None and self.spec.file_problem():
             self._free()
         llm = self.context(job.config)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,12 +17,14 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from docqa.engine.engine import AskOptions
+from docqa.engine.engine import Answer, AskOptions
 from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
 from docqa.sessions import Prepared, SessionService
 from docqa.store.models import ChatSession, Message, iso_utc
 from docqa.web.access import RATE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,57 +104,96 @@ class SessionController(Controller):
     async def ask(self, request: Request, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
                   session_id: FromPath[str], data: JSONBody[QuestionIn]) -> Response[dict[str, Any]] | ServerSentEvent:
         opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling or {})
-        # Every refusal (404, 409, 422) is answered as JSON here, before a stream could start.
-        # The session and its documents are looked up as the principal's own (404 otherwise); the stream
-        # and the answer below work only from `prepared`, so no other principal's text can reach the model.
+        # Every refusal (404, 409, 422, and 503 when the model's queue is full) is answered as JSON here,
+        # before a stream could start; an accepted question holds its place in the queue to the end.
+        # The session and its documents are looked up as the principal's own (404 otherwise); the answer
+        # below works only from `prepared`, so no other principal's text can reach the model.
         prepared = await to_thread.run_sync(sessions.prepare, session_id, data.question, opts, principal)
-        if "text/event-stream" in request.headers.get("accept", ""):
-            return ServerSentEvent(_stream(sessions, prepared, opts))
-        cancel = threading.Event()
+        streamed = "text/event-stream" in request.headers.get("accept", "")
+        question = _Question(request, sessions, prepared, opts, streamed)
+        if streamed:
+            return ServerSentEvent(question.events())
         try:
-            answer = await to_thread.run_sync(
-                lambda: sessions.ask(session_id, data.question, opts, principal, cancel=cancel, prepared=prepared))
+            answer, error = await asyncio.shield(question.finished)
         except asyncio.CancelledError:
-            cancel.set()
+            question.cancel.set()
             raise
+        if error is not None:
+            raise error
+        assert answer is not None
         return Response(answer.to_dict())
 
 
-async def _stream(sessions: SessionService, prepared: Prepared,
-                  opts: AskOptions) -> AsyncIterator[ServerSentEventMessage]:
-    """Run the question on its own thread and relay its events; a client that goes away cancels it.
+class _Question:
+    """An accepted question, answered on its own thread from the moment it is accepted.
 
-    Its own thread, not the loop's shared executor: that pool is small and queues silently, and a
-    question parked there would not yet count against the model's bounded queue (DOCQA_QUEUE_SIZE)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
-    cancel = threading.Event()
-    finished = asyncio.Event()
+    Its own thread, not the loop's shared executor: that pool is small and queues silently. Started
+    at once, so the place the question holds in the model's queue is always released by that thread,
+    even when a stream is never read. A client that goes away cancels it, whenever it goes: the
+    connection itself is watched, since a stream abandoned before its first event is never iterated
+    (so its generator's cleanup never runs), and a plain JSON request is not cancelled by the server."""
 
-    def emit(kind: str, payload: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
+    def __init__(self, request: Request, sessions: SessionService, prepared: Prepared, opts: AskOptions,
+                 streamed: bool) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.cancel = threading.Event()
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] | None = asyncio.Queue() if streamed else None
+        self.finished: asyncio.Future[tuple[Answer | None, BaseException | None]] = self.loop.create_future()
+        self.watch = asyncio.ensure_future(self._until_disconnected(request))
+        self.finished.add_done_callback(lambda _: self.watch.cancel())
+        threading.Thread(target=self._work, args=(sessions, prepared, opts), name="docqa-question",
+                         daemon=True).start()
 
-    def work() -> None:
+    async def _until_disconnected(self, request: Request) -> None:
+        # The body has been read: the next ASGI message is the client's disconnect (or the end of the response).
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        self.cancel.set()
+
+    def _on_loop(self, fn: Any, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the server is shutting down
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.queue is not None:
+            self._on_loop(self.queue.put_nowait, (kind, payload))
+
+    def _work(self, sessions: SessionService, prepared: Prepared, opts: AskOptions) -> None:
+        answer: Answer | None = None
+        error: BaseException | None = None
         try:
-            answer = sessions.ask(prepared.session_id, prepared.question, opts, prepared.owner, on_event=emit,
-                                  cancel=cancel, prepared=prepared)
-            emit("done", answer.to_dict())
+            answer = sessions.ask(prepared.session_id, prepared.question, opts, prepared.owner,
+                                  on_event=self._emit if self.queue is not None else None, cancel=self.cancel,
+                                  prepared=prepared)
+            self._emit("done", answer.to_dict())
         except DocqaError as exc:
-            emit("error", {"status_code": exc.status_code, "detail": exc.detail})
-        except Exception:  # noqa: BLE001 - reported to the client, logged by the thread
-            emit("error", {"status_code": 500, "detail": "Something went wrong inside docqa; nothing was stored."})
+            error = exc
+            self._emit("error", {"status_code": exc.status_code, "detail": exc.detail})
+        except Exception as exc:  # noqa: BLE001 - reported to the client
+            log.exception("question %s failed", prepared.session_id)
+            error = exc
+            self._emit("error", {"status_code": 500,
+                                 "detail": "Something went wrong inside docqa; nothing was stored."})
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-            loop.call_soon_threadsafe(finished.set)
+            prepared.place.release()  # normally released by the engine already
+            if self.queue is not None:
+                self._on_loop(self.queue.put_nowait, None)
+            self._on_loop(_resolve, self.finished, (answer, error))
 
-    threading.Thread(target=work, name="docqa-stream", daemon=True).start()
-    try:
-        while (item := await queue.get()) is not None:
-            kind, payload = item
-            yield ServerSentEventMessage(event=kind, data=json.dumps(payload, ensure_ascii=False))
-    finally:
-        cancel.set()
-        await asyncio.shield(finished.wait())
+    async def events(self) -> AsyncIterator[ServerSentEventMessage]:
+        assert self.queue is not None
+        try:
+            while (item := await self.queue.get()) is not None:
+                kind, payload = item
+                yield ServerSentEventMessage(event=kind, data=json.dumps(payload, ensure_ascii=False))
+        finally:
+            self.cancel.set()
+            await asyncio.shield(self.finished)
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 @get("/api/models", sync_to_thread=True, tags=["models"], summary="Models with context and KV bytes per token")
