@@ -1,4 +1,4 @@
-"""The `docqa` command line: serve, ingest, documents, fetch-model, migrate."""
+"""The `docqa` command line: serve, ingest, documents, plan, ask, batch, models, fetch-model, migrate."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from docqa.settings import Settings
+
+OWNER_KEY = "docqa.owner"
 
 
 def _services(settings: Settings):  # noqa: ANN202
@@ -31,6 +33,11 @@ def _session_service(settings: Settings):  # noqa: ANN202
     return SessionService(documents.db, documents, registry, Engine(settings, registry))
 
 
+def _owner() -> str:
+    """The principal the command acts as (`docqa --owner NAME …`); "" is loopback mode's."""
+    return str(click.get_current_context().meta.get(OWNER_KEY, ""))
+
+
 def _ingest_all(settings: Settings, files: tuple[Path, ...]) -> list[str]:
     from docqa.errors import DocqaError
 
@@ -38,7 +45,7 @@ def _ingest_all(settings: Settings, files: tuple[Path, ...]) -> list[str]:
     ids = []
     for path in files:
         try:
-            ids.append(service.ingest(path.name, path.read_bytes()).document.id)
+            ids.append(service.ingest(path.name, path.read_bytes(), owner=_owner()).document.id)
         except DocqaError as exc:
             raise click.ClickException(f"{path.name}: {exc.detail}") from exc
     return ids
@@ -50,17 +57,34 @@ def _with_settings(settings: Settings, **overrides: object) -> Settings:
 
 @click.group()
 @click.version_option(package_name="docqa")
+@click.option("--owner", default="", metavar="NAME",
+              help="Act as this principal (a NAME from DOCQA_API_KEYS): what the command stores belongs to it and "
+                   "only its documents are listed. Default: loopback mode's.")
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, owner: str) -> None:
     """docqa: ask questions of whole documents with a local llama.cpp model."""
     from pydantic import ValidationError
 
+    ctx.meta[OWNER_KEY] = owner
     try:
         ctx.obj = Settings()
     except ValidationError as exc:
         problems = "; ".join(f"DOCQA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         click.echo(f"docqa: invalid setting: {problems}", err=True)
         ctx.exit(2)
+    if owner:
+        from docqa.access import KeyRing
+
+        keys = ctx.obj.api_keys
+        try:
+            principals = KeyRing.from_spec(keys.get_secret_value() if keys is not None else None).principals
+        except ValueError as exc:
+            click.echo(f"docqa: {exc}", err=True)
+            ctx.exit(2)
+        if owner not in principals:
+            known = f"the principals are {', '.join(principals)}" if principals else "DOCQA_API_KEYS is not set"
+            click.echo(f"docqa: --owner {owner!r} is not a principal of DOCQA_API_KEYS ({known}).", err=True)
+            ctx.exit(2)
 
 
 @main.command()
@@ -107,7 +131,7 @@ def ingest(settings: Settings, files: tuple[Path, ...]) -> None:
     failed = 0
     for path in files:
         try:
-            result = service.ingest(path.name, path.read_bytes())
+            result = service.ingest(path.name, path.read_bytes(), owner=_owner())
         except DocqaError as exc:
             failed += 1
             click.echo(f"refused  {path.name}: {exc.detail}", err=True)
@@ -127,7 +151,7 @@ def ingest(settings: Settings, files: tuple[Path, ...]) -> None:
 def documents(settings: Settings) -> None:
     """List stored documents."""
     service = _services(settings)
-    rows = service.list_documents()
+    rows = service.list_documents(_owner())
     if not rows:
         click.echo("no documents yet: docqa ingest FILE…")
     for d in rows:
@@ -172,7 +196,7 @@ def plan(settings: Settings, files: tuple[Path, ...], model: str | None, mode: s
     settings = _with_settings(settings, memory_budget=budget)
     ids = _ingest_all(settings, files)
     try:
-        _, p = _session_service(settings).plan(ids, model, mode)
+        _, p = _session_service(settings).plan(ids, model, mode, _owner())
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc
     if as_json:
@@ -227,8 +251,8 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
             click.echo(data["text"], nl=False, err=kind == "thinking")
 
     try:
-        session = service.create(ids, model, mode)
-        answer = service.ask(session.id, question, AskOptions(max_tokens=max_tokens), on_event=on_event)
+        session = service.create(ids, model, mode, owner=_owner())
+        answer = service.ask(session.id, question, AskOptions(max_tokens=max_tokens), _owner(), on_event=on_event)
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc
     finally:
@@ -285,19 +309,19 @@ def batch(settings: Settings, files: tuple[Path, ...], questions_file: Path, csv
     service = BatchService(settings, sessions.db, sessions.documents, sessions.registry, sessions.engine)
     worker = BatchWorker(service)
     try:
-        created = service.create(ids, questions, model, mode, per_document, max_tokens)
+        created = service.create(ids, questions, model, mode, per_document, max_tokens, owner=_owner())
         worker.reclaim()
         with click.progressbar(length=created["total"], label="answering",
                                file=sys.stderr) as bar:
             settled = 0
             while worker.run_once(created["id"]):
-                progress = service.get(created["id"])
+                progress = service.get(created["id"], _owner())
                 now = progress["done"] + progress["failed"] + progress["cancelled"]
                 bar.update(now - settled)
                 settled = now
-        result = service.get(created["id"])
+        result = service.get(created["id"], _owner())
         if csv_path is not None:
-            csv_path.write_bytes(service.results_csv(created["id"]).encode("utf-8"))
+            csv_path.write_bytes(service.results_csv(created["id"], _owner()).encode("utf-8"))
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc
     finally:

@@ -83,11 +83,21 @@ class Settings(BaseSettings):
     question_tokens: int = Field(
         512, description="Longest question accepted, in model tokens (422 past it); reserved in every plan."
     )
-    n_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads for llama.cpp; default: every physical core (prompt reading: every CPU)."
+    )
+    mmap: bool = Field(
+        True,
+        description="Memory-map model weights (llama.cpp's default). false reads them into memory: slower to load, "
+        "but a model file overwritten in place while a question runs cannot crash docqa.",
+    )
     n_batch: int = Field(512, description="Tokens evaluated per llama.cpp batch (and per progress update).")
     flash_attn: bool | None = Field(
         None,
-        description="Force llama.cpp flash attention on or off; default on (faster on CPU too; quantized KV needs it).",
+        description="Force llama.cpp flash attention on or off. Default on: the fastest prompt reading, a compute "
+        "buffer that does not grow with the context, and quantized KV needs it. Off writes answers faster on CPU "
+        "(about 2x at a 4,000-token depth here), but its compute buffer grows with the context; quantized KV "
+        "turns it back on.",
     )
     kv_types: str = Field(
         "f16,q8_0,q4_0", description="KV-cache types the planner may use, best first (drop q4_0 to protect quality)."
@@ -95,7 +105,9 @@ class Settings(BaseSettings):
     state_cache_bytes: int = Field(
         4 * 1024**3, description="Disk cap for KV-state snapshots of read documents; least recently used go first."
     )
-    queue_size: int = Field(8, description="Questions that may wait per model; past it the API answers 503.")
+    queue_size: int = Field(
+        8, ge=0, description="Questions that may wait per model beside the one answered; past it the API answers 503."
+    )
     seed: int = Field(-1, description="Sampling seed; -1 picks a random one per question.")
     batch_max_questions: int = Field(200, description="Most questions in one batch (422 past it).")
     batch_max_items: int = Field(

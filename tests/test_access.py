@@ -368,6 +368,28 @@ def test_serve_with_keys_binds_anywhere(fake_uvicorn: list[dict[str, Any]], monk
     assert result.exit_code == 2 and "DOCQA_API_KEYS" in result.output and "Traceback" not in result.output
 
 
+def test_the_cli_acts_as_the_owner_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DOCQA_API_KEYS", KEYS)
+    memo = tmp_path / "memo.txt"
+    memo.write_text(BOB_TEXT)
+    run = lambda *args: CliRunner().invoke(cli, list(args))  # noqa: E731
+
+    stored = run("--owner", "bob", "ingest", str(memo))
+    assert stored.exit_code == 0 and stored.output.startswith("stored ") and "memo.txt" in stored.output, stored.output
+    assert "memo.txt" in run("--owner", "bob", "documents").output
+    assert "no documents yet" in run("--owner", "alice", "documents").output
+    assert "no documents yet" in run("documents").output  # loopback mode's principal is nobody's key
+    typo = run("--owner", "bbo", "documents")
+    assert typo.exit_code == 2 and "'bbo' is not a principal" in typo.output and "alice, bob, carol" in typo.output
+    monkeypatch.delenv("DOCQA_API_KEYS")
+    assert "DOCQA_API_KEYS is not set" in run("--owner", "bob", "documents").output
+
+    with TestClient(create_app(keyed_settings(tmp_path))) as client:  # the same data folder, over the API
+        assert [d["filename"] for d in client.get("/api/documents", headers=BOB).json()] == ["memo.txt"]
+        assert client.get("/api/documents", headers=ALICE).json() == []
+
+
 # ---- prompt injection -----------------------------------------------------------------------------------
 
 

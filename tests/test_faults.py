@@ -35,6 +35,7 @@ from docqa.store.files import BlobStore
 from docqa.web.app import create_app
 from tests.browser import Server
 from tests.builders import make_many_page_pdf
+from tests.support import recorded
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1"}
 GARDEN = b"""Harbor Lane Community Garden: season notes
@@ -328,19 +329,6 @@ def test_no_inodes_left_or_a_full_database_is_507_too(tmp_path: Path) -> None:
 # --- 4. the KV-state folder deleted or corrupted under a running app --------------------------------------
 
 
-@contextlib.contextmanager
-def warnings_of(logger_name: str) -> Iterator[list[str]]:
-    out: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: out.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger(logger_name)
-    logger.addHandler(handler)
-    try:
-        yield out
-    finally:
-        logger.removeHandler(handler)
-
-
 def test_state_cache_deleted_or_corrupted_while_running(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", seed=1)
     state = settings.state_dir
@@ -351,7 +339,7 @@ def test_state_cache_deleted_or_corrupted_while_running(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text  # never a 500: the cache is only ever a shortcut
         return r.json()["timings"]
 
-    with warnings_of("docqa.engine.state_cache") as warned, TestClient(create_app(settings)) as client:
+    with recorded("docqa.engine.state_cache", logging.WARNING) as warned, TestClient(create_app(settings)) as client:
         a = client.post("/api/documents", files={"file": ("garden.txt", GARDEN, "text/plain")}).json()["id"]
         b = client.post("/api/documents", files={"file": ("bakery.txt", BAKERY, "text/plain")}).json()["id"]
         sa, sb = (client.post("/api/sessions", json={"document_ids": [d]}).json()["id"] for d in (a, b))
@@ -450,3 +438,42 @@ def test_model_file_deleted_or_truncated_while_running(tmp_path: Path) -> None:
             assert [m["role"] for m in messages] == ["user", "assistant"]  # only the one answered
     finally:
         server.stop()
+
+
+def test_model_truncated_while_a_question_reads_with_weights_in_memory(tmp_path: Path) -> None:
+    """With DOCQA_MMAP=false the weights are copied at load: a model file overwritten in place in the
+    middle of an evaluation cannot crash docqa (memory-mapped, it would be SIGBUS); that question is
+    answered, the next one is refused with the reason."""
+    from docqa.engine.engine import AskOptions, Engine
+    from docqa.engine.models import ModelRegistry, ModelUnavailable
+    from docqa.store.models import Document, Section
+
+    model = tmp_path / "smol.gguf"
+    shutil.copyfile(ModelRegistry(Settings()).get(None).path, model)
+    settings = Settings(data_dir=tmp_path / "data", model=str(model), mmap=False, n_batch=32, seed=1,
+                        state_cache_bytes=0)
+    registry = ModelRegistry(settings)
+    spec = registry.get(None)
+    engine = Engine(settings, registry)
+    text = "\n".join(f"Bed {n} of the garden grows {('beans', 'kale', 'leeks')[n % 3]}." for n in range(1, 40))
+    doc = Document(id="d", filename="beds.txt", kind="text")
+    sources = [(doc, [Section(id=1, ordinal=0, path=None, line_start=1, line_end=39, text=text)])]
+    plan = engine.plan(spec, sources)
+    opts = AskOptions(max_tokens=8, sampling={"temperature": 0, "seed": 1})
+    seen: list[dict[str, Any]] = []
+
+    def truncate_midway(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "progress" and payload.get("tokens_done") and not seen:
+            with model.open("r+b") as fh:
+                fh.truncate(model.stat().st_size // 3)  # in place, as `cp new.gguf smol.gguf` does
+            seen.append(payload)
+
+    try:
+        answer = engine.answer(spec, plan, sources, "What does bed 4 grow?", opts, on_event=truncate_midway)
+        assert seen and seen[0]["tokens_done"] < seen[0]["tokens_total"], seen  # truncated in the middle of the reading
+        assert answer.answer and answer.timings["prefill_tokens"] > seen[0]["tokens_done"]
+        with pytest.raises(ModelUnavailable) as refused:
+            engine.answer(spec, plan, sources, "What does bed 5 grow?", opts)
+        assert refused.value.status_code == 503 and "truncated" in refused.value.detail
+    finally:
+        engine.close()
