@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench.run import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -76,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             slowest = {"s": entry["slowest_s"], "operation": label, "request": entry["slowest_case"]}
     data = {
         "benchmark": "fuzz_api",
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count() or 1,
-                    "platform": platform.platform()},
+        "machine": machine(),
         "examples_per_operation": args.examples,
         "seed": args.seed,
         "operations_passed": len(outcomes.passed),

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
+
+from bench.run import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = {
         "benchmark": "fuzz_parsers",
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count() or 1,
-                    "platform": platform.platform()},
+        "machine": machine(),
         "seed": args.seed,
         "cases": args.cases,
         "limits": {"timeout_s": args.timeout, "memory_mib": args.memory_mib},

@@ -35,7 +35,8 @@ def _llamabench_detail(d: dict[str, Any]) -> str:
         parts.append(f"{depth}: docqa {h['docqa_tokens_per_s']:g} tok/s ({h['docqa_setting'].split(' pp')[0]}) vs "
                      f"llama-bench best {h['llama_bench_best_tokens_per_s']:g} tok/s "
                      f"({h['llama_bench_best_setting'].split(' pp')[0]})")
-    return "; ".join(parts) + f"; {d['threads']} threads"
+    threads = d["threads"]["prompt"] if isinstance(d["threads"], dict) else d["threads"]
+    return "; ".join(parts) + f"; {threads} threads; median runs"
 
 
 def _memory_detail(d: dict[str, Any]) -> str:
@@ -62,8 +63,9 @@ METRICS = [
                      f"{d['pypdf_alone_pages_per_s']:g} pages/s for pypdf alone"),
     Metric("prefill.json", "prefill: docqa / bare Llama.eval",
            lambda d: d["ratio_docqa_vs_bare"], lambda d: d.get("target_ratio"), True,
-           lambda d: f"{d['tokens']:,} tokens: docqa {d['docqa_tokens_per_s']:g} tok/s vs bare "
-                     f"{d['bare_llama_eval_tokens_per_s']:g} tok/s"),
+           lambda d: f"{d['tokens']:,} tokens: docqa {d['docqa_tokens_per_s_median']:g} tok/s vs bare "
+                     f"{d['bare_llama_eval_tokens_per_s_median']:g} tok/s (medians; ratio: median of "
+                     f"{len(d['pair_ratios'])} adjacent pairs)"),
     Metric("cache.json", "cache: warm / cold answer latency",
            lambda d: d["warm_over_cold"], lambda d: d.get("target_warm_over_cold"), False,
            lambda d: f"cold {d['cold_s']:g} s, warm {d['warm_s']:g} s, after restart {d['warm_after_restart_s']:g} s"),

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from docqa.cli import main as cli
 from docqa.settings import Settings
 from docqa.store.models import Message
 from docqa.web.app import create_app
+from tests.support import recorded
 
 PASS_KEY = "52817"
 QUESTION = "What is the pass key?"
@@ -109,21 +108,6 @@ def sse_events(body: str) -> list[tuple[str, dict]]:
         if "data" in fields:
             events.append((fields.get("event", ["message"])[0], json.loads("\n".join(fields["data"]))))
     return events
-
-
-@contextmanager
-def recorded(logger_name: str) -> Iterator[list[str]]:
-    """The messages logged on one logger meanwhile (the app's logging set-up replaces root handlers,
-    so pytest's caplog does not see them)."""
-    out: list[str] = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = lambda record: out.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger(logger_name)
-    logger.addHandler(handler)
-    try:
-        yield out
-    finally:
-        logger.removeHandler(handler)
 
 
 def assert_cites_pass_key(answer: dict) -> None:

@@ -20,25 +20,11 @@ from pathlib import Path
 
 import httpx
 
+from bench import load
 from docqa.batches import CSV_COLUMNS
 
 SAMPLING = {"temperature": 0, "seed": 1}
-GARDEN = b"""Harbor Lane Community Garden: season notes
-
-The garden opens on 12 March and closes on 30 October.
-There are 48 raised beds; each bed rents for 35 euros per season.
-The tool shed code is 4471 and it is changed every June.
-Watering is allowed before 9 a.m. and after 6 p.m. only.
-Compost is collected on Saturdays by Marta Jensen.
-The waiting list currently has 17 families.
-"""
-BAKERY = b"""Crumb & Co. bakery: staff handbook
-
-The bakery opens at 6 a.m. every day except Monday.
-Sourdough is baked in the stone oven at 250 degrees.
-The head baker is Tomas Varga.
-Staff get one free loaf per shift.
-"""
+GARDEN, BAKERY = load.GARDEN.encode(), load.BAKERY.encode()  # the load test's documents
 GARDEN_QUESTIONS = [
     "When does the garden open?",
     "How many raised beds are there?",
