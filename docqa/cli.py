@@ -11,6 +11,7 @@ import click
 from docqa.settings import Settings
 
 OWNER_KEY = "docqa.owner"
+WARNED_KEY = "docqa.owner_warned"
 
 
 def _services(settings: Settings):  # noqa: ANN202
@@ -35,7 +36,14 @@ def _session_service(settings: Settings):  # noqa: ANN202
 
 def _owner() -> str:
     """The principal the command acts as (`docqa --owner NAME …`); "" is loopback mode's."""
-    return str(click.get_current_context().meta.get(OWNER_KEY, ""))
+    ctx = click.get_current_context()
+    owner = str(ctx.meta.get(OWNER_KEY, ""))
+    settings = ctx.find_object(Settings)
+    if not owner and settings is not None and settings.api_keys is not None and not ctx.meta.get(WARNED_KEY):
+        ctx.meta[WARNED_KEY] = True
+        click.echo("docqa: note: acting as loopback mode's principal, which no API key can see; "
+                   "pass --owner NAME to act as one of DOCQA_API_KEYS.", err=True)
+    return owner
 
 
 def _ingest_all(settings: Settings, files: tuple[Path, ...]) -> list[str]:
@@ -75,12 +83,8 @@ def main(ctx: click.Context, owner: str) -> None:
     if owner:
         from docqa.access import KeyRing
 
-        keys = ctx.obj.api_keys
-        try:
-            principals = KeyRing.from_spec(keys.get_secret_value() if keys is not None else None).principals
-        except ValueError as exc:
-            click.echo(f"docqa: {exc}", err=True)
-            ctx.exit(2)
+        keys = ctx.obj.api_keys  # already parsed and validated by Settings
+        principals = KeyRing.from_spec(keys.get_secret_value() if keys is not None else None).principals
         if owner not in principals:
             known = f"the principals are {', '.join(principals)}" if principals else "DOCQA_API_KEYS is not set"
             click.echo(f"docqa: --owner {owner!r} is not a principal of DOCQA_API_KEYS ({known}).", err=True)

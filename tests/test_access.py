@@ -379,7 +379,8 @@ def test_the_cli_acts_as_the_owner_it_is_given(tmp_path: Path, monkeypatch: pyte
     assert stored.exit_code == 0 and stored.output.startswith("stored ") and "memo.txt" in stored.output, stored.output
     assert "memo.txt" in run("--owner", "bob", "documents").output
     assert "no documents yet" in run("--owner", "alice", "documents").output
-    assert "no documents yet" in run("documents").output  # loopback mode's principal is nobody's key
+    loopback = run("documents")  # loopback mode's principal is nobody's key, and the CLI says so
+    assert "no documents yet" in loopback.stdout and "no API key can see" in loopback.stderr
     typo = run("--owner", "bbo", "documents")
     assert typo.exit_code == 2 and "'bbo' is not a principal" in typo.output and "alice, bob, carol" in typo.output
     monkeypatch.delenv("DOCQA_API_KEYS")

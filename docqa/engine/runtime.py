@@ -141,8 +141,7 @@ class Runtime:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         # Re-entrant: an abandoned Place may be collected (and release itself) while this thread holds it.
         self._lock = threading.RLock()
-        self._pending = 0  # places held: the question running and those waiting
-        self._running = False
+        self._pending = 0  # places held: the question being answered and those waiting
         self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
         self._jobs_done = 0
 
@@ -153,8 +152,9 @@ class Runtime:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            running, pending = self._running, self._pending
-        waiting = pending - (1 if running else 0)
+            pending = self._pending
+        running, waiting = min(pending, 1), max(pending - 1, 0)  # the oldest place is served; between a
+        # chunked question's jobs the model may be idle for a moment, but its question is still the one answered
         return {
             "state": "busy" if pending else "idle", "running": int(running), "waiting": waiting,
             "queue_depth": pending, "queue_size": self.queue_size, "loaded": self.llm is not None,
@@ -176,13 +176,13 @@ class Runtime:
 
     def _refuse_if_full(self) -> None:
         if self._pending >= self.queue_size + 1:
-            waiting = self._pending - (1 if self._running else 0)
+            waiting = self._pending - 1
             retry = self._retry_after(self._pending)
             raise QueueFull(
                 f"The model {self.spec.name!r} is busy: one question is being answered and {waiting} "
                 f"{'is' if waiting == 1 else 'are'} waiting, as many as DOCQA_QUEUE_SIZE allows; "
                 f"try again in about {retry} seconds.",
-                retry_after=retry, running=1 if self._running else 0, waiting=waiting, queue_size=self.queue_size,
+                retry_after=retry, running=1, waiting=waiting, queue_size=self.queue_size,
             )
 
     def submit(self, fn: Callable[..., Any], *args: Any, place: Place | None = None) -> Future[Any]:
@@ -200,15 +200,12 @@ class Runtime:
         return future
 
     def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self._lock:
-            self._running = True
         t0 = time.perf_counter()
         try:
             return fn(*args)
         finally:
             elapsed = time.perf_counter() - t0
             with self._lock:
-                self._running = False
                 self._jobs_done += 1
                 self._job_s = elapsed if self._jobs_done == 1 else 0.7 * self._job_s + 0.3 * elapsed
 

@@ -145,7 +145,9 @@ class _Question:
                          daemon=True).start()
 
     async def _until_disconnected(self, request: Request) -> None:
-        # The body has been read: the next ASGI message is the client's disconnect (or the end of the response).
+        # The body has been read: the next ASGI message is the client's disconnect (or the end of the
+        # response). Under uvicorn (what `docqa serve` runs) a disconnect is a state every receive()
+        # reports, so Litestar's own listener for a streamed response sees it too.
         while (await request.receive())["type"] != "http.disconnect":
             pass
         self.cancel.set()
@@ -170,7 +172,8 @@ class _Question:
             error = exc
             self._emit("error", {"status_code": exc.status_code, "detail": exc.detail})
         except Exception as exc:  # noqa: BLE001 - reported to the client
-            log.exception("question %s failed", prepared.session_id)
+            if self.queue is not None:  # a JSON request re-raises it in the handler, where Litestar logs it
+                log.exception("question %s failed", prepared.session_id)
             error = exc
             self._emit("error", {"status_code": 500,
                                  "detail": "Something went wrong inside docqa; nothing was stored."})
