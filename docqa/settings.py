@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         None,
         description="Force llama.cpp flash attention on or off. Default on: the fastest prompt reading, a compute "
         "buffer that does not grow with the context, and quantized KV needs it. Off writes answers faster on CPU "
-        "(about 2x at a 4,000-token depth here), but its compute buffer grows with the context; quantized KV "
+        "(1.4-1.9x at a 4,096-token depth here), but its compute buffer grows with the context; quantized KV "
         "turns it back on.",
     )
     kv_types: str = Field(
