@@ -145,11 +145,6 @@ class Runtime:
         self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
         self._jobs_done = 0
 
-    @property
-    def pending(self) -> int:
-        """Questions in flight: the one running and those waiting."""
-        return self._pending
-
     def status(self) -> dict[str, Any]:
         with self._lock:
             pending = self._pending
@@ -212,10 +207,6 @@ class Runtime:
     def _done(self, _: Future[Any] | None) -> None:
         with self._lock:
             self._pending -= 1
-
-    def run(self, job: Job) -> Generation:
-        """Queue a job and wait for it (call from any thread but the worker)."""
-        return self.submit(self._run, job).result()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
