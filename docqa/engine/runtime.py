@@ -73,7 +73,7 @@ class Place:
     def release(self) -> None:
         rt, self._runtime = self._runtime, None
         if rt is not None:
-            rt._done(None)
+            rt._release()
 
     def __enter__(self) -> Place:
         return self
@@ -148,10 +148,10 @@ class Runtime:
     def status(self) -> dict[str, Any]:
         with self._lock:
             pending = self._pending
-        running, waiting = min(pending, 1), max(pending - 1, 0)  # the oldest place is served; between a
-        # chunked question's jobs the model may be idle for a moment, but its question is still the one answered
+        # The oldest place is the question being answered, also in the moment between two of its jobs.
+        running, waiting = min(pending, 1), max(pending - 1, 0)
         return {
-            "state": "busy" if pending else "idle", "running": int(running), "waiting": waiting,
+            "state": "busy" if pending else "idle", "running": running, "waiting": waiting,
             "queue_depth": pending, "queue_size": self.queue_size, "loaded": self.llm is not None,
             "avg_job_s": round(self._job_s, 3) if self._jobs_done else None,
         }
@@ -204,7 +204,7 @@ class Runtime:
                 self._jobs_done += 1
                 self._job_s = elapsed if self._jobs_done == 1 else 0.7 * self._job_s + 0.3 * elapsed
 
-    def _done(self, _: Future[Any] | None) -> None:
+    def _release(self) -> None:  # by Place.release only
         with self._lock:
             self._pending -= 1
 
