@@ -1,6 +1,8 @@
-"""llama.cpp's own `llama-bench`, built once from the llama.cpp source vendored in the llama-cpp-python sdist.
+"""llama.cpp's own `llama-bench` and `llama-server`, built once from the llama.cpp source vendored in the
+llama-cpp-python sdist.
 
     python -m bench.llama_bench build            # extract + cmake build (minutes, once); prints the binary path
+    python -m bench.llama_bench build-server     # the same for llama-server (bench/llama_server.py runs it)
     python -m bench.llama_bench run ARGS...      # run the cached binary with ARGS (-o json added if absent)
 
 The source is the exact llama.cpp docqa links against (llama-cpp-python==0.3.36 vendors it), so the comparison in
@@ -27,12 +29,13 @@ CACHE = Path.home() / ".cache" / "docqa"
 SRC = CACHE / "llama.cpp-src"
 BUILD = SRC / "build"
 BINARY = BUILD / "bin" / "llama-bench"
+SERVER = BUILD / "bin" / "llama-server"
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DLLAMA_BUILD_TOOLS=ON",
-    "-DLLAMA_BUILD_SERVER=OFF",
+    "-DLLAMA_BUILD_SERVER=ON",
     "-DLLAMA_CURL=OFF",
     "-DGGML_NATIVE=ON",
 ]
@@ -67,17 +70,18 @@ def extract() -> Path:
     return SRC
 
 
-def build(jobs: int = 2) -> Path:
-    """Build llama-bench once; later calls return the cached binary."""
-    if BINARY.is_file() and os.access(BINARY, os.X_OK):
-        return BINARY
+def build(jobs: int = 2, target: str = "llama-bench") -> Path:
+    """Build llama-bench (or llama-server) once; later calls return the cached binary."""
+    binary = BUILD / "bin" / target
+    if binary.is_file() and os.access(binary, os.X_OK):
+        return binary
     src = extract()
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run(["cmake", "-S", str(src), "-B", str(BUILD), *generator, *CMAKE_FLAGS], check=True)
-    subprocess.run(["cmake", "--build", str(BUILD), "--target", "llama-bench", f"-j{jobs}"], check=True)
-    if not BINARY.is_file():
-        raise SystemExit(f"build finished but {BINARY} is missing")
-    return BINARY
+    subprocess.run(["cmake", "--build", str(BUILD), "--target", target, f"-j{jobs}"], check=True)
+    if not binary.is_file():
+        raise SystemExit(f"build finished but {binary} is missing")
+    return binary
 
 
 def run(args: list[str], timeout: float | None = None) -> list[dict[str, Any]]:
@@ -92,6 +96,8 @@ def run(args: list[str], timeout: float | None = None) -> list[dict[str, Any]]:
 def main(argv: list[str]) -> None:
     if not argv or argv[0] == "build":
         print(build())
+    elif argv[0] == "build-server":
+        print(build(target="llama-server"))
     elif argv[0] == "run":
         print(json.dumps(run(argv[1:]), indent=2))
     else:

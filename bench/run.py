@@ -1,11 +1,12 @@
 """docqa benchmarks: each writes bench/results/<name>.json and prints a summary line.
 
     python -m bench.run ingest      # ingest pages/s (100-page PDF) vs pypdf alone; zip MB/s; parse peak RSS
-    python -m bench.run prefill     # prefill tokens/s through docqa's runtime vs bare Llama.eval, same tokens
+    python -m bench.run prefill     # prompt reading through the runner process vs bare Llama.eval, extra buffers on/off
     python -m bench.run cache       # cold vs warm vs warm-after-restart answer latency, ~4,000-token document
     python -m bench.run yarn        # pass key in a ~14,000-token document with YaRN ×2 (minutes)
     python -m bench.run memory      # plan weights + KV + compute bytes vs measured RSS growth (bench/sidebyside.py)
     python -m bench.run batch       # 10-question batch over a ~4,000-token document vs answering each from scratch
+    python -m bench.run server      # docqa vs llama-server: cold, warm and after-restart answers, 4K-token lease
     python -m bench.run llamabench  # prefill tok/s through docqa vs llama.cpp's llama-bench, fa off/on, n_batch 256/512
     python -m bench.run fast        # what `make bench` runs: ingest, memory, cache (a few minutes)
     python -m bench.run sidebyside  # ingest, memory, batch, llamabench (~40 min on 2 cores; llama-bench builds once)
@@ -165,71 +166,10 @@ def _document(n_lines: int, key_line: int | None = None, key: str = "52817"):  #
     return [(doc, secs)]
 
 
-def bench_prefill(pairs: int = 8, lines: int = 44) -> None:
-    """docqa's prefill (Runtime._prefill: slices, progress, cancellation checks) vs bare Llama.eval over
-    the same ~2,000 tokens. The machine's own speed drifts (shared cores: ±25 % between minutes here),
-    so the runs are taken in adjacent pairs, alternating who goes first, and the headline is the
-    median of the pairs' ratios: drift slower than a pair cancels out."""
-    import statistics
-    import threading
+def bench_prefill() -> None:
+    from bench.runner import bench_prefill as run
 
-    from llama_cpp import Llama
-
-    from docqa.engine.engine import Engine
-    from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import Job, Runtime, Sampling
-    from docqa.engine.state_cache import StateCache
-
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = _settings(Path(tmp), state_cache_bytes=0)
-        registry = ModelRegistry(settings)
-        spec = registry.get(None)
-        engine = Engine(settings, registry)
-        sources = _document(lines)
-        plan = engine.plan(spec, sources)
-        config = engine.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
-        prefix, _ = engine._tokens(spec, "x", engine.render_documents(sources), "q", None)
-        runtime = Runtime(spec, StateCache(Path(tmp) / "s", 0), queue_size=1, n_threads=settings.n_threads)
-        llm = runtime.context(config)
-        params = llm.context_params
-        bare = Llama(str(spec.path), n_ctx=config.n_ctx, n_batch=config.n_batch, n_ubatch=config.n_ubatch,
-                     flash_attn=config.flash_attn, n_threads=params.n_threads,
-                     n_threads_batch=params.n_threads_batch, verbose=False)
-
-        def through_docqa() -> float:
-            llm.n_tokens = 0
-            job = Job(config=config, prefix=prefix, suffix=[], state_key="x", max_tokens=1, sampling=Sampling(),
-                      on_progress=lambda p: None, cancel=threading.Event())
-            t = time.perf_counter()
-            runtime._prefill(llm, job, 0)
-            return time.perf_counter() - t
-
-        def through_bare() -> float:
-            bare.reset()
-            t = time.perf_counter()
-            bare.eval(prefix)
-            return time.perf_counter() - t
-
-        through_docqa(), through_bare()  # warm-up, not counted
-        times: dict[str, list[float]] = {"docqa": [], "bare": []}
-        for r in range(pairs):
-            for side in (("bare", "docqa") if r % 2 == 0 else ("docqa", "bare")):
-                times[side].append(through_bare() if side == "bare" else through_docqa())
-        runtime.close()
-        bare.close()
-    n = len(prefix)
-    pair_ratios = [b / d for b, d in zip(times["bare"], times["docqa"], strict=True)]  # docqa speed / bare speed
-    write("prefill", {
-        "model": spec.path.name, "tokens": n, "n_ctx": config.n_ctx, "flash_attn": config.flash_attn,
-        "n_batch": config.n_batch, "threads": {"prompt": params.n_threads_batch, "generation": params.n_threads},
-        "docqa_tokens_per_s_median": round(n / statistics.median(times["docqa"]), 1),
-        "bare_llama_eval_tokens_per_s_median": round(n / statistics.median(times["bare"]), 1),
-        "ratio_docqa_vs_bare": round(statistics.median(pair_ratios), 3),
-        "pair_ratios": [round(x, 3) for x in pair_ratios],
-        "ratio_best_runs": round(min(times["bare"]) / min(times["docqa"]), 3),
-        "target_ratio": 0.95, "runs_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
-        "note": "ratio = median over adjacent (bare, docqa) pairs, alternating order, of bare time / docqa time",
-    })
+    run()
 
 
 def bench_cache() -> None:
@@ -308,7 +248,13 @@ def _sidebyside(name: str) -> Callable[[], None]:
     return run
 
 
-BENCHES = {"ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache, "yarn": bench_yarn,
+def bench_server() -> None:
+    from bench.llama_server import bench_server as run
+
+    run()
+
+
+BENCHES = {"server": bench_server, "ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache, "yarn": bench_yarn,
            "memory": _sidebyside("memory"), "batch": _sidebyside("batch"), "llamabench": _sidebyside("llamabench")}
 GROUPS = {
     "fast": ["ingest", "memory", "cache"],

@@ -1,15 +1,15 @@
 """docqa measured side by side with what it is built on; each writes bench/results/<name>.json.
 
-    python -m bench.run llamabench   # prefill tok/s through docqa's Runtime vs llama.cpp's own llama-bench
+    python -m bench.run llamabench   # prefill tok/s through docqa's runner code vs llama.cpp's own llama-bench
     python -m bench.run batch        # 10 questions over one ~4,000-token document: batch path vs naive
     python -m bench.run memory       # the plan's predicted weights + KV + compute vs measured RSS growth
 
 llamabench: the same model, thread count and llama.cpp source (llama-bench is built from the copy
 vendored in the llama-cpp-python sdist, see bench/llama_bench.py). Prompt processing of `P` tokens at
 depth `D` (D tokens already in the KV cache, not timed), for flash attention off/on and n_batch =
-n_ubatch in BATCHES. docqa's side runs the same test through `Runtime._prefill` (the slices of
+n_ubatch in BATCHES. docqa's side runs the same test through `runner.prefill` (the slices of
 `n_batch` tokens, progress and cancellation checks every answer uses) on a context made by
-`Runtime.context` with docqa's own ContextConfig. The two sides are interleaved setting by setting
+`ModelHost.context` with docqa's own ContextConfig. The two sides are interleaved setting by setting
 and round by round, and each side is summarised by its median run, so a burst of load on the shared
 machine does not decide the ratio. The headline ratio is docqa at the settings it chooses itself over llama-bench
 at its best setting.
@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -98,19 +97,18 @@ def _sources_from_text(text: str):  # noqa: ANN202
     return [(doc, secs)]
 
 
-# -- 1. prefill: docqa's Runtime vs llama-bench ---------------------------------------------------
+# -- 1. prefill: docqa's runner code vs llama-bench ---------------------------------------------------
 
 def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
     import llama_cpp
 
     from docqa.engine.engine import Engine
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import Job, Runtime, Sampling
-    from docqa.engine.state_cache import StateCache
+    from docqa.engine.runner import ModelHost, local_host, prefill
 
     binary = llama_bench.build()
     tmp = Path(tempfile.mkdtemp())
-    runtimes: dict[tuple[str, bool, int], Runtime] = {}
+    runtimes: dict[tuple[str, bool, int], ModelHost] = {}
     try:
         settings = _settings(tmp, state_cache_bytes=0)
         registry = ModelRegistry(settings)
@@ -126,34 +124,33 @@ def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
         n_ctx = max(chosen.n_ctx, need)
         filled: dict[tuple[str, bool, int], int] = {}
 
-        def job(prefix: list[int]) -> Job:
-            return Job(config=chosen, prefix=prefix, suffix=[], state_key="x", max_tokens=1, sampling=Sampling(),
-                       on_progress=lambda p: None, cancel=threading.Event())
+        def read(llm: Any, prefix: list[int], start: int) -> None:
+            prefill(llm, prefix, start, chosen.n_batch, lambda *_: None)
 
-        def context(kind: str, fa: bool, nb: int, depth: int) -> tuple[Runtime, Any]:
-            """A docqa context (Runtime.context, docqa's own threads) holding `depth` tokens (filled untimed)."""
+        def context(kind: str, fa: bool, nb: int, depth: int) -> tuple[ModelHost, Any]:
+            """A docqa context (ModelHost.context, docqa's own threads) holding `depth` tokens (filled untimed)."""
             key = (kind, fa, nb)
             if key not in runtimes:
-                runtimes[key] = Runtime(spec, StateCache(tmp / "s", 0), queue_size=1, n_threads=settings.n_threads)
+                runtimes[key] = local_host(spec, tmp / "s", n_threads=settings.n_threads)
                 config = replace(chosen, n_ctx=n_ctx, flash_attn=fa, n_batch=nb, n_ubatch=nb)
                 llm = runtimes[key].context(config)
                 llm.n_tokens = 0
-                runtimes[key]._prefill(llm, job(tokens[:PROMPT]), 0)  # warm-up, as llama-bench does
+                read(llm, tokens[:PROMPT], 0)  # warm-up, as llama-bench does
                 filled[key] = -1
             rt = runtimes[key]
             assert rt.llm is not None
             if filled[key] != depth:
                 rt.llm.n_tokens = 0
-                rt._prefill(rt.llm, job(tokens[:depth]), 0)
+                read(rt.llm, tokens[:depth], 0)
                 filled[key] = depth
             rt.llm.n_tokens = depth  # eval() drops the cells after `depth` first, as llama-bench restores its state
             return rt, rt.llm
 
         def docqa_prefill(fa: bool, nb: int, depth: int) -> float:
-            """Tokens/s of PROMPT tokens at `depth` through Runtime._prefill."""
+            """Tokens/s of PROMPT tokens at `depth` through runner.prefill."""
             rt, llm = context("pp", fa, nb, depth)
             t = time.perf_counter()
-            rt._prefill(llm, job(tokens[: depth + PROMPT]), depth)
+            read(llm, tokens[: depth + PROMPT], depth)
             return PROMPT / (time.perf_counter() - t)
 
         def docqa_generate(fa: bool, threads: int) -> float:
@@ -216,7 +213,7 @@ def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
         build_info = records[0] if records else {}
     finally:
         for rt in runtimes.values():
-            rt.close()
+            rt.free()
         shutil.rmtree(tmp, ignore_errors=True)
 
     # The median run of each side: this machine's speed drifts by ±25 % from minute to minute (shared
@@ -277,15 +274,14 @@ def _label(fa: bool, nb: int, depth: int) -> str:
 
 def _docqa_threads(spec: Any, settings: Any, config: Any, tmp: Path) -> dict[str, int]:
     """The thread counts docqa's contexts run with (llama-bench is given the same)."""
-    from docqa.engine.runtime import Runtime
-    from docqa.engine.state_cache import StateCache
+    from docqa.engine.runner import local_host
 
-    rt = Runtime(spec, StateCache(tmp / "t", 0), queue_size=1, n_threads=settings.n_threads)
+    rt = local_host(spec, tmp / "t", n_threads=settings.n_threads)
     try:
         params = rt.context(config).context_params
         return {"prompt": int(params.n_threads_batch), "generation": int(params.n_threads)}
     finally:
-        rt.close()
+        rt.free()
 
 
 # -- 2. batch vs naive ----------------------------------------------------------------------------
@@ -298,8 +294,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
     from docqa.engine import prompts
     from docqa.engine.engine import Engine
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import Runtime
-    from docqa.engine.state_cache import StateCache
+    from docqa.engine.runner import local_host
     from docqa.store.db import Database, migrate
     from docqa.store.files import BlobStore
     from docqa.worker import BatchWorker
@@ -352,7 +347,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
             answers, compute_s, total_s = [], 0.0, 0.0
             for prompt in prompts_:
                 t0 = time.perf_counter()
-                runtime = Runtime(spec, StateCache(tmp / "naive", 0), queue_size=1, n_threads=settings.n_threads)
+                runtime = local_host(spec, tmp / "naive", n_threads=settings.n_threads)
                 llm = runtime.context(config)  # a fresh context, created exactly as docqa creates its own
                 t1 = time.perf_counter()
                 llm.set_seed(1)
@@ -366,7 +361,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
                         break
                 t2 = time.perf_counter()
                 answers.append(llm.detokenize(out).decode("utf-8", "replace").strip())
-                runtime.close()
+                runtime.free()
                 compute_s += t2 - t1
                 total_s += t2 - t0
             return compute_s, total_s, answers
@@ -405,7 +400,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
                     for q, a, b in zip(questions, batch_answers, naive_answers, strict=True)],
         "batch_plan_n_ctx": batch_plan.get("n_ctx"),
         "note": "batch = BatchService.create + BatchWorker.run_once until done (fresh engine, no snapshot); "
-                "naive = a fresh context per question (Runtime.context, docqa's parameters) evaluating the whole "
+                "naive = a fresh context per question (ModelHost.context, docqa's parameters) evaluating the whole "
                 "prompt with Llama.generate (context creation excluded); "
                 "best of 2 batch runs interleaved around 1 naive run",
     })
@@ -449,8 +444,7 @@ def _memory_child(lines: int, kv: str, read: int) -> None:
 
     from docqa.engine.engine import Engine
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import Job, Runtime, Sampling
-    from docqa.engine.state_cache import StateCache
+    from docqa.engine.runner import local_host, prefill
 
     tmp = Path(tempfile.mkdtemp())
     try:
@@ -462,7 +456,7 @@ def _memory_child(lines: int, kv: str, read: int) -> None:
         plan = engine.plan(spec, sources)
         config = engine.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         prefix, _ = engine._tokens(spec, prompts_instructions(), engine.render_documents(sources), "q", None)
-        runtime = Runtime(spec, StateCache(tmp / "s", 0), queue_size=1, n_threads=settings.n_threads)
+        runtime = local_host(spec, tmp / "s", n_threads=settings.n_threads)
         gc.collect()
         me = psutil.Process()
         rss0 = me.memory_info().rss
@@ -471,14 +465,12 @@ def _memory_child(lines: int, kv: str, read: int) -> None:
         rss_ctx = me.memory_info().rss
         if read:
             prefix = prefix[:read]
-        job = Job(config=config, prefix=prefix, suffix=[], state_key="x", max_tokens=1, sampling=Sampling(),
-                  on_progress=None, cancel=threading.Event())
         t = time.perf_counter()
-        runtime._prefill(llm, job, 0)
+        prefill(llm, prefix, 0, config.n_batch, None)
         read_s = time.perf_counter() - t
         rss_read = me.memory_info().rss
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        runtime.close()
+        runtime.free()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     predicted = plan.weights_bytes + plan.kv_bytes + plan.compute_bytes

@@ -275,8 +275,12 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
 @click.pass_obj
 def models(settings: Settings) -> None:
     """List the models docqa can answer with."""
+    from docqa.engine import cpu
     from docqa.engine.models import ModelRegistry
 
+    use, why = cpu.use_extra_buffers(settings.extra_buffers)
+    click.echo(f"llama.cpp: {cpu.system_info()}")
+    click.echo(f"extra buffer types: {'on' if use else 'off'} ({why})")
     for spec in ModelRegistry(settings).list():
         d = spec.describe()
         if d["error"]:

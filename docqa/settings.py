@@ -91,6 +91,17 @@ class Settings(BaseSettings):
         description="Memory-map model weights (llama.cpp's default). false reads them into memory: slower to load, "
         "but a model file overwritten in place while a question runs cannot crash docqa.",
     )
+    extra_buffers: str = Field(
+        "auto",
+        description="llama.cpp's extra buffer types (weights repacked for faster kernels; AMX tiles): auto uses them "
+        "except on CPUs with AMX, whose kernels crash in this llama.cpp (and turns them off for a model whose runner "
+        "died of a native fault while using them); on or off forces them.",
+    )
+    model_keep_alive: float = Field(
+        300.0,
+        description="Seconds a model's runner process stays loaded after its last question (like Ollama's "
+        "keep_alive; 30s, 5m, 1h accepted); 0 keeps it loaded until docqa stops.",
+    )
     n_batch: int = Field(512, description="Tokens evaluated per llama.cpp batch (and per progress update).")
     flash_attn: bool | None = Field(
         None,
@@ -148,6 +159,30 @@ class Settings(BaseSettings):
 
         parse_rate(value)
         return value.strip()
+
+    @field_validator("extra_buffers")
+    @classmethod
+    def _extra_buffer_choice(cls, value: str) -> str:
+        if value.strip().lower() not in ("auto", "on", "off"):
+            raise ValueError(f"DOCQA_EXTRA_BUFFERS takes auto, on or off; got {value!r}")
+        return value.strip().lower()
+
+    @field_validator("model_keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """'300', '30s', '5m', '1h' → seconds."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            units = {"s": 1, "m": 60, "h": 3600}
+            factor = units.get(text[-1:], 0)
+            try:
+                seconds = float(text[:-1]) * factor if factor else float(text)
+            except ValueError:
+                raise ValueError(f"DOCQA_MODEL_KEEP_ALIVE takes seconds or 30s, 5m, 1h; got {value!r}") from None
+            value = seconds
+        if isinstance(value, int | float) and value < 0:
+            raise ValueError("DOCQA_MODEL_KEEP_ALIVE cannot be negative; 0 keeps the model loaded")
+        return value
 
     @field_validator("kv_types")
     @classmethod

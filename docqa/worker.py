@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError
 from docqa.batches import ALL_DOCUMENTS, BatchService, refresh_status
 from docqa.engine.budget import Plan
 from docqa.engine.engine import AskOptions, Sources
-from docqa.engine.runtime import Cancelled, QueueFull
+from docqa.engine.work import Cancelled, ModelCrashed, ModelFailed, QueueFull
 from docqa.errors import DocqaError, NotFound
 from docqa.sessions import plan_from_dict
 from docqa.store.models import Batch, BatchItem, utcnow
@@ -265,9 +265,14 @@ class BatchWorker:
                 self._finish(claim, "queued", uncount=True)
             else:
                 self._finish(claim, "cancelled", error="Cancelled while it was being answered.")
-        except QueueFull as exc:  # the model is busy with people's questions: not this item's fault
+        except (QueueFull, ModelFailed) as exc:  # busy with people's questions, or stopped: not this item's fault
             self._finish(claim, "queued", uncount=True, error=exc.detail)
             self._stop.wait(5.0)
+        except ModelCrashed as exc:  # the runner died under this item: back under its lease, up to max_attempts
+            if claim.attempts >= self.max_attempts:
+                self._finish(claim, "failed", error=f"Gave up after {claim.attempts} attempts: {exc.detail}")
+            else:
+                self._finish(claim, "queued", error=exc.detail)
         except DocqaError as exc:  # the question or its documents cannot be answered; retrying won't help
             self._finish(claim, "failed", error=exc.detail)
         except Exception as exc:  # noqa: BLE001 - recorded on the item, retried up to max_attempts

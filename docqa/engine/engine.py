@@ -17,13 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from docqa.engine import prompts
-from docqa.engine.budget import ContextBudgetExceeded, Plan, PlanRequest, make_plan, probe_memory
+from docqa.engine.budget import ContextBudgetExceeded, Memory, Plan, PlanRequest, make_plan, probe_memory
 from docqa.engine.chunking import Part, pack, parts_of
 from docqa.engine.citations import attribute, extract_citations, verbatim_spans
 from docqa.engine.models import ModelRegistry, ModelSpec
-from docqa.engine.runtime import ContextAllocationFailed, Generation, Job, Place, Runtime, Sampling
+from docqa.engine.runtime import Job, Place, Runtime
 from docqa.engine.state_cache import ContextConfig, StateCache, state_key
 from docqa.engine.template import ChatTemplate, tokenize_pieces
+from docqa.engine.work import ContextAllocationFailed, Generation, Sampling
 from docqa.errors import InvalidRequest
 from docqa.settings import Settings
 from docqa.store.models import Document, Section
@@ -80,9 +81,10 @@ class Engine:
     def runtime(self, spec: ModelSpec) -> Runtime:
         with self._lock:
             if spec.name not in self._runtimes:
+                s = self.settings
                 self._runtimes[spec.name] = Runtime(
-                    spec, self.cache, queue_size=self.settings.queue_size, n_threads=self.settings.n_threads,
-                    use_mmap=self.settings.mmap,
+                    spec, s.state_dir, s.state_cache_bytes, queue_size=s.queue_size, n_threads=s.n_threads,
+                    use_mmap=s.mmap, extra_buffers=s.extra_buffers, keep_alive_s=s.model_keep_alive,
                 )
             return self._runtimes[spec.name]
 
@@ -97,10 +99,7 @@ class Engine:
         problem = spec.problem()
         with self._lock:
             rt = self._runtimes.get(spec.name)
-        status = rt.status() if rt is not None else {
-            "state": "idle", "running": 0, "waiting": 0, "queue_depth": 0, "queue_size": self.settings.queue_size,
-            "loaded": False, "avg_job_s": None,
-        }
+        status = (rt or self.runtime(spec)).status()
         if problem:
             status["state"] = "unavailable"
         return {"ready": problem is None, "error": problem, **status}
@@ -168,7 +167,7 @@ class Engine:
         plan = make_plan(PlanRequest(
             model_name=spec.name, shape=spec.shape, prompt_tokens=len(prefix) + len(suffix),
             question_tokens=s.question_tokens, answer_tokens=answer_tokens or s.answer_tokens,
-            memory=probe_memory(s.memory_budget), margin_bytes=s.memory_margin, n_ubatch=s.n_batch,
+            memory=self.memory_for(spec), margin_bytes=s.memory_margin, n_ubatch=s.n_batch,
             max_ctx=s.max_context, max_yarn_factor=s.max_yarn_factor, chunk_ctx=s.chunk_context,
             forced_mode=None if mode in (None, "auto") else mode,
             flash_attn=True if s.flash_attn is None else s.flash_attn,
@@ -177,6 +176,21 @@ class Engine:
         if plan.mode == "chunked":  # count the chunks exactly as answering will cut them
             plan.n_chunks = len(self.chunks(spec, plan, sources))
         return plan
+
+    def memory_for(self, spec: ModelSpec) -> Memory:
+        """The memory probe, counting this model's loaded runner as free: planning a new context for it
+        replaces the one it holds (its private memory is given back first), while other models' runners
+        stay loaded and are already missing from MemAvailable and the cgroup's free bytes."""
+        memory = probe_memory(self.settings.memory_budget)
+        with self._lock:
+            rt = self._runtimes.get(spec.name)
+        held = rt.resident_bytes() if rt is not None else 0
+        if not held:
+            return memory
+        grow = lambda v: None if v is None else v + held  # noqa: E731
+        cgroup, available = grow(memory.cgroup), grow(memory.mem_available)
+        values = [v for v in (memory.budget, cgroup, available) if v is not None]
+        return replace(memory, available=min(values), cgroup=cgroup, mem_available=available)
 
     def config_for(self, spec: ModelSpec, n_ctx: int, ct: str, flash: bool, yarn: float | None) -> ContextConfig:
         assert spec.shape is not None

@@ -1,64 +1,71 @@
-"""The one thread that owns a model's llama.cpp context.
+"""A model's queue and its runner process, as the web process sees them.
 
-A `Llama` object is not thread-safe, so each model gets a single worker thread; every use of its
-context is a job submitted here. The queue in front of it is bounded and counts questions, not jobs:
-a question takes a `Place` when it is accepted and holds it until it ends, however many jobs it
-runs (a chunked answer runs one per chunk, then the reduce step). One question runs and at most
-`queue_size` wait; past that a new one is refused at once (503 with a Retry-After estimated from
-how long recent jobs took) instead of piling up, and a question once accepted is never refused
-halfway. `status()` says what the model is doing, for /api/health.
+The model itself runs in a runner process (runner.py) that owns llama.cpp; a `Runtime` starts it,
+sends it one job at a time from a single worker thread and reads back progress, tokens and the
+result. The queue in front of it is bounded and counts questions, not jobs: a question takes a
+`Place` when it is accepted and holds it until it ends, however many jobs it runs (a chunked answer
+runs one per chunk, then the reduce step). One question runs and at most `queue_size` wait; past
+that a new one is refused at once (503 with a Retry-After estimated from how long recent jobs
+took), and a question once accepted is never refused halfway. `status()` says what the model and
+its runner are doing, for /api/health.
 
-Within a job, the document prefix is made resident before the question is appended:
-1. already in the context's KV cells (the previous question was about the same documents) → free;
-2. else a snapshot on disk (state_cache.py) is loaded → a read from disk, not a re-read;
-3. else it is evaluated in slices of `n_batch` tokens, reporting progress and checking for
-   cancellation between slices, and then snapshotted.
-`Llama.generate` then reuses that prefix (it keeps the longest common token prefix and drops the
-KV cells after it), so only the question and the answer are evaluated.
+When the runner dies (SIGSEGV in a kernel, SIGBUS from a truncated model file, SIGKILL from the OOM
+killer or a person), the question it was answering ends with `ModelCrashed`, naming the signal and
+what the runner was doing; nothing else in docqa is touched, and the next question starts a fresh
+runner (which finds the documents' snapshot on disk, if one was written). A runner that dies
+`crash_limit` times within `crash_window_s` is marked failed: questions get `ModelFailed` at once,
+without starting it again, until the model file changes or docqa restarts. A runner idle for
+`keep_alive_s` is stopped to free its memory (`unloaded`); the next question loads it again.
 """
 
 from __future__ import annotations
 
-import codecs
+import collections
+import contextlib
+import itertools
 import logging
 import math
+import multiprocessing
 import os
-import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import llama_cpp
 import psutil
-from llama_cpp import Llama
 
-from docqa.engine.models import ModelSpec, ModelUnavailable
-from docqa.engine.state_cache import ContextConfig, StateCache
-from docqa.errors import DocqaError
+from docqa.engine import cpu, runner
+from docqa.engine.models import ModelSpec
+from docqa.engine.state_cache import ContextConfig
+from docqa.engine.work import (
+    Cancelled,
+    ContextAllocationFailed,
+    Generation,
+    ModelCrashed,
+    ModelFailed,
+    QueueFull,
+    Sampling,
+    Work,
+    runner_error,
+)
 
 log = logging.getLogger(__name__)
 
-GGML_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 Progress = Callable[[dict[str, Any]], None]
 TokenSink = Callable[[str, str], None]  # (kind: "thinking" | "token", text)
+PHASES = {
+    "starting": "while starting", "loading": "while loading the model", "reading": "while reading the documents",
+    "writing": "while writing the answer", "saving": "while saving the documents' state", "idle": "while idle",
+}
+NATIVE_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGABRT, signal.SIGFPE}
 
-
-class QueueFull(DocqaError):
-    status_code = 503
-    code = "busy"
-
-
-class Cancelled(DocqaError):
-    status_code = 499
-    code = "cancelled"
-
-
-class ContextAllocationFailed(DocqaError):
-    status_code = 507
-    code = "context_allocation_failed"
+__all__ = ["Cancelled", "ContextAllocationFailed", "Generation", "Job", "Place", "QueueFull", "Runtime", "Sampling"]
 
 
 class Place:
@@ -86,35 +93,6 @@ class Place:
 
 
 @dataclass
-class Sampling:
-    temperature: float = 0.7
-    top_p: float = 0.8
-    top_k: int = 20
-    min_p: float = 0.0
-    presence_penalty: float = 0.0
-    seed: int = -1
-
-
-@dataclass
-class Generation:
-    text: str = ""
-    thinking: str = ""
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    prefill_tokens: int = 0
-    prefill_s: float = 0.0
-    generate_s: float = 0.0
-    generated_tokens: int = 0
-    prefix_source: str = "none"  # memory | disk | evaluated
-    stop_reason: str = "eos"  # eos | length
-    thinking_open: bool = False
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.generated_tokens / self.generate_s if self.generate_s else 0.0
-
-
-@dataclass
 class Job:
     config: ContextConfig
     prefix: list[int]
@@ -127,23 +105,153 @@ class Job:
     on_token: TokenSink | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
+    def work(self) -> Work:
+        return Work(self.config, self.prefix, self.suffix, self.state_key, self.max_tokens, self.sampling,
+                    self.start_in_thinking, stream=self.on_token is not None, progress=self.on_progress is not None)
+
+
+class RunnerDied(Exception):
+    pass
+
+
+class RunnerProcess:
+    """One runner process (`python -m docqa.engine.runner`, a clean interpreter: no threads, sockets or
+    memory of the server) and the two pipes to it. Not multiprocessing's spawn: that re-imports the
+    parent's __main__ module, which breaks scripts that embed docqa without a main guard."""
+
+    def __init__(self, params: runner.HostParams) -> None:
+        self._from_runner, child_out = multiprocessing.Pipe(duplex=False)
+        child_in, self._to_runner = multiprocessing.Pipe(duplex=False)
+        env = dict(os.environ)
+        root = str(Path(runner.__file__).resolve().parents[2])  # where the docqa package is imported from
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        fds = (child_in.fileno(), child_out.fileno())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "docqa.engine.runner", *map(str, fds)], pass_fds=fds, env=env,
+            stdin=subprocess.DEVNULL, start_new_session=False,
+        )
+        child_in.close()
+        child_out.close()
+        self.info: dict[str, Any] = {}
+        self.send(("params", params))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def hello(self, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = self.recv(0.2)
+            if message is not None and message[0] == "hello":
+                self.info = message[1]
+                return self.info
+            if message is not None and message[0] == "log":
+                logging.getLogger(message[2]).log(message[1], "%s", message[3])
+        self.kill()
+        raise RunnerDied("the model process did not start in time")
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._to_runner.send(message)
+        except (BrokenPipeError, OSError) as exc:
+            raise RunnerDied(str(exc)) from exc
+
+    def recv(self, timeout_s: float) -> tuple[Any, ...] | None:
+        try:
+            if self._from_runner.poll(timeout_s):
+                return self._from_runner.recv()
+        except (EOFError, OSError) as exc:
+            raise RunnerDied(str(exc)) from exc
+        if not self.alive():
+            raise RunnerDied("the model process is gone")
+        return None
+
+    def _wait(self, timeout_s: float) -> int | None:
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def exit_description(self) -> str:
+        """'SIGSEGV', 'SIGKILL', 'exit status 3'… once the process has ended (it is killed if it has not)."""
+        code = self._wait(2)
+        if code is None:
+            self.kill()
+            code = self.proc.returncode
+        if code is None:
+            return "an unknown cause"
+        if code < 0:
+            try:
+                return signal.Signals(-code).name
+            except ValueError:
+                return f"signal {-code}"
+        return f"exit status {code}"
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Ask the runner to end after its current job (and the snapshot it writes after it); kill it if it
+        has not within `timeout_s`."""
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._to_runner.send(("stop",))
+        if self._wait(timeout_s) is None:
+            self.kill()
+        self._close()
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self._wait(5)
+        self._close()
+
+    def _close(self) -> None:
+        for conn in (self._to_runner, self._from_runner):
+            with contextlib.suppress(OSError):
+                conn.close()
+
 
 class Runtime:
-    def __init__(self, spec: ModelSpec, cache: StateCache, *, queue_size: int, n_threads: int | None,
-                 use_mmap: bool = True) -> None:
+    def __init__(self, spec: ModelSpec, state_dir: Path, state_cache_bytes: int, *, queue_size: int,
+                 n_threads: int | None, use_mmap: bool = True, extra_buffers: str = "auto",
+                 keep_alive_s: float = 300.0, crash_limit: int = 3, crash_window_s: float = 60.0,
+                 start_timeout_s: float = 120.0) -> None:
         self.spec = spec
-        self.use_mmap = use_mmap
-        self.cache = cache
+        self.state_dir = state_dir
+        self.state_cache_bytes = state_cache_bytes
         self.queue_size = queue_size
         self.n_threads = n_threads
-        self.llm: Llama | None = None
-        self.config: ContextConfig | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
+        self.use_mmap = use_mmap
+        self.keep_alive_s = keep_alive_s
+        self.crash_limit = crash_limit
+        self.crash_window_s = crash_window_s
+        self.start_timeout_s = start_timeout_s
+        self.extra_buffers, self.extra_buffers_reason = cpu.use_extra_buffers(extra_buffers)
+        self._auto_buffers = extra_buffers == "auto"
+        self.fault: str | None = None  # tests only: passed to the runner (see runner.HostParams.fault)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{spec.name}")
         # Re-entrant: an abandoned Place may be collected (and release itself) while this thread holds it.
         self._lock = threading.RLock()
         self._pending = 0  # places held: the question being answered and those waiting
         self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
         self._jobs_done = 0
+        self._ids = itertools.count(1)
+        self._runner: RunnerProcess | None = None
+        self._state = "unloaded"
+        self._phase = "idle"
+        self._starts = 0
+        self._restarts = 0
+        self._crashes: collections.deque[float] = collections.deque()
+        self._last_exit: str | None = None
+        self._failed: str | None = None
+        self._failed_file: tuple[int, int, int] | None = None
+        self._last_used = time.monotonic()
+        self._closed = threading.Event()
+        if keep_alive_s > 0:
+            threading.Thread(target=self._keep_alive, daemon=True, name=f"keep-alive-{spec.name}").start()
+
+    # -- the queue ----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -152,9 +260,41 @@ class Runtime:
         running, waiting = min(pending, 1), max(pending - 1, 0)
         return {
             "state": "busy" if pending else "idle", "running": running, "waiting": waiting,
-            "queue_depth": pending, "queue_size": self.queue_size, "loaded": self.llm is not None,
+            "queue_depth": pending, "queue_size": self.queue_size, "loaded": self.loaded,
             "avg_job_s": round(self._job_s, 3) if self._jobs_done else None,
+            "runner": self.runner_status(),
         }
+
+    @property
+    def loaded(self) -> bool:
+        r = self._runner
+        return r is not None and r.alive()
+
+    def runner_status(self) -> dict[str, Any]:
+        """starting | ready | restarting (it died; the next question starts it) | failed | unloaded."""
+        r = self._runner
+        state = self._state
+        if state == "ready" and (r is None or not r.alive()):
+            state = "restarting"
+        return {
+            "state": state, "pid": r.pid if r is not None and r.alive() else None, "restarts": self._restarts,
+            "phase": self._phase if state == "ready" else None,
+            "last_exit": self._last_exit, "failed": self._failed, "extra_buffers": self.extra_buffers,
+            "extra_buffers_reason": self.extra_buffers_reason, "keep_alive_s": self.keep_alive_s,
+            "resident_bytes": self.resident_bytes(),
+            "system_info": (r.info.get("system_info") if r is not None else None) or cpu.system_info(),
+        }
+
+    def resident_bytes(self) -> int:
+        """Private memory of the runner (its weights copy or touched pages, context, KV): what stopping
+        it would give back. 0 when none runs."""
+        r = self._runner
+        if r is None or r.pid is None or not r.alive():
+            return 0
+        try:
+            return int(psutil.Process(r.pid).memory_full_info().uss)
+        except (psutil.Error, OSError):
+            return 0
 
     def _retry_after(self, pending: int) -> int:
         """Seconds until a slot is likely free: about one average job (the running one ends, a waiting one starts)."""
@@ -163,7 +303,8 @@ class Runtime:
         return max(1, min(300, math.ceil(self._job_s * pending / max(1, self.queue_size))))
 
     def reserve(self) -> Place:
-        """Take a place in the queue for one question, or refuse now (QueueFull) when it is full."""
+        """Take a place in the queue for one question, or refuse now (QueueFull, ModelFailed)."""
+        self._refuse_if_failed()
         with self._lock:
             self._refuse_if_full()
             self._pending += 1
@@ -179,6 +320,17 @@ class Runtime:
                 f"try again in about {retry} seconds.",
                 retry_after=retry, running=1, waiting=waiting, queue_size=self.queue_size,
             )
+
+    def _refuse_if_failed(self) -> None:
+        with self._lock:
+            if self._failed is None:
+                return
+            if self._failed_file is not None and _file_state(self.spec.path) != self._failed_file:
+                log.info("model %s: its file changed; it may be started again", self.spec.name)
+                self._failed, self._failed_file, self._state = None, None, "unloaded"
+                self._crashes.clear()
+                return
+            raise ModelFailed(self._failed)
 
     def submit(self, fn: Callable[..., Any], *args: Any, place: Place | None = None) -> Future[Any]:
         """Run `fn` on the worker thread. Under a question's `place` it is not counted again (and never
@@ -203,174 +355,158 @@ class Runtime:
             with self._lock:
                 self._jobs_done += 1
                 self._job_s = elapsed if self._jobs_done == 1 else 0.7 * self._job_s + 0.3 * elapsed
+                self._last_used = time.monotonic()
 
     def _release(self) -> None:  # by Place.release only
         with self._lock:
             self._pending -= 1
+            self._last_used = time.monotonic()
 
     def close(self) -> None:
+        self._closed.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
-        self._free()
+        self._stop_runner("unloaded")
 
-    # -- everything below runs on the worker thread only ------------------------------------------
-
-    def _free(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm, self.config = None, None
-
-    def context(self, config: ContextConfig) -> Llama:
-        if self.llm is not None and self.config == config:
-            return self.llm
-        self._free()
-        self.spec.require()  # the file may have been removed or truncated since start: refuse, never crash
-        kwargs: dict[str, Any] = dict(
-            model_path=str(self.spec.path), n_ctx=config.n_ctx, n_batch=config.n_batch, n_ubatch=config.n_ubatch,
-            flash_attn=config.flash_attn, type_k=GGML_TYPES[config.type_k], type_v=GGML_TYPES[config.type_v],
-            n_threads=self.n_threads or default_threads(), n_threads_batch=self.n_threads or os.cpu_count(),
-            verbose=False, swa_full=True, use_mmap=self.use_mmap,
-        )
-        if config.yarn_factor:
-            kwargs.update(
-                rope_scaling_type=llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN,
-                rope_freq_scale=1.0 / config.yarn_factor,
-                yarn_orig_ctx=config.n_ctx_train,
-            )
-        try:
-            self.llm = Llama(**kwargs)
-        except ValueError as exc:  # llama.cpp could not allocate the context; the reason is only in its log
-            problem = self.spec.file_problem()
-            if problem:  # the file changed between the check and the load
-                raise ModelUnavailable(f"The model {self.spec.name!r} cannot be used: {problem}") from exc
-            raise ContextAllocationFailed(
-                f"llama.cpp could not create a {config.n_ctx:,}-token context ({config.type_k} KV) "
-                f"for {self.spec.name!r}: {exc}."
-            ) from exc
-        self.config = config
-        return self.llm
+    # -- the runner (everything below runs on the worker thread only) -------------------------------
 
     def _run(self, job: Job) -> Generation:
-        # Checked for every job, not only when a context is created: a model file truncated under
-        # llama.cpp's memory map would kill the process (SIGBUS) at the next evaluation. (Truncated
-        # during an evaluation, it still would: DOCQA_MMAP=false copies the weights and closes that.)
-        if self.llm is not None and self.spec.file_problem():
-            self._free()
-        llm = self.context(job.config)
-        gen = Generation()
-        t0 = time.perf_counter()
-        prompt = job.prefix + job.suffix
-        gen.prompt_tokens = len(prompt)
-        gen.prefix_source, gen.cached_tokens = self._resident_prefix(llm, job, prompt)
-        self._generate(llm, job, prompt, gen, t0)
-        return gen
+        self._refuse_if_failed()
+        # Checked for every job: a model file truncated or replaced since start must not reach llama.cpp.
+        if self._runner is not None and self.spec.file_problem():
+            self._stop_runner("unloaded")
+        self.spec.require()
+        r = self._ensure_runner()
+        job_id = next(self._ids)
+        cancel_sent = False
+        try:
+            r.send(("job", job_id, job.work()))
+            while True:
+                if job.cancel.is_set() and not cancel_sent:
+                    r.send(("cancel", job_id))
+                    cancel_sent = True
+                message = r.recv(0.1)
+                if message is None:
+                    continue
+                kind = message[0]
+                if kind == "log":
+                    logging.getLogger(message[2]).log(message[1], "%s", message[3])
+                elif kind == "phase":
+                    self._phase = message[2]
+                elif kind == "idle":
+                    self._phase = "idle"
+                elif message[1] != job_id:
+                    continue  # the end of an earlier job, read only now
+                elif kind == "progress" and job.on_progress:
+                    job.on_progress(message[2])
+                elif kind == "token" and job.on_token:
+                    job.on_token(message[2], message[3])
+                elif kind == "done":
+                    return Generation(**message[2])
+                elif kind == "error":
+                    raise runner_error(message[2], message[3], message[4])
+        except RunnerDied:
+            raise self._crashed(r) from None
 
-    def _resident_prefix(self, llm: Llama, job: Job, prompt: list[int]) -> tuple[str, int]:
-        """Where the prefix came from, and how many prompt tokens this job did not evaluate."""
-        held = llm.input_ids[: llm.n_tokens].tolist()
-        resident = _common_prefix(held, job.prefix)
-        if resident == len(job.prefix):
-            return "memory", min(_common_prefix(held, prompt), len(prompt) - 1)
-        if self.cache.load(llm.ctx, job.state_key, job.prefix):
-            llm.input_ids[: len(job.prefix)] = job.prefix
-            llm.n_tokens = len(job.prefix)
-            return "disk", len(job.prefix)
-        # A snapshot that failed inside llama.cpp took the sequence's cells with it: keep only
-        # what the KV cache really still holds, or the question would be read without its start.
-        resident = min(resident, _cells_held(llm))
-        llm.n_tokens = resident  # eval() drops the KV cells after this point first
-        self._prefill(llm, job, resident)
-        self.cache.save(llm.ctx, job.state_key, job.prefix)
-        return "evaluated", resident
-
-    def _prefill(self, llm: Llama, job: Job, start: int) -> None:
-        total = len(job.prefix)
-        t0 = time.perf_counter()
-        step = job.config.n_batch
-        for i in range(start, total, step):
-            if job.cancel.is_set():
-                llm.n_tokens = i
-                raise Cancelled("The question was cancelled while the documents were being read.")
-            llm.eval(job.prefix[i : i + step])
-            if job.on_progress:
-                done = min(i + step, total)
-                elapsed = time.perf_counter() - t0
-                rate = (done - start) / elapsed if elapsed else 0.0
-                job.on_progress({
-                    "tokens_done": done, "tokens_total": total, "tokens_per_s": round(rate, 1),
-                    "eta_s": round((total - done) / rate, 1) if rate else None,
-                })
-
-    def _generate(self, llm: Llama, job: Job, prompt: list[int], gen: Generation, t0: float) -> None:
-        vocab = llm._model.vocab
-        splitter = ThinkingSplitter(
-            lambda t: llm.detokenize([t]), special_id(llm, "<think>"), special_id(llm, "</think>"),
-            thinking=job.start_in_thinking,
+    def _ensure_runner(self) -> RunnerProcess:
+        r = self._runner
+        if r is not None and r.alive():
+            return r
+        if r is not None:  # it died between two questions (killed, OOM): not this question's doing
+            self._record_crash(r, "idle")
+        params = runner.HostParams(
+            model_path=str(self.spec.path), model_name=self.spec.name, use_mmap=self.use_mmap,
+            n_threads=self.n_threads or default_threads(), n_threads_batch=self.n_threads or os.cpu_count() or 1,
+            extra_buffers=self.extra_buffers, state_dir=str(self.state_dir), state_cache_bytes=self.state_cache_bytes,
+            parent_pid=os.getpid(), fault=self.fault,
         )
-        s = job.sampling
-        llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**31))
-        t_gen = 0.0
-        for token in llm.generate(
-            prompt, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature,
-            presence_penalty=s.presence_penalty, repeat_penalty=1.0, reset=True,
-        ):
-            if not t_gen:
-                gen.prefill_s = time.perf_counter() - t0
-                gen.prefill_tokens = len(prompt) - gen.cached_tokens
-                t_gen = time.perf_counter()
-            if job.cancel.is_set():
-                raise Cancelled("The question was cancelled while the answer was being written.")
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-            gen.generated_tokens += 1
-            kind, piece = splitter.feed(token)
-            if piece and job.on_token:
-                job.on_token(kind, piece)
-            if gen.generated_tokens >= job.max_tokens:
-                gen.stop_reason = "length"
-                break
-        gen.generate_s = time.perf_counter() - t_gen if t_gen else 0.0
-        gen.text, gen.thinking = splitter.answer, splitter.reasoning
-        gen.thinking_open = splitter.thinking
+        self._state = "restarting" if self._crashes or self._restarts else "starting"
+        self._phase = "starting"
+        r = RunnerProcess(params)
+        self._runner = r
+        try:
+            r.hello(self.start_timeout_s)
+        except RunnerDied:
+            raise self._crashed(r) from None
+        self._starts += 1
+        if self._state == "restarting":
+            self._restarts += 1
+        self._state, self._phase = "ready", "idle"
+        log.info("model %s: runner %d ready (extra buffers %s)", self.spec.name, r.pid,
+                 "on" if self.extra_buffers else "off")
+        return r
+
+    def _crashed(self, r: RunnerProcess) -> ModelCrashed | ModelFailed:
+        during = PHASES.get(self._phase, "while answering")
+        how = self._record_crash(r, self._phase)
+        if self._failed:
+            return ModelFailed(self._failed)
+        return ModelCrashed(
+            f"The model process ended with {how} {during}; nothing was stored. "
+            "Ask again: the next question starts it afresh.", retry_after=1,
+        )
+
+    def _record_crash(self, r: RunnerProcess, phase: str) -> str:
+        how = r.exit_description()
+        r.kill()
+        self._runner = None
+        self._state, self._phase = "restarting", "idle"
+        self._last_exit = f"{how} {PHASES.get(phase, 'while answering')}"
+        now = time.monotonic()
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self.crash_window_s:
+            self._crashes.popleft()
+        log.error("model %s: its runner ended with %s", self.spec.name, self._last_exit)
+        native = any(how == s.name for s in NATIVE_FAULTS)
+        if self._auto_buffers and self.extra_buffers and native and phase in ("loading", "reading", "writing"):
+            self.extra_buffers = False
+            self.extra_buffers_reason = (f"turned off after the runner ended with {how} {PHASES[phase]} "
+                                         "using llama.cpp's extra buffer types")
+            log.warning("model %s: extra buffer types %s", self.spec.name, self.extra_buffers_reason)
+        if len(self._crashes) >= self.crash_limit:
+            with self._lock:
+                self._state = "failed"
+                self._failed_file = _file_state(self.spec.path)
+                self._failed = (
+                    f"The model {self.spec.name!r} is stopped: its process ended {len(self._crashes)} times within "
+                    f"{self.crash_window_s:g} seconds (last: {self._last_exit}). docqa will not start it again "
+                    "until its model file changes or docqa restarts."
+                )
+            log.error("model %s: %s", self.spec.name, self._failed)
+        return how
+
+    def _stop_runner(self, state: str) -> None:
+        r, self._runner = self._runner, None
+        if r is not None:
+            r.stop()
+        if self._state != "failed":
+            self._state = state
+        self._phase = "idle"
+
+    def _keep_alive(self) -> None:
+        """Stop the runner once it has been idle for keep_alive_s (on the worker thread, between jobs)."""
+        while not self._closed.wait(min(1.0, self.keep_alive_s / 4)):
+            with self._lock:
+                idle = self._pending == 0 and time.monotonic() - self._last_used >= self.keep_alive_s
+            if idle and self.loaded:
+                try:
+                    self._executor.submit(self._unload_if_idle)
+                except RuntimeError:  # shut down meanwhile
+                    return
+
+    def _unload_if_idle(self) -> None:
+        with self._lock:
+            idle = self._pending == 0 and time.monotonic() - self._last_used >= self.keep_alive_s
+        if idle and self._runner is not None:
+            log.info("model %s: idle for %g s, unloading", self.spec.name, self.keep_alive_s)
+            self._stop_runner("unloaded")
 
 
-class ThinkingSplitter:
-    """Route generated tokens to the reasoning or the answer.
-
-    Qwen3-Thinking's template opens `<think>` itself, so its output holds only `</think>`:
-    everything before it is reasoning. Hybrid models emit both tags. The tags are matched as
-    token ids looked up in the vocabulary (151668 is `</think>` for Qwen3), never as text, so a
-    document that says "</think>" cannot end the reasoning early.
-    """
-
-    def __init__(self, detokenize: Callable[[int], bytes], think_start: int | None, think_end: int | None,
-                 *, thinking: bool = False) -> None:
-        self.detokenize = detokenize
-        self.think_start = think_start
-        self.think_end = think_end
-        self.thinking = thinking
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._answer: list[str] = []
-        self._reasoning: list[str] = []
-
-    def feed(self, token: int) -> tuple[str, str]:
-        if token == self.think_start:
-            self.thinking = True
-            return "thinking", ""
-        if token == self.think_end:
-            self.thinking = False
-            return "token", ""
-        piece = self._decoder.decode(self.detokenize(token))
-        kind = "thinking" if self.thinking else "token"
-        (self._reasoning if self.thinking else self._answer).append(piece)
-        return kind, piece
-
-    @property
-    def answer(self) -> str:
-        return "".join(self._answer).strip()
-
-    @property
-    def reasoning(self) -> str:
-        return "".join(self._reasoning).strip()
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_ino, st.st_mtime_ns
 
 
 def default_threads() -> int:
@@ -380,26 +516,3 @@ def default_threads() -> int:
     without SMT that leaves half the cores idle while answering (2 cores: 9.5 vs 20 tokens/s at a
     4,000-token depth, bench/results/llamabench.json). Prompt processing already uses every CPU."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _cells_held(llm: Llama) -> int:
-    """How many leading positions of sequence 0 have KV cells (0 when it does not start at 0)."""
-    mem = llama_cpp.llama_get_memory(llm.ctx)
-    if llama_cpp.llama_memory_seq_pos_min(mem, 0) != 0:
-        return 0
-    return llama_cpp.llama_memory_seq_pos_max(mem, 0) + 1
-
-
-def special_id(llm: Llama, text: str) -> int | None:
-    """The id of `text` when the vocabulary has it as one special token (e.g. `</think>`)."""
-    ids = llm.tokenize(text.encode(), add_bos=False, special=True)
-    return ids[0] if len(ids) == 1 else None

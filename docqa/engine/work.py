@@ -1,0 +1,106 @@
+"""The values that cross the pipe between the web process and a model's runner process.
+
+Plain, picklable dataclasses: what to read and generate (`Work`), how to sample (`Sampling`), what
+came of it (`Generation`), and the errors a runner reports back by code (`RUNNER_ERRORS`), so the
+web process raises the same typed error the runner met.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from docqa.engine.state_cache import ContextConfig
+from docqa.errors import DocqaError
+
+
+class QueueFull(DocqaError):
+    status_code = 503
+    code = "busy"
+
+
+class Cancelled(DocqaError):
+    status_code = 499
+    code = "cancelled"
+
+
+class ContextAllocationFailed(DocqaError):
+    status_code = 507
+    code = "context_allocation_failed"
+
+
+class ModelCrashed(DocqaError):
+    """The model's runner process died under this question (a native fault, the OOM killer, a kill)."""
+
+    status_code = 503
+    code = "model_crashed"
+
+
+class ModelFailed(DocqaError):
+    """The runner kept crashing and is stopped until its model file changes or docqa restarts."""
+
+    status_code = 503
+    code = "model_failed"
+
+
+class RunnerError(DocqaError):
+    """Something the runner did not expect (a bug, not the model's fault); it stays up."""
+
+    status_code = 500
+    code = "runner_error"
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int = -1
+
+
+@dataclass
+class Work:
+    """One job for the runner: make `prefix` resident (memory, snapshot or evaluation), then
+    generate after `prefix + suffix`."""
+
+    config: ContextConfig
+    prefix: list[int]
+    suffix: list[int]
+    state_key: str
+    max_tokens: int
+    sampling: Sampling
+    start_in_thinking: bool = False
+    stream: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Generation:
+    text: str = ""
+    thinking: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    prefill_tokens: int = 0
+    prefill_s: float = 0.0
+    generate_s: float = 0.0
+    generated_tokens: int = 0
+    prefix_source: str = "none"  # memory | disk | evaluated
+    stop_reason: str = "eos"  # eos | length
+    thinking_open: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.generate_s if self.generate_s else 0.0
+
+
+def _known_errors() -> dict[str, type[DocqaError]]:
+    from docqa.engine.models import ModelUnavailable
+
+    return {cls.code: cls for cls in (Cancelled, ContextAllocationFailed, ModelUnavailable, RunnerError)}
+
+
+def runner_error(code: str, detail: str, extra: dict) -> DocqaError:
+    """The typed error for what a runner reported (matched by code, never by message text)."""
+    cls = _known_errors().get(code, RunnerError)
+    return cls(detail, **extra)
