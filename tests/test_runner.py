@@ -93,6 +93,7 @@ def test_sigsegv_while_reading_then_sigkill_while_streaming(server: Server) -> N
         asking = threading.Thread(target=lambda: result.update(
             r=httpx.post(f"{server.url}/api/sessions/{sid}/questions", json=ASK, timeout=120)))
         asking.start()
+        had_extra_buffers = runner_of(http)["extra_buffers"]
         pid = wait_for(lambda: (r := runner_of(http))["phase"] == "reading" and r["pid"])
         os.kill(pid, signal.SIGSEGV)
         assert_service_goes_on(http, 1)
@@ -104,6 +105,11 @@ def test_sigsegv_while_reading_then_sigkill_while_streaming(server: Server) -> N
         assert http.get(f"/api/sessions/{sid}").json()["messages"] == []
         status = runner_of(http)
         assert status["state"] == "restarting" and status["last_exit"] == "SIGSEGV while reading the documents"
+        # a native fault while llama.cpp's extra buffer types were in use: the next runner starts without them
+        assert status["extra_buffers"] is False
+        if had_extra_buffers:  # on this CPU they were in use (not an AMX CPU, where they start off)
+            assert status["extra_buffers_reason"].startswith(
+                "turned off after the runner ended with SIGSEGV while reading the documents"), status
 
         # 2. the next question starts a fresh runner and is answered (and snapshots the documents after it)
         first = http.post(f"/api/sessions/{sid}/questions", json=ASK)
@@ -305,3 +311,48 @@ def test_health_and_models_say_which_cpu_features_llama_cpp_uses(server: Server)
                          env={**os.environ, "DOCQA_DATA_DIR": str(server.data_dir)})
     assert out.returncode == 0, out.stderr
     assert "llama.cpp: CPU :" in out.stdout and "extra buffer types" in out.stdout, out.stdout
+
+
+# --- which CPUs get llama.cpp's extra buffer types --------------------------------------------------------
+
+AVX2_INFO = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | REPACK = 1 |"
+AMX_INFO = ("CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | AMX_INT8 = 1 | "
+            "REPACK = 1 |")
+
+
+def test_extra_buffer_types_are_off_on_amx_cpus_and_on_elsewhere() -> None:
+    from docqa.engine import cpu
+
+    assert cpu.features(AMX_INFO)["AMX_INT8"] is True and cpu.features(AVX2_INFO)["AVX2"] is True
+    assert cpu.has_amx(AMX_INFO, set()) is True
+    assert cpu.has_amx(AVX2_INFO, {"avx2", "fma"}) is False
+    assert cpu.has_amx(AVX2_INFO, {"avx2", "amx_int8", "amx_tile"}) is True  # a wheel built without AMX, on an AMX CPU
+    assert cpu.use_extra_buffers("auto", amx=True) == (
+        False, "this CPU has AMX, whose ggml kernels crash in this llama.cpp; weight repacking is off too")
+    assert cpu.use_extra_buffers("auto", amx=False)[0] is True
+    assert cpu.use_extra_buffers("on", amx=True)[0] is True and cpu.use_extra_buffers("off", amx=False)[0] is False
+    # this machine, as llama.cpp reports it
+    info = cpu.system_info()
+    assert info.startswith("CPU :") and cpu.use_extra_buffers("auto")[0] is not cpu.has_amx()
+    with pytest.raises(ValueError, match="DOCQA_EXTRA_BUFFERS takes auto, on or off"):
+        Settings(extra_buffers="sometimes")
+    assert Settings(model_keep_alive="5m").model_keep_alive == 300
+    assert Settings(model_keep_alive="0").model_keep_alive == 0
+
+
+def test_extra_buffer_types_really_switch_off_in_llama_cpp() -> None:
+    """llama.cpp's own load log: with extra buffer types on it considers CPU_REPACK for the weights
+    (SmolLM2's Q4_1/Q8_0 tensors are then declined, a Q4_K model's repacked); off, it never does."""
+    import subprocess
+    import sys
+
+    model = ModelRegistry(Settings()).get(None).path
+    logs = {}
+    for extra in (True, False):
+        code = ("from docqa.engine.runner import new_llama; "
+                f"new_llama(dict(model_path={str(model)!r}, n_ctx=256, verbose=True), extra_buffers={extra}).close()")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        logs[extra] = out.stderr
+    assert "CPU_REPACK" in logs[True] and "CPU_REPACK" not in logs[False]
+    assert "AMX" not in logs[False]

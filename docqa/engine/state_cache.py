@@ -79,7 +79,10 @@ class StateCache:
         if self.cap_bytes <= 0:
             return False
         data, meta = self._paths(key)
-        tmp = data.with_suffix(".kv.tmp")
+        # unique per writer: two instances on one shared folder may save the same key at once
+        unique = f"{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = self.root / f"{key}.{unique}.kv.tmp"
+        meta_tmp = self.root / f"{key}.{unique}.json.tmp"
         arr = (llama_cpp.llama_token * len(tokens))(*tokens)
         try:
             self.root.mkdir(parents=True, exist_ok=True)  # again: the folder may have been deleted meanwhile
@@ -91,12 +94,11 @@ class StateCache:
             os.replace(tmp, data)
             sidecar = {"sha256": digest, "size": data.stat().st_size, "n_tokens": len(tokens),
                        "tokens_hash": tokens_hash(tokens)}
-            meta_tmp = meta.with_suffix(".json.tmp")
             meta_tmp.write_text(json.dumps(sidecar))
             os.replace(meta_tmp, meta)
         except OSError as exc:  # a full or read-only disk must not fail the answer
             log.warning("could not save KV snapshot %s: %s", key[:12], exc)
-            for leftover in (tmp, meta.with_suffix(".json.tmp")):
+            for leftover in (tmp, meta_tmp):
                 with contextlib.suppress(OSError):
                     leftover.unlink(missing_ok=True)
             return False
