@@ -120,6 +120,7 @@ class BatchWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                self._keep_alive()
                 worked = self.run_once()
             except Exception:  # noqa: BLE001 - the thread must survive a database hiccup
                 log.exception("batch worker: unexpected error")
@@ -128,6 +129,20 @@ class BatchWorker:
                 self._wake.wait(self.poll_s)
 
     # -- leases ---------------------------------------------------------------------------------------
+
+    def _keep_alive(self) -> None:
+        """Take the liveness lock again when its connection was lost (the database restarted meanwhile)."""
+        if not self.db.shared:
+            return
+        try:
+            if self._alive is not None:
+                self._alive.exec_driver_sql("SELECT 1")
+                self._alive.commit()
+                return
+        except Exception:  # noqa: BLE001 - a broken connection: its lock is gone
+            self.db.release(self._alive)
+            self._alive = None
+        self._alive = self.db.hold("worker", self.owner)
 
     def _owner_gone(self, owner: str | None) -> bool:
         """True when `owner` is a worker that no longer runs: on PostgreSQL, its liveness lock is free; on

@@ -38,7 +38,7 @@ def pg_bindir() -> Path | None:
     return Path(initdb).resolve().parent if initdb else None
 
 
-def _run_as() -> pwd.struct_passwd | None:
+def run_as() -> pwd.struct_passwd | None:
     """The unprivileged user the server runs as when the tests run as root."""
     if os.geteuid() != 0:
         return None
@@ -52,7 +52,8 @@ def _run_as() -> pwd.struct_passwd | None:
 class Cluster:
     """`initdb`, `pg_ctl start`, databases made from a template, `pg_ctl stop`."""
 
-    def __init__(self, root: Path | None = None, port: int | None = None, **settings: str) -> None:
+    def __init__(self, root: Path | None = None, port: int | None = None, initdb_args: tuple[str, ...] = (),
+                 **settings: str) -> None:
         bindir = pg_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed: `make pg-deps` (or apt-get install postgresql)")
@@ -63,7 +64,8 @@ class Cluster:
         self.port = port or free_port()
         self.settings = {"fsync": "off", "full_page_writes": "off", "max_connections": "300",
                          "shared_buffers": "32MB", **settings}
-        self.user = _run_as()
+        self.user = run_as()
+        self.initdb_args = initdb_args
         self.started = False
 
     # -- life cycle -------------------------------------------------------------------------------------
@@ -84,7 +86,7 @@ class Cluster:
         if self.user is not None:
             os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
         self._cmd("initdb", "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync",
-                  "--auth-local=trust", "--auth-host=scram-sha-256", "--locale=C.UTF-8")
+                  "--auth-local=trust", "--auth-host=scram-sha-256", "--locale=C.UTF-8", *self.initdb_args)
         pwfile.unlink()
         conf = {"listen_addresses": "'127.0.0.1'", "port": str(self.port),
                 "unix_socket_directories": f"'{self.root}'", **self.settings}
@@ -93,6 +95,11 @@ class Cluster:
         self._cmd("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
         self.started = True
         return self
+
+    def restart(self) -> None:
+        """Start the stopped server again on the same data (and port)."""
+        self._cmd("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+        self.started = True
 
     def stop(self, mode: str = "fast") -> None:
         if self.started:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -182,8 +183,9 @@ class Database:
     @staticmethod
     def release(conn: Connection | None) -> None:
         if conn is not None:
-            conn.invalidate()  # closing the session drops its advisory locks
-            conn.close()
+            with contextlib.suppress(Exception):  # a connection already broken has lost its locks anyway
+                conn.invalidate()  # closing the session drops its advisory locks
+                conn.close()
 
     def held_elsewhere(self, namespace: str, name: str) -> bool | None:
         """True when another session holds the lock (its holder is alive); None on SQLite (cannot tell)."""
