@@ -9,8 +9,8 @@
   lock up front (`immediate()`).
 - The schema is created and upgraded only by Alembic (`migrate()`), the same migrations for both.
 - Failures that are the operator's, not a bug, become sentences: a full disk is 507 (SQLite's
-  SQLITE_FULL, PostgreSQL's SQLSTATE 53100 disk_full / 53200 out_of_memory); a database server that
-  refuses or drops the connection, or is shutting down, is 503.
+  SQLITE_FULL, PostgreSQL's SQLSTATE 53100 disk_full); a database server that
+  refuses or drops the connection, is shutting down or out of connections or memory, is 503.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from docqa.errors import DatabaseUnavailable, StorageFull
 
 SQLITE_FULL = 13  # "database or disk is full"
-PG_DISK_FULL = {"53100", "53200"}  # disk_full, out_of_memory
-# 08xxx connection exceptions; 57P01-57P03 admin/crash shutdown, cannot connect now
-PG_UNAVAILABLE_PREFIXES = ("08", "57P0")
+PG_DISK_FULL = {"53100"}  # disk_full
+# 08xxx connection exceptions; 53xxx other insufficient resources (out of memory, too many connections);
+# 57P01-57P03 admin or crash shutdown, cannot connect now
+PG_UNAVAILABLE_PREFIXES = ("08", "53", "57P0")
 
 # Advisory-lock namespaces (the first key of pg_advisory_lock(int, int)).
 LOCK_NAMESPACES = {"blob": 7101, "worker": 7102, "migrate": 7103}
@@ -168,7 +169,10 @@ class Database:
                 yield got
             finally:
                 if got:
-                    _advisory(conn, "pg_advisory_unlock", namespace, name)
+                    try:
+                        _advisory(conn, "pg_advisory_unlock", namespace, name)
+                    except Exception:  # noqa: BLE001 - never return a connection still holding the lock
+                        conn.invalidate()
 
     def hold(self, namespace: str, name: str) -> Connection | None:
         """Take the lock for as long as the process lives (until `release`): a liveness marker others can
