@@ -222,7 +222,8 @@ def test_a_server_killed_mid_batch_and_the_other_finishes_after_the_lease(pair: 
     item_id, owner, _ = mine[0]
     # its lease still runs: the live instance leaves the item alone until it expires (no heartbeat renews it)
     (still,) = pair.rows("SELECT lease_owner, status, lease_expires_at FROM batch_items WHERE id = :i", i=item_id)
-    if still[1] == "running":
+    interrupted = still[1] == "running"  # (not when it was written in the instant before the kill)
+    if interrupted:
         assert still[0] == owner
         expires = still[2]
         while True:
@@ -241,7 +242,8 @@ def test_a_server_killed_mid_batch_and_the_other_finishes_after_the_lease(pair: 
             time.sleep(0.2)
     assert batch["status"] == "done" and batch["done"] == batch["total"] == 8, batch
     attempts = {x["id"]: x["attempts"] for x in batch["results"]}
-    assert attempts[item_id] == 2 and all(n == 1 for i, n in attempts.items() if i != item_id), attempts
+    assert attempts[item_id] == (2 if interrupted else 1), attempts  # redone once, by the live instance
+    assert all(n == 1 for i, n in attempts.items() if i != item_id), attempts
 
     # A comes back while B is busy storing a file: A's start-up sweep must leave B's work alone
     data = b"stored by B while A restarts\n"
