@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup serve test lint bench clean browser-deps
+.PHONY: setup serve test lint bench clean browser-deps pg-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ lint: $(STAMP)
 browser-deps:
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
-test: setup lint browser-deps
+# The PostgreSQL tests start a throwaway server (tests/pg.py) from Debian's postgresql package: initdb and
+# pg_ctl in /usr/lib/postgresql/<major>/bin; no cluster of the package itself is used.
+pg-deps:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+
+test: setup lint browser-deps pg-deps
 	$(BIN)/python -m tests.assets
 	$(BIN)/python -m pytest
 

@@ -115,7 +115,6 @@ def _docqa(data: Path) -> Any:
 
 def bench_server(rounds: int = 2) -> None:
     from bench.run import _settings, write
-
     from docqa.engine import cpu
     from docqa.engine.models import ModelRegistry
     from docqa.engine.runtime import default_threads

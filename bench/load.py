@@ -3,6 +3,8 @@
     python -m bench.load                          # 50 clients, 15 s baseline + 60 s, ≤ 3,000 requests
                                                   #   → bench/results/load.json
     python -m bench.load --clients 20 --duration 20 --out /tmp/load.json
+    python -m bench.load --instances 2 --postgresql   # two servers on one throwaway PostgreSQL server and
+                                                  #   one data folder, requests round-robin between them
 
 Each client loops until the wall-clock budget or the request budget is spent, picking at random:
 document listings, one document, section pages, health, unique uploads (text, Markdown, PDF),
@@ -19,8 +21,8 @@ under `problems` (empty means the run is clean):
 - no 5xx except 503 on questions (as JSON, before any stream: never as an error event after a
   stream has started), no unexpected 4xx, no transport errors or timeouts;
 - documents: no id returned by two 201s; every 200 (same bytes) names a document created before;
-  GET /api/documents and the SQLite rows are both exactly seed + 201s − 204s; each row's sections
-  are all there; the blob folder holds exactly the rows' files and no temp file;
+  GET /api/documents (on every instance) and the database rows are both exactly seed + 201s − 204s;
+  each row's sections are all there; the blob folder holds exactly the rows' files and no temp file;
 - answers: per session, messages alternate user/assistant, and the stored answers are exactly the
   answers clients got a 200 (or a streamed `done`) for: each once, none for a refused question.
 
@@ -36,7 +38,6 @@ import asyncio
 import collections
 import json
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -114,9 +115,11 @@ class Ledger:
 
 
 class Load:
-    def __init__(self, base: str, *, clients: int, duration_s: float, max_requests: int, max_tokens: int,
+    def __init__(self, base: str | list[str], *, clients: int, duration_s: float, max_requests: int, max_tokens: int,
                  seed: int, grace_s: float, question_docs: int = 2) -> None:
-        self.base = base
+        self.bases = [base] if isinstance(base, str) else list(base)
+        self.base = self.bases[0]
+        self.turn = 0  # client-side round robin over the instances
         self.clients = clients
         self.duration_s = duration_s
         self.max_requests = max_requests
@@ -134,6 +137,7 @@ class Load:
         self.phase = "load"
         self.unfinished = 0
         self.pdf_pool: list[bytes] = []
+        self.baseline_wall_s = 0.0
 
     # -- set-up -------------------------------------------------------------------------------------
 
@@ -171,7 +175,7 @@ class Load:
         busy = self.in_flight_questions > 0
         t0 = time.perf_counter()
         try:
-            r = await http.request(method, url, **kw)
+            r = await http.request(method, self._next_base() + url, **kw)
         except httpx.TimeoutException:
             self.records.append(Record(op, "timeout", time.perf_counter() - t0, busy, self.phase))
             return None
@@ -181,6 +185,10 @@ class Load:
             return None
         self.records.append(Record(op, r.status_code, time.perf_counter() - t0, busy, self.phase))
         return r
+
+    def _next_base(self) -> str:
+        self.turn += 1
+        return self.bases[self.turn % len(self.bases)]
 
     def _payload(self) -> tuple[str, bytes, str]:
         self.unique += 1
@@ -257,7 +265,7 @@ class Load:
         t0 = time.perf_counter()
         status: int | str
         try:
-            async with http.stream("POST", f"/api/sessions/{sid}/questions", json=body,
+            async with http.stream("POST", f"{self._next_base()}/api/sessions/{sid}/questions", json=body,
                                    headers={"accept": "text/event-stream"}) as r:
                 status = r.status_code
                 if r.status_code != 200:
@@ -314,12 +322,14 @@ class Load:
         limits = httpx.Limits(max_connections=self.clients + 4, max_keepalive_connections=self.clients + 4,
                               keepalive_expiry=2.0)
         timeout = httpx.Timeout(180.0, connect=10.0)
-        async with httpx.AsyncClient(base_url=self.base, limits=limits, timeout=timeout) as http:
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:  # URLs name their instance
             if baseline_s > 0:
                 self.phase = "baseline"
-                deadline = time.monotonic() + baseline_s
+                b0 = time.monotonic()
+                deadline = b0 + baseline_s
                 no_questions = {op: w for op, w in WEIGHTS.items() if op != "question"}
                 await asyncio.gather(*(self.client(http, deadline, no_questions) for _ in range(self.clients)))
+                self.baseline_wall_s = time.monotonic() - b0
                 self.phase = "load"
             t0 = time.monotonic()
             deadline = t0 + self.duration_s
@@ -336,7 +346,7 @@ class Load:
 
     # -- audit ---------------------------------------------------------------------------------------
 
-    def audit(self, base: str, data_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    def audit(self, base: str, data_dir: Path, database_url: str | None = None) -> tuple[list[str], dict[str, Any]]:
         problems: list[str] = []
         lg = self.ledger
         if self.unfinished:
@@ -364,15 +374,16 @@ class Load:
             problems.append("a document was deleted (204) twice")
         expected = (lg.seed_ids | set(lg.created)) - set(lg.deleted)
 
-        with httpx.Client(base_url=base, timeout=60) as http:
-            listed = {d["id"] for d in http.get("/api/documents").json()}
-            histories = {sid: http.get(f"/api/sessions/{sid}").json()["messages"] for sid in self.sessions}
-        if listed != expected:
-            problems.append(f"GET /api/documents differs from the clients' 201s − 204s: missing "
-                            f"{sorted(expected - listed)[:3]}, extra {sorted(listed - expected)[:3]}")
-        db_rows, blob_problems = sqlite_audit(data_dir)
+        for instance in self.bases if base in self.bases else [base]:  # a listing on any instance shows all
+            with httpx.Client(base_url=instance, timeout=60) as http:
+                listed = {d["id"] for d in http.get("/api/documents").json()}
+                histories = {sid: http.get(f"/api/sessions/{sid}").json()["messages"] for sid in self.sessions}
+            if listed != expected:
+                problems.append(f"GET /api/documents on {instance} differs from the clients' 201s − 204s: missing "
+                                f"{sorted(expected - listed)[:3]}, extra {sorted(listed - expected)[:3]}")
+        db_rows, blob_problems = store_audit(data_dir, database_url)
         if set(db_rows) != expected:
-            problems.append(f"SQLite documents differ from the clients' 201s − 204s: missing "
+            problems.append(f"Database documents differ from the clients' 201s − 204s: missing "
                             f"{sorted(expected - set(db_rows))[:3]}, extra {sorted(set(db_rows) - expected)[:3]}")
         problems += blob_problems
 
@@ -389,7 +400,7 @@ class Load:
                 problems.append(f"session {sid}: {sum(stored.values())} stored answers vs {sum(got.values())} "
                                 f"answered with 200; differing: {list((stored - got) + (got - stored))[:2]}")
         audit = {"documents_expected": len(expected), "documents_listed": len(listed), "documents_in_sqlite":
-                 len(db_rows), "answers_200": n_answers,
+                 len(db_rows), "documents_in_database": len(db_rows), "answers_200": n_answers,
                  "messages_stored": sum(len(m) for m in histories.values())}
         return problems, audit
 
@@ -428,8 +439,13 @@ class Load:
             "mean_prefill_s": round(statistics.fmean(x["prefill_s"] for x in t), 2) if t else None,
             "mean_generate_s": round(statistics.fmean(x["generate_s"] for x in t), 2) if t else None,
         }
+        n_baseline = sum(r.phase == "baseline" for r in self.records)
         return {
             "requests": len(self.records), "wall_s": round(wall_s, 1),
+            "instances": len(self.bases),
+            "requests_baseline_phase": n_baseline,
+            "requests_per_s_baseline_phase": round(n_baseline / self.baseline_wall_s, 1)
+            if self.baseline_wall_s else None,
             "requests_load_phase": sum(r.phase == "load" for r in self.records),
             "requests_per_s_load_phase": round(sum(r.phase == "load" for r in self.records) / wall_s, 1)
             if wall_s else None,
@@ -442,21 +458,25 @@ class Load:
         }
 
 
-def sqlite_audit(data_dir: Path) -> tuple[dict[str, str], list[str]]:
-    """The documents' rows (id → sha256) and what is wrong between rows, sections and blob files."""
+def store_audit(data_dir: Path, database_url: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """The documents' rows (id → sha256) and what is wrong between rows, sections and blob files; the database
+    is the data folder's SQLite file unless `database_url` names another."""
+    from sqlalchemy import create_engine, text
+
     problems: list[str] = []
-    con = sqlite3.connect(f"file:{data_dir / 'docqa.sqlite3'}?mode=ro", uri=True)
+    engine = create_engine(database_url or f"sqlite:///file:{data_dir / 'docqa.sqlite3'}?mode=ro&uri=true")
     try:
-        rows = dict(con.execute("SELECT id, sha256 FROM documents").fetchall())
-        counts = con.execute(
-            "SELECT d.id, d.n_sections, (SELECT count(*) FROM sections s WHERE s.document_id = d.id) FROM documents d"
-        ).fetchall()
-        orphans = con.execute("SELECT count(*) FROM sections WHERE document_id NOT IN (SELECT id FROM documents)"
-                              ).fetchone()[0]
-        dup = con.execute("SELECT owner, sha256, count(*) FROM documents GROUP BY owner, sha256 HAVING count(*) > 1"
-                          ).fetchall()
+        with engine.connect() as con:
+            rows = {i: sha for i, sha in con.execute(text("SELECT id, sha256 FROM documents"))}
+            counts = con.execute(text(
+                "SELECT d.id, d.n_sections, (SELECT count(*) FROM sections s WHERE s.document_id = d.id) "
+                "FROM documents d")).all()
+            orphans = con.execute(text(
+                "SELECT count(*) FROM sections WHERE document_id NOT IN (SELECT id FROM documents)")).scalar()
+            dup = con.execute(text(
+                "SELECT owner, sha256, count(*) FROM documents GROUP BY owner, sha256 HAVING count(*) > 1")).all()
     finally:
-        con.close()
+        engine.dispose()
     bad = [(i, n, c) for i, n, c in counts if n != c]
     if bad:
         problems.append(f"{len(bad)} document(s) whose section rows do not match n_sections: {bad[:3]}")
@@ -478,40 +498,66 @@ def sqlite_audit(data_dir: Path) -> tuple[dict[str, str], list[str]]:
 
 def run(*, clients: int = 50, duration_s: float = 60.0, max_requests: int = 3000, queue_size: int = 4,
         max_tokens: int = 16, seed: int = 1, grace_s: float = 120.0, question_docs: int = 2, baseline_s: float = 0.0,
-        data_dir: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Start a server, load it, stop it, audit; returns the report (with `problems`)."""
+        data_dir: Path | None = None, env: dict[str, str] | None = None, instances: int = 1,
+        database_url: str | None = None, postgresql: bool = False) -> dict[str, Any]:
+    """Start `instances` servers on one data folder (and one database), load them round-robin, stop them, audit;
+    returns the report (with `problems`). `postgresql`: on a throwaway PostgreSQL server (tests/pg.py)."""
     sys.path.insert(0, str(REPO))
     from tests.browser import Server
 
-    with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
-        data = data_dir or Path(tmp) / "data"
-        server_env = {"DOCQA_QUEUE_SIZE": str(queue_size), "DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0",
-                      "DOCQA_SEED": str(seed), **(env or {})}
-        server = Server(data, env=server_env).start()
-        try:
-            load = Load(server.url, clients=clients, duration_s=duration_s, max_requests=max_requests,
-                        max_tokens=max_tokens, seed=seed, grace_s=grace_s, question_docs=question_docs)
-            load.prepare()
-            wall = asyncio.run(load.run(baseline_s))
-            report = load.report(wall)
-            with httpx.Client(base_url=server.url, timeout=30) as http:
-                report["health_after"] = http.get("/api/health").json()["details"]
-            problems, audit = load.audit(server.url, data)
-        finally:
-            server.stop()
-            log_text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
-        rows_after_restart, more = sqlite_audit(data)  # the same audit once the server has stopped cleanly
-        problems += [f"after stop: {p}" for p in more if p not in problems]
-        if server.proc is not None and server.proc.returncode not in (0, None):
-            problems.append(f"the server exited with {server.proc.returncode}")
-        tracebacks = log_text.count("Traceback")
-        log_errors = [line for line in log_text.splitlines()
-                      if any(w in line for w in ("Traceback", "ERROR", "Error:", "Exception"))][:40]
+    cluster = None
+    if postgresql and database_url is None:
+        from tests.pg import Cluster
+
+        cluster = Cluster().start()
+        database_url = cluster.url(cluster.create_database())
+    try:
+        with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
+            data = data_dir or Path(tmp) / "data"
+            server_env = {"DOCQA_QUEUE_SIZE": str(queue_size), "DOCQA_RATE_UPLOADS": "0",
+                          "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": str(seed), **(env or {})}
+            if database_url:
+                server_env["DOCQA_DATABASE_URL"] = database_url
+            servers = [Server(data, env=server_env) for _ in range(instances)]
+            for n, server in enumerate(servers):
+                server.log_path = data / f"serve-{n}.log"
+            try:
+                for server in servers:
+                    server.start()
+                load = Load([s.url for s in servers], clients=clients, duration_s=duration_s,
+                            max_requests=max_requests, max_tokens=max_tokens, seed=seed, grace_s=grace_s,
+                            question_docs=question_docs)
+                load.prepare()
+                wall = asyncio.run(load.run(baseline_s))
+                report = load.report(wall)
+                with httpx.Client(base_url=servers[0].url, timeout=30) as http:
+                    report["health_after"] = http.get("/api/health").json()["details"]
+                problems, audit = load.audit(servers[0].url, data, database_url)
+            finally:
+                for server in servers:
+                    server.stop()
+                log_text = "".join(s.log_path.read_text(errors="replace") for s in servers if s.log_path.exists())
+            rows_after_restart, more = store_audit(data, database_url)  # again, once the servers stopped cleanly
+            problems += [f"after stop: {p}" for p in more if p not in problems]
+            for server in servers:
+                if server.proc is not None and server.proc.returncode not in (0, None):
+                    problems.append(f"a server exited with {server.proc.returncode}")
+            tracebacks = log_text.count("Traceback")
+            log_errors = [line for line in log_text.splitlines()
+                          if any(w in line for w in ("Traceback", "ERROR", "Error:", "Exception"))][:40]
+    finally:
+        if cluster is not None:
+            cluster.remove()
+    if database_url:
+        from docqa.store.db import public_url
+
+        server_env["DOCQA_DATABASE_URL"] = public_url(database_url)
     report.update(
         benchmark="load",
         settings={"clients": clients, "duration_s": duration_s, "baseline_s": baseline_s, "max_requests": max_requests,
                   "queue_size": queue_size, "max_tokens": max_tokens, "seed": seed, "weights": WEIGHTS,
-                  "question_docs": question_docs,
+                  "question_docs": question_docs, "instances": instances,
+                  "database": "postgresql" if database_url else "sqlite",
                   "server_env": server_env},
         machine=machine(),
         audit={**audit, "documents_after_stop": len(rows_after_restart)},
@@ -533,11 +579,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--grace", type=float, default=120.0, help="hard stop for requests in flight after --duration")
-    ap.add_argument("--out", type=Path, default=RESULTS / "load.json")
+    ap.add_argument("--instances", type=int, default=1, help="servers on one data folder and database (default 1)")
+    ap.add_argument("--postgresql", action="store_true", help="on a throwaway PostgreSQL server (tests/pg.py)")
+    ap.add_argument("--database-url", default=None, help="an existing database instead (DOCQA_DATABASE_URL)")
+    ap.add_argument("--out", type=Path, default=None, help="default bench/results/load.json (load-multi.json "
+                    "with several instances or PostgreSQL)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        multi = args.instances > 1 or args.postgresql or args.database_url
+        args.out = RESULTS / ("load-multi.json" if multi else "load.json")
     report = run(clients=args.clients, duration_s=args.duration, max_requests=args.max_requests,
                  queue_size=args.queue_size, max_tokens=args.max_tokens, seed=args.seed, grace_s=args.grace,
-                 baseline_s=args.baseline)
+                 baseline_s=args.baseline, instances=args.instances, database_url=args.database_url,
+                 postgresql=args.postgresql)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     lat = report["latency"]

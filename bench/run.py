@@ -254,8 +254,9 @@ def bench_server() -> None:
     run()
 
 
-BENCHES = {"server": bench_server, "ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache, "yarn": bench_yarn,
-           "memory": _sidebyside("memory"), "batch": _sidebyside("batch"), "llamabench": _sidebyside("llamabench")}
+BENCHES = {"server": bench_server, "ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache,
+           "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),
+           "llamabench": _sidebyside("llamabench")}
 GROUPS = {
     "fast": ["ingest", "memory", "cache"],
     "sidebyside": ["ingest", "memory", "batch", "llamabench"],

@@ -76,8 +76,10 @@ def item_counts(s: Session, batch_ids: list[str]) -> dict[str, dict[str, int]]:
 
 
 def refresh_status(s: Session, batch_id: str) -> str:
-    """Store the derived status on the batch row (inside the caller's transaction); return it."""
-    batch = s.get(Batch, batch_id)
+    """Store the derived status on the batch row (inside the caller's transaction); return it. The row is
+    locked first (PostgreSQL), so two instances settling items of one batch at once count in turn, each
+    seeing the other's committed item, and the stored status is never a stale count."""
+    batch = s.get(Batch, batch_id, with_for_update=True, populate_existing=True)
     if batch is None:
         return "gone"
     status = derive_status(item_counts(s, [batch_id])[batch_id], batch.status == "cancelled")

@@ -178,9 +178,10 @@ def fetch_model(settings: Settings) -> None:
 def migrate(settings: Settings) -> None:
     """Create or upgrade the database schema."""
     from docqa.store.db import migrate as run
+    from docqa.store.db import public_url
 
     run(settings.resolved_database_url)
-    click.echo(f"database at head: {settings.resolved_database_url}")
+    click.echo(f"database at head: {public_url(settings.resolved_database_url)}")
 
 
 @main.command()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -35,7 +34,8 @@ class DocumentService:
         self.blobs = blobs
         # A blob is shared by every owner who uploaded the same bytes: writing a row for it and deleting
         # the last row (then the file) must not interleave, or a delete could remove a file just reused.
-        self._blob_lock = threading.Lock()
+        # The lock is per hash and, on PostgreSQL, spans every instance sharing the database and folder
+        # (an advisory lock); the orphan sweep takes it too, so it never removes a file being stored.
         self.limits = ParseLimits(
             max_pdf_pages=settings.max_pdf_pages,
             max_archive_entries=settings.max_archive_entries,
@@ -61,7 +61,7 @@ class DocumentService:
             data, filename, self.limits,
             timeout_s=self.settings.parse_timeout_s, memory_bytes=self.settings.parse_memory_bytes,
         )
-        with self._blob_lock:
+        with self.db.lock("blob", sha):
             self.blobs.put(sha, data)
             try:
                 doc = self._insert(owner, filename, sha, len(data), parsed)
@@ -98,6 +98,10 @@ class DocumentService:
         with self.db.reader() as s:
             return s.scalars(select(Document).where(Document.owner == owner, Document.sha256 == sha)).first()
 
+    def _by_any_owner(self, sha: str) -> bool:
+        with self.db.reader() as s:
+            return bool(s.scalar(select(func.count()).select_from(Document).where(Document.sha256 == sha)))
+
     def list_documents(self, owner: str = "") -> list[Document]:
         with self.db.reader() as s:
             return list(s.scalars(select(Document).where(Document.owner == owner).order_by(Document.created_at.desc())))
@@ -127,7 +131,7 @@ class DocumentService:
 
     def delete(self, document_id: str, owner: str = "") -> None:
         doc = self.get(document_id, owner)
-        with self._blob_lock:
+        with self.db.lock("blob", doc.sha256):
             with self.db.transaction() as s:
                 row = s.get(Document, doc.id)
                 if row is None:  # a concurrent delete of the same document won
@@ -143,10 +147,21 @@ class DocumentService:
             self.blobs.remove(sha)
 
     def sweep_orphans(self) -> list[str]:
-        """At start: remove blobs left by a crash between writing the file and committing the row."""
+        """At start: remove blobs (and temp files) left by a crash between writing the file and committing
+        the row. Another instance may be storing a file right now: each candidate is removed only under
+        its hash's lock, taken without waiting (a held lock means someone is writing it: skipped), and
+        after checking again, under the lock, that no row refers to it."""
         with self.db.reader() as s:
             referenced = set(s.scalars(select(Document.sha256)))
-        removed = self.blobs.sweep(referenced)
+        removed: list[str] = []
+        for sha, paths in self.blobs.orphans(referenced).items():
+            with self.db.lock("blob", sha, wait=False) as got:
+                if not got:
+                    log.info("orphan sweep: %s is being stored by another instance; left alone", sha[:12])
+                    continue
+                if sha and self._by_any_owner(sha):
+                    paths = [p for p in paths if p.name != sha]  # committed meanwhile: only temp files go
+                removed.extend(self.blobs.remove_paths(paths))
         if removed:
             log.info("removed %d orphan upload file(s)", len(removed))
         return removed

@@ -62,3 +62,10 @@ class RateLimited(DocqaError):
 
     status_code = 429
     code = "rate_limited"
+
+
+class DatabaseUnavailable(DocqaError):
+    """The database server cannot be reached (refused, down, restarting): the operator's problem, retryable."""
+
+    status_code = 503
+    code = "database_unavailable"

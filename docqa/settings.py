@@ -28,7 +28,8 @@ class Settings(BaseSettings):
         description="Where docqa keeps its SQLite database, uploaded files and KV-state snapshots.",
     )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL of the database; default: sqlite:///<data_dir>/docqa.sqlite3."
+        None, description="SQLAlchemy URL of the database; default: sqlite:///<data_dir>/docqa.sqlite3. PostgreSQL: "
+        "postgresql+psycopg://user:password@host:5432/db (several instances may share it and one data folder)."
     )
     models_dir: Path = Field(
         default_factory=default_models_dir,

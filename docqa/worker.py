@@ -1,17 +1,23 @@
 """The batch worker: one background thread that answers queued batch items, crash-safe.
 
-The jobs live in SQLite (`batch_items`), never only in memory:
-- claim: in one short `BEGIN IMMEDIATE` transaction, take the next queued item (or one whose lease
-  expired), set `lease_owner` (host:pid:random) and `lease_expires_at` (now + lease), attempts += 1.
+The jobs live in the database (`batch_items`), never only in memory, so every instance sharing one
+PostgreSQL database works the same batches, each item exactly once:
+- claim: in one short transaction, take the next queued item (or one whose lease expired), set
+  `lease_owner` (host:pid:random) and `lease_expires_at` (now + lease), attempts += 1. SQLite takes
+  its write lock up front (`BEGIN IMMEDIATE`); PostgreSQL reads with `SELECT … FOR UPDATE SKIP
+  LOCKED`, so two workers never claim one item and never wait for each other's candidate.
   The item of the document set answered last is preferred, so a set's questions run back to back
   and the model's resident prefix is reused (see batches.py);
 - answer outside any transaction, while a heartbeat thread extends the lease; when the lease is
   lost (another worker took the item over, or the batch was cancelled) the answer is stopped;
 - write answer, citations, mode, timings and `done` in one transaction, only where the lease is
   still ours and the item still running: an answer is never written twice;
-- at start, give back the items whose lease expired or whose owner process is gone (SIGKILL: same
-  host, its pid no longer runs): a crash between claim and write loses only that one answer,
-  which is redone, never duplicated;
+- at start, give back the items whose lease expired or whose owner is gone. On PostgreSQL each worker
+  holds an advisory lock named after its lease owner for as long as it lives (released by the server
+  when its connection dies, whatever host it ran on): a lease whose lock is free has a dead owner. On
+  SQLite (one host) the owner is gone when its pid no longer runs. A crash between claim and write
+  loses only that one answer, which is redone, never duplicated; a live instance's items are never
+  taken before their lease expires;
 - after `batch_max_attempts` claims an item is marked failed with the reason; errors that
   retrying cannot fix (document deleted, question refused, context too large) fail it at once.
   Stopping the worker (shutdown) or a busy model puts the item back without counting the try.
@@ -74,11 +80,13 @@ class BatchWorker:
         self._current: Claim | None = None
         self._last: tuple[str, str | None] | None = None  # (batch, document) answered last
         self._sources: tuple[tuple[str, str | None], Sources] | None = None
+        self._alive: Any = None  # the advisory lock marking this worker alive (PostgreSQL)
         _LIVE_OWNERS.add(self.owner)
 
     # -- life cycle -----------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._alive = self.db.hold("worker", self.owner)
         self.service.subscribe(self._on_event)
         self._thread = threading.Thread(target=self._loop, name="docqa-batch-worker", daemon=True)
         self._thread.start()
@@ -93,6 +101,8 @@ class BatchWorker:
             self._thread.join(timeout)
         self.service.unsubscribe(self._on_event)
         _LIVE_OWNERS.discard(self.owner)
+        self.db.release(self._alive)
+        self._alive = None
 
     def _on_event(self, event: str, batch_id: str) -> None:
         if event == "created":
@@ -110,6 +120,7 @@ class BatchWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                self._keep_alive()
                 worked = self.run_once()
             except Exception:  # noqa: BLE001 - the thread must survive a database hiccup
                 log.exception("batch worker: unexpected error")
@@ -119,10 +130,30 @@ class BatchWorker:
 
     # -- leases ---------------------------------------------------------------------------------------
 
+    def _keep_alive(self) -> None:
+        """Take the liveness lock again when its connection was lost (the database restarted meanwhile)."""
+        if not self.db.shared:
+            return
+        try:
+            if self._alive is not None:
+                self._alive.exec_driver_sql("SELECT 1")
+                self._alive.commit()
+                return
+        except Exception:  # noqa: BLE001 - a broken connection: its lock is gone
+            self.db.release(self._alive)
+            self._alive = None
+        self._alive = self.db.hold("worker", self.owner)
+
     def _owner_gone(self, owner: str | None) -> bool:
-        """True when `owner` is a worker of a process on this host that no longer runs."""
+        """True when `owner` is a worker that no longer runs: on PostgreSQL, its liveness lock is free; on
+        SQLite, a process of this host that no longer runs."""
         if not owner:
             return True
+        if owner in _LIVE_OWNERS:
+            return False
+        held = self.db.held_elsewhere("worker", owner)
+        if held is not None:
+            return not held
         parts = owner.rsplit(":", 2)  # host:pid:random
         if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
             return False
@@ -141,7 +172,8 @@ class BatchWorker:
         now = utcnow()
         with self.db.immediate() as s:
             rows = s.execute(select(BatchItem.id, BatchItem.lease_owner, BatchItem.lease_expires_at)
-                             .where(BatchItem.status == "running")).all()
+                             .where(BatchItem.status == "running")
+                             .with_for_update(skip_locked=True)).all()  # SQLite: its write lock already
             stale = [i for i, owner, expires in rows
                      if expires is None or expires <= now or self._owner_gone(owner)]
             if stale:
@@ -158,7 +190,10 @@ class BatchWorker:
                         (BatchItem.status == "running") & (BatchItem.lease_expires_at < now))
         with self.db.immediate() as s:
             while True:
-                query = select(BatchItem).where(claimable).order_by(BatchItem.id).limit(1)
+                # FOR UPDATE SKIP LOCKED on PostgreSQL (an item another worker is claiming is passed over);
+                # SQLite ignores it and holds its database write lock instead (BEGIN IMMEDIATE)
+                query = (select(BatchItem).where(claimable).order_by(BatchItem.id).limit(1)
+                         .with_for_update(skip_locked=True))
                 if batch_id is not None:
                     query = query.where(BatchItem.batch_id == batch_id)
                 item = None
@@ -316,7 +351,7 @@ class BatchWorker:
             except DocqaError as exc:  # e.g. too large for any context: every item of this set fails alike
                 computed = {"error": exc.detail}
             with self.db.immediate() as s:
-                row = s.get(Batch, batch.id)
+                row = s.get(Batch, batch.id, with_for_update=True)  # another instance may plan it at once
                 if row is None:
                     raise NotFound("The batch was deleted.")
                 stored = (row.plans or {}).get(key)

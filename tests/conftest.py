@@ -1,4 +1,8 @@
-"""Shared fixtures: real settings in a temp folder, the real app over ASGI, the real tiny model."""
+"""Shared fixtures: real settings in a temp folder, the real app over ASGI, the real tiny model, and the
+database: SQLite by default; tests marked `both_databases` run once on SQLite and once on a real
+PostgreSQL server (tests/pg.py: one throwaway cluster per run, one fresh database per test, copied
+from a template migrated once).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,57 @@ import pytest
 from litestar.testing import TestClient
 
 from docqa.settings import Settings
+from docqa.store.db import migrate
 from docqa.web.app import create_app
+from tests.pg import Cluster
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("database_url", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    cluster = Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster: Cluster) -> str:
+    """A database migrated to head once; every test's database is a copy of it."""
+    name = pg_cluster.create_database()
+    migrate(pg_cluster.url(name))
+    return name
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def pg_url(pg_cluster: Cluster, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of the run's cluster, dropped afterwards."""
+    name = pg_cluster.create_database(template=pg_template)
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """None (the default SQLite file in the data folder) or a fresh PostgreSQL database's URL."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
 
 
 @pytest.fixture

@@ -50,8 +50,8 @@ def keyed_settings(tmp_path: Path, **extra: Any) -> Settings:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(keyed_settings(tmp_path))) as c:
+def client(tmp_path: Path, database_url: str | None) -> Iterator[TestClient]:
+    with TestClient(create_app(keyed_settings(tmp_path, database_url=database_url))) as c:
         yield c
 
 
@@ -100,6 +100,7 @@ def test_no_key_or_a_wrong_key_gets_401_with_a_sentence(client: TestClient, tmp_
     assert client.get("/api/documents", headers=ALICE).json() == []
 
 
+@pytest.mark.both_databases
 def test_both_header_forms_and_pre_hashed_keys_work(client: TestClient) -> None:
     doc = upload(client, ALICE, "a.txt", b"alpha\n")
     for headers in (ALICE, {"Authorization": f"Bearer {ALICE_KEY}"}, {"authorization": f"bearer {ALICE_KEY}"}):
@@ -112,6 +113,7 @@ def test_both_header_forms_and_pre_hashed_keys_work(client: TestClient) -> None:
     assert client.get("/api/documents", headers={"X-API-Key": CAROL_HASH}).status_code == 401
 
 
+@pytest.mark.both_databases
 def test_public_paths_need_no_key_and_health_tells_no_one_elses_counts(client: TestClient) -> None:
     upload(client, ALICE, "a.txt", b"alpha\n")
     upload(client, ALICE, "b.txt", b"beta\n")
@@ -279,6 +281,7 @@ def test_batch_worker_answers_only_from_the_batch_owners_documents(shared: TestC
     assert SECRET not in str(b)
 
 
+@pytest.mark.both_databases
 def test_dedup_is_per_principal_and_the_shared_file_lives_until_the_last_owner_deletes(client: TestClient) -> None:
     data = b"Same bytes for both.\n"
     settings = client.app.state.settings
@@ -301,8 +304,9 @@ def test_dedup_is_per_principal_and_the_shared_file_lives_until_the_last_owner_d
 # ---- rate limits ----------------------------------------------------------------------------------------
 
 
-def test_rate_limits_are_per_principal_with_429_and_retry_after(tmp_path: Path) -> None:
-    settings = keyed_settings(tmp_path, rate_uploads="3/minute", rate_questions="2/minute")
+@pytest.mark.both_databases
+def test_rate_limits_are_per_principal_with_429_and_retry_after(tmp_path: Path, database_url: str | None) -> None:
+    settings = keyed_settings(tmp_path, rate_uploads="3/minute", rate_questions="2/minute", database_url=database_url)
     with TestClient(create_app(settings)) as c:
         for i in range(3):
             upload(c, ALICE, f"a{i}.txt", f"text {i}\n".encode())

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench import load
 from docqa.batches import CSV_COLUMNS
@@ -141,6 +142,7 @@ def test_per_document_batch_and_exports(client):
 # --- 3. cancel --------------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_cancel_batch(client):
     doc = upload(client, "garden.txt", GARDEN)
     r = client.post("/api/batches", json={"document_ids": [doc], "questions": GARDEN_QUESTIONS,
@@ -177,6 +179,7 @@ def test_cancel_batch(client):
 # --- 5. validation ------------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_refused_batches_store_nothing(client, settings):
     doc = upload(client, "garden.txt", GARDEN)
     before = client.get("/api/batches").json()

@@ -16,6 +16,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import httpx
 import psutil
 import pytest
 from litestar.testing import TestClient
+from sqlalchemy import create_engine, text
 
 from docqa.documents import DocumentService
 from docqa.errors import StorageFull
@@ -35,6 +37,7 @@ from docqa.store.files import BlobStore
 from docqa.web.app import create_app
 from tests.browser import Server
 from tests.builders import make_many_page_pdf
+from tests.pg import Cluster, run_as
 from tests.support import recorded
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1"}
@@ -84,9 +87,17 @@ def upload(http: httpx.Client, name: str, data: bytes, status: int = 201) -> dic
     return r.json()
 
 
-def db_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(data_dir / "docqa.sqlite3")) as con:
-        return con.execute(sql).fetchall()
+def db_rows(data_dir: Path, sql: str, url: str | None = None) -> list[tuple[Any, ...]]:
+    """Rows of the data folder's SQLite file, or of the database at `url`."""
+    if url is None:
+        with contextlib.closing(sqlite3.connect(data_dir / "docqa.sqlite3")) as con:
+            return con.execute(sql).fetchall()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
 
 
 def blob_files(data_dir: Path) -> list[str]:
@@ -94,12 +105,12 @@ def blob_files(data_dir: Path) -> list[str]:
     return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def assert_store_consistent(data_dir: Path) -> set[str]:
+def assert_store_consistent(data_dir: Path, url: str | None = None) -> set[str]:
     """Every document row has its file and every section; the blob folder holds exactly those files."""
-    shas = {sha for (sha,) in db_rows(data_dir, "SELECT sha256 FROM documents")}
+    shas = {sha for (sha,) in db_rows(data_dir, "SELECT sha256 FROM documents", url)}
     assert blob_files(data_dir) == sorted(shas), (blob_files(data_dir), shas)
     bad = db_rows(data_dir, "SELECT d.id FROM documents d WHERE d.n_sections != "
-                            "(SELECT count(*) FROM sections s WHERE s.document_id = d.id)")
+                            "(SELECT count(*) FROM sections s WHERE s.document_id = d.id)", url)
     assert bad == [], bad
     return shas
 
@@ -132,9 +143,11 @@ def stream_until(base: str, sid: str, body: dict[str, Any], first: str, reached:
 # --- 1. SIGKILL mid-upload: while the body arrives, and while the parser runs ---------------------------
 
 
-def test_sigkill_during_uploads_leaves_no_row_no_file_no_process(tmp_path: Path) -> None:
+@pytest.mark.both_databases
+def test_sigkill_during_uploads_leaves_no_row_no_file_no_process(tmp_path: Path, database_url: str | None) -> None:
     data_dir = tmp_path / "data"
-    server = Server(data_dir, env=SERVER_ENV).start()
+    url = database_url
+    server = Server(data_dir, env={**SERVER_ENV, **({"DOCQA_DATABASE_URL": url} if url else {})}).start()
     pdf = make_many_page_pdf(1500)  # ~200 KB, seconds to parse
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -169,7 +182,7 @@ def test_sigkill_during_uploads_leaves_no_row_no_file_no_process(tmp_path: Path)
             family = kill9(server)
         left = gone_within(family, 5)  # the parse forkserver and the parser itself go with the server
         assert not left, f"processes of the killed server still run: {left}"
-        assert_store_consistent(data_dir)
+        assert_store_consistent(data_dir, url)
 
         # c. what a kill between writing the file and committing its row leaves: swept at start
         orphan = data_dir / "blobs" / "ff" / ("ff" + "0" * 62)
@@ -182,8 +195,8 @@ def test_sigkill_during_uploads_leaves_no_row_no_file_no_process(tmp_path: Path)
             listed = [d["id"] for d in http.get("/api/documents").json()]
             assert listed == [kept["id"]]
             again = upload(http, "bakery.txt", BAKERY)  # the service works as before
-        assert db_rows(data_dir, "SELECT id FROM documents ORDER BY id") == sorted([(kept["id"],), (again["id"],)])
-        assert set(assert_store_consistent(data_dir)) == {kept["sha256"], again["sha256"]}
+        assert db_rows(data_dir, "SELECT id FROM documents ORDER BY id", url) == sorted([(kept["id"],), (again["id"],)])
+        assert set(assert_store_consistent(data_dir, url)) == {kept["sha256"], again["sha256"]}
         assert "removed 2 orphan upload file(s)" in server.log_path.read_text()
     finally:
         server.stop()
@@ -327,6 +340,52 @@ def test_no_inodes_left_or_a_full_database_is_507_too(tmp_path: Path) -> None:
         filler.unlink()
         assert service.ingest("lease.txt", text.encode()).created
         service.db.dispose()
+
+
+def test_postgresql_full_disk_is_507_and_an_unreachable_server_503(tmp_path: Path) -> None:
+    """PostgreSQL's data on a real 96 MB tmpfs (its WAL on the normal disk): a full disk is 507 with the
+    sentence and stores nothing; a server that is down is 503 with a sentence and Retry-After, health says
+    so, and the service recovers by itself once the server is back."""
+    root = Path(tempfile.mkdtemp(prefix="docqa-pgfull-"))
+    user = run_as()
+    owner = f",uid={user.pw_uid},gid={user.pw_gid}" if user is not None else ""
+    try:
+        with tmpfs(root / "cluster", f"size=96m,mode=0700{owner}") as pgdata:
+            cluster = Cluster(root=root, initdb_args=(f"--waldir={root / 'wal'}",))
+            try:
+                cluster.start()
+                url = cluster.url(cluster.create_database())
+                settings = Settings(data_dir=tmp_path / "data", database_url=url, rate_uploads="0")
+                with TestClient(create_app(settings)) as c:
+                    small = c.post("/api/documents", files={"file": ("garden.txt", GARDEN, "text/plain")}).json()
+                    filler = fill(pgdata, 256 * 1024)
+                    big = "".join(f"Line {n}: the tenant pays the rent on the first day of the month.\n"
+                                  for n in range(20000)).encode()  # ~1.3 MB of section text
+                    r = c.post("/api/documents", files={"file": ("big.txt", big, "text/plain")})
+                    assert r.status_code == 507, r.text
+                    assert "disk is full" in r.json()["detail"] and r.json()["detail"].endswith(".")
+                    assert [d["id"] for d in c.get("/api/documents").json()] == [small["id"]]  # reads go on
+                    assert blob_files(settings.data_dir) == [small["sha256"]]  # the file went with the row
+                    filler.unlink()
+                    assert c.post("/api/documents", files={"file": ("big.txt", big, "text/plain")}).status_code == 201
+
+                    cluster.kill()
+                    for r in (c.get("/api/documents"),
+                              c.post("/api/documents", files={"file": ("b.txt", BAKERY, "text/plain")})):
+                        assert r.status_code == 503, r.text
+                        assert "database server cannot be reached" in r.json()["detail"], r.text
+                        assert r.headers["retry-after"] == "5"
+                    health = c.get("/api/health")
+                    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+                    assert "cannot be reached" in health.json()["details"]["database"]["error"]
+                    cluster.restart()
+                    assert len(c.get("/api/documents").json()) == 2  # the pool reconnects by itself
+                    assert c.get("/api/health").json()["status"] == "ok"
+                assert len(blob_files(settings.data_dir)) == 2
+            finally:
+                cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- 4. the KV-state folder deleted or corrupted under a running app --------------------------------------

@@ -103,6 +103,7 @@ def long_text(n_paragraphs: int = 40) -> str:
 # --- plain text, Markdown, code -----------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_plain_text_upload_list_get_and_sections(client, settings):
     text = long_text()
     data = text.encode()
@@ -280,6 +281,7 @@ CJK = "你好，世界。\n第一季度报告：北方地区收入增长。\nこ
         ("cjk.txt", CJK, "text/plain"),
     ],
 )
+@pytest.mark.both_databases
 def test_non_latin_scripts_round_trip(client, name, text, media_type):
     assert unicodedata.is_normalized("NFC", text)
     doc = created(client, name, text.encode())
@@ -303,6 +305,7 @@ def test_arabic_round_trips_exactly(client):
     assert doc["token_estimate"] == estimate_tokens(ARABIC.rstrip("\n")) > 0
 
 
+@pytest.mark.both_databases
 def test_text_is_normalised_nfc_lf_and_without_nul(client):
     decomposed = "Cafe\u0301 cre\u0300me bru\u0302le\u0301e"
     composed = unicodedata.normalize("NFC", decomposed)
@@ -361,6 +364,7 @@ def codebase_zip() -> bytes:
     )
 
 
+@pytest.mark.both_databases
 def test_zip_codebase_sections_have_paths_and_lines_and_skips_are_reported(client):
     doc = created(client, "repo-main.zip", codebase_zip())
     assert doc["kind"] == "archive"
@@ -403,6 +407,7 @@ def test_zip_without_readable_files_is_refused(client, settings):
 # --- dedup and delete ---------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_same_bytes_twice_is_one_document(client, settings):
     data = builders.make_pdf(["Only once."])
     first = created(client, "a.pdf", data)
@@ -419,6 +424,7 @@ def test_same_bytes_twice_is_one_document(client, settings):
     assert len(stored_files(settings)) == 2
 
 
+@pytest.mark.both_databases
 def test_delete_removes_row_sections_and_file(client, settings):
     keep = created(client, "keep.txt", b"keep me\n")
     doc = created(client, "gone.py", ("x = 1\n" * 800).encode())
@@ -448,6 +454,7 @@ def test_delete_removes_row_sections_and_file(client, settings):
 
 
 @pytest.mark.parametrize("method", ["get", "sections", "delete"])
+@pytest.mark.both_databases
 def test_unknown_document_is_404_json(client, method):
     url = "/api/documents/0123456789abcdef0123456789abcdef"
     if method == "get":
@@ -503,6 +510,7 @@ def test_whitespace_only_text(client, settings):
     assert_refused(client, settings, "blank.txt", b"  \n\n\t\n", 422, "contains only white space")
 
 
+@pytest.mark.both_databases
 def test_corrupt_pdf(client, settings):
     data = b"%PDF-1.7\n" + bytes(range(256)).replace(b"\x00", b"") * 8 + b"\n%%EOF\n"
     assert_refused(client, settings, "broken.pdf", data, 422, "broken.pdf is a corrupt PDF that cannot be read")
@@ -634,6 +642,7 @@ def test_pdf_with_too_many_pages(tmp_path):
 # --- service endpoints --------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_health(client):
     r = client.get("/api/health")
     assert r.status_code == 200

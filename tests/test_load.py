@@ -170,6 +170,23 @@ def test_load_small_run_keeps_every_row_and_answer(tmp_path: Path) -> None:
           f"audit {report['audit']}")
 
 
+def test_load_on_two_instances_sharing_postgresql_keeps_every_row_and_answer(tmp_path: Path, pg_url: str) -> None:
+    """bench.load's mix and audit against two servers on one PostgreSQL database and one data folder, requests
+    round-robin between them: the listing on each instance and the database rows are exactly the 201s − 204s,
+    no orphan file, every answer stored once."""
+    report = run_load(clients=20, duration_s=12, max_requests=1200, queue_size=2, max_tokens=8, question_docs=1,
+                      grace_s=150, data_dir=tmp_path / "data", instances=2, database_url=pg_url)
+    assert report["problems"] == [], report["problems"]
+    assert report["instances"] == 2 and report["settings"]["database"] == "postgresql"
+    assert "s3cret" not in str(report["settings"]["server_env"])
+    counts = report["status_counts_by_endpoint"]
+    assert counts["upload"].get("201", 0) >= 1 and counts["delete"].get("204", 0) >= 1, counts
+    assert report["audit"]["answers_200"] >= 1 and report["server_log_tracebacks"] == 0, report["audit"]
+    assert report["audit"]["documents_listed"] == report["audit"]["documents_in_database"]
+    print(f"\nload on 2 instances + PostgreSQL: {report['requests']} requests, statuses {report['status_counts']}; "
+          f"audit {report['audit']}")
+
+
 # --- a question's place in the queue: taken when it is accepted, held to its end --------------------
 
 

@@ -27,8 +27,8 @@ def sha(data: bytes) -> str:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'db' / 'docqa.sqlite3'}"
+def db_url(tmp_path: Path, database_url: str | None) -> str:
+    url = database_url or f"sqlite:///{tmp_path / 'db' / 'docqa.sqlite3'}"
     migrate(url)
     return url
 
@@ -43,6 +43,7 @@ def db(db_url: str):
 # --- schema ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_migrations_create_exactly_the_models(db_url):
     engine = create_engine(db_url)
     try:
@@ -54,10 +55,32 @@ def test_migrations_create_exactly_the_models(db_url):
         assert current == head is not None
         assert set(inspect(engine).get_table_names()) >= {
             "alembic_version", "documents", "sections", "sessions", "session_documents", "messages",
-            "batches", "batch_items",
+            "batches", "batch_items", "rate_counters",
         }
     finally:
         engine.dispose()
+
+
+def test_postgresql_is_built_from_empty_by_the_same_migrations(pg_cluster):
+    """An empty PostgreSQL database, migrated to head by the migrations SQLite uses, matches the models;
+    migrating again (another instance starting) is a no-op, and the advisory lock is released."""
+    name = pg_cluster.create_database()
+    url = pg_cluster.url(name)
+    try:
+        assert pg_cluster.admin("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", name) == [(0,)]
+        migrate(url)
+        migrate(url)
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+                current = MigrationContext.configure(conn).get_current_revision()
+                assert conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar() == 0
+            assert current == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        finally:
+            engine.dispose()
+    finally:
+        pg_cluster.drop_database(name)
 
 
 def test_migrate_is_idempotent_and_creates_the_folder(tmp_path):
@@ -93,6 +116,7 @@ def _document(**overrides) -> Document:
     return Document(**fields)
 
 
+@pytest.mark.both_databases
 def test_database_enforces_foreign_keys_cascade_and_unique_hash(db):
     with db.transaction() as s:
         doc = _document()
@@ -154,6 +178,7 @@ def test_blob_store_sweep_removes_temp_files_and_unreferenced_blobs(tmp_path):
 # --- crash recovery ------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_sweep_orphans_after_a_crash_between_file_and_row(tmp_path, db):
     settings = Settings(data_dir=tmp_path / "data")
     service = DocumentService(settings, db, BlobStore(settings.blobs_dir))
@@ -189,3 +214,25 @@ def test_app_start_removes_orphans(tmp_path):
     with TestClient(create_app(settings)) as c:  # a restart
         assert stored_files(settings) == [BlobStore(settings.blobs_dir).path(sha(b"kept\n"))]
         assert [d["filename"] for d in c.get("/api/documents").json()] == ["kept.txt"]
+
+
+def test_the_sweep_leaves_alone_what_another_instance_is_storing(tmp_path, pg_url):
+    """Two instances on one PostgreSQL database and one folder: while one holds a hash's lock (it is between
+    writing the file and committing the row), the other's start-up sweep keeps that file and its temp file;
+    once the lock is free and no row came, they go."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=pg_url)
+    writer, starting = Database(pg_url), Database(pg_url)
+    try:
+        service = DocumentService(settings, starting, BlobStore(settings.blobs_dir))
+        data = b"bytes another instance is storing right now\n"
+        with writer.lock("blob", sha(data)):
+            service.blobs.put(sha(data), data)
+            tmp = service.blobs.path(sha(data)).parent / f".{sha(data)}.x1y2z3.tmp"
+            tmp.write_bytes(b"half")
+            assert service.sweep_orphans() == []
+            assert service.blobs.exists(sha(data)) and tmp.exists()
+        assert set(service.sweep_orphans()) == {sha(data), tmp.name}
+        assert stored_files(settings) == []
+    finally:
+        writer.dispose()
+        starting.dispose()

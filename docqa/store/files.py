@@ -1,7 +1,9 @@
 """Content-addressed store for original uploads: blobs/ab/abcdef… named by sha256.
 
 Write order: temp file → fsync → rename → fsync the folder; only then is the database row written.
-A crash between the rename and the row leaves an orphan blob, which `sweep()` removes at start.
+A crash between the rename and the row leaves an orphan blob, which the sweep at start removes.
+Temp files are named `.<sha256>.<random>.tmp`, so the sweep knows whose lock guards them (the folder
+may be shared by several instances: see DocumentService.sweep_orphans).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class BlobStore:
         try:
             # Creating the folder or the empty temp file fails too on a full disk (no blocks or inodes left).
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{sha256}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -63,18 +65,34 @@ class BlobStore:
             return []
         return [p.name for p in self.root.glob("??/*") if p.is_file() and not p.name.startswith(".")]
 
-    def sweep(self, referenced: set[str]) -> list[str]:
-        """Delete temp files and blobs no row refers to; return what was removed."""
-        removed: list[str] = []
+    def orphans(self, referenced: set[str]) -> dict[str, list[Path]]:
+        """Temp files and blobs no row refers to, by the hash they belong to ("" for a temp file whose name
+        does not say)."""
+        found: dict[str, list[Path]] = {}
         if not self.root.is_dir():
-            return removed
+            return found
         for tmp in self.root.glob("??/.*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp.name)
+            sha = tmp.name[1:].split(".", 1)[0]
+            found.setdefault(sha if len(sha) == 64 else "", []).append(tmp)
         for sha in self.all_hashes():
             if sha not in referenced:
-                self.remove(sha)
-                removed.append(sha)
+                found.setdefault(sha, []).append(self.path(sha))
+        return found
+
+    @staticmethod
+    def remove_paths(paths: Iterable[Path]) -> list[str]:
+        removed = []
+        for p in paths:
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+        return removed
+
+    def sweep(self, referenced: set[str]) -> list[str]:
+        """Delete temp files and blobs no row refers to; return what was removed. One process only: with a
+        shared folder use DocumentService.sweep_orphans, which takes each hash's lock first."""
+        removed: list[str] = []
+        for paths in self.orphans(referenced).values():
+            removed.extend(self.remove_paths(paths))
         return removed
 
 

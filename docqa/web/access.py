@@ -8,25 +8,27 @@
   service call, so another principal's documents, sessions and batches answer 404.
 - `rate_limits(settings)` builds Litestar's `RateLimitMiddleware`, keyed by (action, principal), for the
   handlers marked `opt={RATE: "uploads" | "questions"}`; past the limit: 429 with a sentence and Retry-After.
+  The windows are counted in the database (docqa/ratelimit.py), not in memory, so a limit holds across
+  every instance sharing it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from time import time
+from dataclasses import dataclass
 from typing import Any
 
-import anyio
+from anyio import to_thread
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
+from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from docqa.access import KeyRing, Rate, key_from_headers, parse_rate
 from docqa.errors import RateLimited
+from docqa.ratelimit import RateCounters
 from docqa.settings import Settings
 
 PUBLIC = "public"  # route opt: served without a key
@@ -82,37 +84,31 @@ class PrincipalRateLimitConfig(RateLimitConfig):
     action: str = "requests"
     setting: str = ""
     rate: Rate | None = None
-    lock: anyio.Lock | None = field(default=None, repr=False)  # one per action, shared by its route instances
 
 
 class PrincipalRateLimit(RateLimitMiddleware):
-    """Litestar's fixed-window limiter, refusing with a sentence (429, Retry-After) instead of a bare status."""
+    """Litestar's fixed-window limiter, counted in the database (every instance sees one count) and refusing
+    with a sentence (429, Retry-After) instead of a bare status."""
 
     config: PrincipalRateLimitConfig
-
-    def __init__(self, app: ASGIApp, config: PrincipalRateLimitConfig) -> None:
-        super().__init__(app, config)
-        if config.lock is None:
-            config.lock = self._lock
-        self._lock = config.lock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["litestar_app"]
         request: Request[Any, Any, Any] = app.request_class(scope)
         if await self.should_check_request(request=request):
-            store = self.config.get_store_from_app(app)
-            key = self.cache_key_from_request(request)
-            async with self._lock:
-                cache_object = await self.retrieve_cached_history(key, store)
-                if len(cache_object.history) >= self.max_requests:
-                    retry_after = max(1, cache_object.reset - int(time()))
-                    raise RateLimited(
-                        f"Too many {self.config.action}: the limit is {self.config.rate} "
-                        f"({self.config.setting}). Try again in {retry_after} second{'s' if retry_after != 1 else ''}.",
-                        retry_after=retry_after, limit=self.max_requests, per=self.unit,
-                    )
-                await self.set_cached_history(key=key, cache_object=cache_object, store=store)
-            send = self.create_send_wrapper(send=send, cache_object=cache_object)
+            counters = RateCounters(app.state.db)
+            hit = await to_thread.run_sync(counters.hit, self.cache_key_from_request(request),
+                                           self.max_requests, self.unit)
+            if not hit.allowed:
+                retry_after = hit.retry_after()
+                raise RateLimited(
+                    f"Too many {self.config.action}: the limit is {self.config.rate} "
+                    f"({self.config.setting}). Try again in {retry_after} second{'s' if retry_after != 1 else ''}.",
+                    retry_after=retry_after, limit=self.max_requests, per=self.unit,
+                )
+            # RateLimit-* headers as Litestar sets them: the window's count so far and its end
+            window = CacheObject(history=[hit.reset_at] * hit.count, reset=hit.reset_at)
+            send = self.create_send_wrapper(send=send, cache_object=window)
         await self.app(scope, receive, send)
 
 

@@ -6,11 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from litestar import Litestar, MediaType, Request, Router, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
@@ -22,6 +23,7 @@ from docqa.batches import BatchService
 from docqa.documents import DocumentService
 from docqa.engine.engine import Engine
 from docqa.engine.models import ModelRegistry
+from docqa.errors import DocqaError
 from docqa.sessions import SessionService
 from docqa.settings import Settings
 from docqa.store.db import Database, migrate
@@ -66,17 +68,30 @@ def security_headers(message: Message, scope: Scope) -> None:
     message["headers"] = headers
 
 
-@get("/api/health", sync_to_thread=True, tags=["service"], opt={PUBLIC: True})
-def health(request: Request, state: State) -> Health:
-    """Public: `documents` counts only the caller's own documents, and is null without a valid key."""
+@get("/api/health", sync_to_thread=True, tags=["service"], opt={PUBLIC: True},
+     responses={503: ResponseSpec(Health, description="The database does not answer: status unavailable")})
+def health(request: Request, state: State) -> Response[Health]:
+    """Public: `documents` counts only the caller's own documents, and is null without a valid key.
+    `details.database` names the database (its URL without the password) and the latency of a
+    `SELECT 1`; when it does not answer, the status is `unavailable` and the answer 503 (a load
+    balancer then sends requests elsewhere)."""
+    db: Database = state.db
+    database: dict[str, Any] = {"dialect": db.dialect, "url": db.public_url, "shared": db.shared}
+    try:
+        database["latency_ms"] = round(db.ping() * 1000, 2)
+    except DocqaError as exc:
+        database.update(latency_ms=None, error=exc.detail)
     principal = principal_of(request, state.keyring)
     n = None
-    if principal is not None:
-        with state.db.reader() as s:
+    if principal is not None and "error" not in database:
+        with db.reader() as s:
             n = int(s.scalar(select(func.count()).select_from(Document).where(Document.owner == principal)) or 0)
     # ready/error checked now (a vanished model file shows), state, running, waiting, queue_depth, queue_size
     models = {spec.name: state.engine.model_health(spec) for spec in state.registry.list()}
-    return Health(status="ok", version=__version__, documents=n, details={"models": models})
+    ok = "error" not in database
+    return Response(Health(status="ok" if ok else "unavailable", version=__version__, documents=n,
+                           details={"models": models, "database": database}),
+                    status_code=200 if ok else 503)
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False, opt={PUBLIC: True})
@@ -107,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
+        log.info("database: %s", db.public_url)
         documents = DocumentService(settings, db, BlobStore(settings.blobs_dir))
         documents.sweep_orphans()
         registry = ModelRegistry(settings)
