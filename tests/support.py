@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 @contextmanager
@@ -20,3 +22,12 @@ def recorded(logger_name: str, level: int = logging.DEBUG) -> Iterator[list[str]
         yield out
     finally:
         logger.removeHandler(handler)
+
+
+def settled(client: Any, model: str = "default", timeout: float = 60.0) -> None:
+    """Wait until a model's runner is idle again: it writes a document's KV snapshot after the answer
+    (off the path to the first token), so a test that looks at the snapshot files waits for it."""
+    deadline = time.monotonic() + timeout
+    while client.get("/api/health").json()["details"]["models"][model]["runner"]["phase"] not in ("idle", None):
+        assert time.monotonic() < deadline, "the runner never became idle"
+        time.sleep(0.05)

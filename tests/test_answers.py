@@ -28,7 +28,7 @@ from docqa.cli import main as cli
 from docqa.settings import Settings
 from docqa.store.models import Message
 from docqa.web.app import create_app
-from tests.support import recorded
+from tests.support import recorded, settled
 
 PASS_KEY = "52817"
 QUESTION = "What is the pass key?"
@@ -72,6 +72,7 @@ def answered(client: TestClient, session_id: str, question: str = QUESTION, **ex
     r = ask(client, session_id, question, **extra)
     elapsed = time.perf_counter() - t0
     assert r.status_code == 200, r.text
+    settled(client)  # the document's snapshot is written after the answer
     return r.json(), elapsed
 
 

@@ -38,7 +38,7 @@ from docqa.web.app import create_app
 from tests.browser import Server
 from tests.builders import make_many_page_pdf
 from tests.pg import Cluster, run_as
-from tests.support import recorded
+from tests.support import recorded, settled
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1"}
 GARDEN = b"""Harbor Lane Community Garden: season notes
@@ -399,6 +399,7 @@ def test_state_cache_deleted_or_corrupted_while_running(tmp_path: Path) -> None:
     def ask(client: TestClient, sid: str) -> dict[str, Any]:
         r = client.post(f"/api/sessions/{sid}/questions", json=body)
         assert r.status_code == 200, r.text  # never a 500: the cache is only ever a shortcut
+        settled(client)  # the snapshot is written after the answer
         return r.json()["timings"]
 
     with recorded("docqa.engine.state_cache", logging.WARNING) as warned, TestClient(create_app(settings)) as client:

@@ -401,11 +401,37 @@ class Runtime:
                 elif kind == "token" and job.on_token:
                     job.on_token(message[2], message[3])
                 elif kind == "done":
+                    self._after(r, job_id)
                     return Generation(**message[2])
                 elif kind == "error":
                     raise runner_error(message[2], message[3], message[4])
         except RunnerDied:
             raise self._crashed(r) from None
+
+    def _after(self, r: RunnerProcess, job_id: int) -> None:
+        """Once a job has answered, the runner writes the documents' snapshot (runner.py): follow it on the
+        worker thread, before the next job, so its log lines and phase (`saving`) show while it happens."""
+        with contextlib.suppress(RuntimeError):  # shut down meanwhile: close() stops the runner
+            self._executor.submit(self._drain, r, job_id)
+
+    def _drain(self, r: RunnerProcess, job_id: int) -> None:
+        if r is not self._runner:
+            return
+        try:
+            while not self._closed.is_set():
+                message = r.recv(0.5)
+                if message is None:
+                    continue
+                if message[0] == "log":
+                    logging.getLogger(message[2]).log(message[1], "%s", message[3])
+                elif message[0] == "phase":
+                    self._phase = message[2]
+                elif message[0] == "idle":
+                    self._phase = "idle"
+                    if message[1] == job_id:
+                        return
+        except RunnerDied:
+            self._record_crash(r, self._phase)
 
     def _ensure_runner(self) -> RunnerProcess:
         r = self._runner
