@@ -76,7 +76,16 @@ def health(request: Request, state: State) -> Health:
             n = int(s.scalar(select(func.count()).select_from(Document).where(Document.owner == principal)) or 0)
     # ready/error checked now (a vanished model file shows), state, running, waiting, queue_depth, queue_size
     models = {spec.name: state.engine.model_health(spec) for spec in state.registry.list()}
-    return Health(status="ok", version=__version__, documents=n, details={"models": models})
+    return Health(status="ok", version=__version__, documents=n, details={"models": models, "ocr": _ocr(state)})
+
+
+def _ocr(state: State) -> dict[str, object]:
+    """Whether scanned pages can be read here: Tesseract's version and languages (cached after the first call)."""
+    from docqa.ingest.ocr import installed_languages, ocr_status, tesseract_version
+
+    settings = state.settings
+    return {"enabled": settings.ocr, "tesseract": tesseract_version(), "langs": settings.ocr_langs,
+            "installed_langs": sorted(installed_languages() - {"osd"}), "status": ocr_status(settings.ocr_langs)}
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False, opt={PUBLIC: True})
@@ -117,6 +126,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             log.info("API keys configured for %d principal(s)", len(keyring.principals))
         else:
             log.warning("no API keys configured: loopback only")
+        if settings.ocr:
+            from docqa.ingest.ocr import ocr_status
+
+            log.info("%s", ocr_status(settings.ocr_langs))
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
                          sessions=SessionService(db, documents, registry, engine), batches=batches)
         worker.start()  # answers queued batch items in the background, resuming after a restart
