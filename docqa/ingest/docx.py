@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from typing import Any
 
 import docx
+from docx.enum.style import WD_STYLE_TYPE
 from docx.oxml.ns import nsmap, qn
 from docx.table import Table
 from docx.text.paragraph import Paragraph
@@ -41,6 +43,9 @@ _CURRENT_RUNS = ("w:r | w:hyperlink/w:r | w:ins/w:r | w:ins/w:hyperlink/w:r | w:
                  " | w:fldSimple/w:r | w:sdt/w:sdtContent/w:r | w:customXml/w:r")
 
 
+_current_runs = etree.XPath(_CURRENT_RUNS, namespaces=_NS)
+
+
 def is_docx(names: set[str]) -> bool:
     return "word/document.xml" in names and "[Content_Types].xml" in names
 
@@ -52,12 +57,13 @@ def parse_docx(data: bytes, name: str, limits: ParseLimits) -> ParsedDocument:
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors … for a damaged package
         raise InvalidDocument(f"{name} is a damaged Word document that cannot be read ({type(exc).__name__}).") \
             from exc
-    numbering = _Numbering(document)
+    styles = _Styles(document)
+    numbering = _Numbering(document, styles)
     outline = Outline(limits.section_max_chars)
     for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
             text = normalize(paragraph_text(block))
-            level = _heading_level(block)
+            level = _heading_level(block, styles)
             label = numbering.label(block)
             if level:
                 outline.heading(level, text, label)
@@ -80,7 +86,7 @@ def parse_docx(data: bytes, name: str, limits: ParseLimits) -> ParsedDocument:
 
 
 def paragraph_text(paragraph: Paragraph) -> str:
-    return "".join(Run(r, paragraph).text for r in paragraph._p.xpath(_CURRENT_RUNS))
+    return "".join(Run(r, paragraph).text for r in _current_runs(paragraph._p))
 
 
 def _table_rows(table: Table) -> list[str]:
@@ -99,15 +105,37 @@ def _table_rows(table: Table) -> list[str]:
     return rows
 
 
-def _heading_level(paragraph: Paragraph) -> int:
-    style = paragraph.style
-    for _ in range(8):  # a custom heading style is usually based on a built-in one
-        if style is None:
-            break
+class _Styles:
+    """Paragraph styles by id, resolved once: python-docx looks a paragraph's style up by scanning
+    every style (and the default's by scanning them again), which dominated the parse."""
+
+    def __init__(self, document: Any) -> None:
+        self.by_id: dict[str, Any] = {}
+        for style in document.styles:
+            if style.type == WD_STYLE_TYPE.PARAGRAPH:
+                self.by_id[style.style_id] = style
+        self.default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+        self._chains: dict[str | None, list[Any]] = {}
+
+    def chain(self, paragraph: Paragraph) -> list[Any]:
+        """The paragraph's style and the styles it is based on, nearest first."""
+        style_id = paragraph._p.style
+        if style_id not in self._chains:
+            style = self.by_id.get(style_id) if style_id else None
+            style = style or self.default
+            chain: list[Any] = []
+            while style is not None and len(chain) < 8 and style not in chain:
+                chain.append(style)
+                style = style.base_style
+            self._chains[style_id] = chain
+        return self._chains[style_id]
+
+
+def _heading_level(paragraph: Paragraph, styles: _Styles) -> int:
+    for style in styles.chain(paragraph):  # a custom heading style is usually based on a built-in one
         m = _HEADING_STYLE.match(style.name or "")
         if m:
             return int(m.group(1))
-        style = style.base_style
     ppr = paragraph._p.pPr
     outline = ppr.find(qn("w:outlineLvl")) if ppr is not None else None
     if outline is not None:
@@ -132,7 +160,7 @@ def _letters(n: int) -> str:
     return chr(ord("a") + (n - 1) % 26) * ((n - 1) // 26 + 1)
 
 
-_FORMATS = {
+_FORMATS: dict[str, Callable[[int], str]] = {
     "decimal": str, "decimalZero": lambda n: f"{n:02d}", "lowerLetter": _letters,
     "upperLetter": lambda n: _letters(n).upper(), "lowerRoman": _roman, "upperRoman": lambda n: _roman(n).upper(),
 }
@@ -146,36 +174,42 @@ def _xpath(element: Any, path: str) -> Any:
 class _Numbering:
     """Counts Word's automatic numbering as it goes, to label numbered paragraphs as Word shows them."""
 
-    def __init__(self, document: Any) -> None:
+    def __init__(self, document: Any, styles: _Styles) -> None:
         try:
             self.root = document.part.numbering_part.element
         except (KeyError, NotImplementedError):
             self.root = None
+        self.styles = styles
         self.counters: dict[str, list[int]] = {}
+        self._levels_of: dict[str, list[tuple[str, str, int] | None]] = {}
 
     def label(self, paragraph: Paragraph) -> str | None:
         if self.root is None:
             return None
-        num_id, ilvl = _num_pr(paragraph)
+        num_id, ilvl = _num_pr(paragraph, self.styles)
         if num_id is None or num_id == "0":
             return None
-        levels = self._levels(num_id)
-        if not levels or ilvl >= len(levels) or levels[ilvl] is None:
+        if num_id not in self._levels_of:
+            self._levels_of[num_id] = self._levels(num_id)
+        levels = self._levels_of[num_id]
+        level = levels[ilvl] if ilvl < len(levels) else None
+        if level is None:
             return None
         counts = self.counters.setdefault(num_id, [0] * 9)
         for deeper in range(ilvl + 1, 9):
             counts[deeper] = 0
-        fmt, text, start = levels[ilvl]
+        fmt, text, start = level
         counts[ilvl] = counts[ilvl] + 1 if counts[ilvl] else start
         if fmt not in _FORMATS:  # bullets and formats without a number
             return None
 
         def fill(m: re.Match[str]) -> str:
             k = int(m.group(1)) - 1
-            if k >= len(levels) or levels[k] is None:
+            other = levels[k] if k < len(levels) else None
+            if other is None:
                 return ""
-            value = counts[k] or levels[k][2]
-            return _FORMATS.get(levels[k][0], str)(value)
+            number: Callable[[int], str] = _FORMATS.get(other[0], str)
+            return number(counts[k] or other[2])
 
         return re.sub(r"%(\d)", fill, text).strip() or None
 
@@ -206,17 +240,11 @@ class _Numbering:
         return levels
 
 
-def _num_pr(paragraph: Paragraph) -> tuple[str | None, int]:
+def _num_pr(paragraph: Paragraph, styles: _Styles) -> tuple[str | None, int]:
     """(numId, level) from the paragraph's own properties, else from its style's (and their bases')."""
     ppr = paragraph._p.pPr
     sources = [ppr] if ppr is not None else []
-    style = paragraph.style
-    for _ in range(8):
-        if style is None:
-            break
-        if style.element.pPr is not None:
-            sources.append(style.element.pPr)
-        style = style.base_style
+    sources += [style.element.pPr for style in styles.chain(paragraph) if style.element.pPr is not None]
     num_id: str | None = None
     ilvl: int | None = None
     for source in sources:
@@ -224,8 +252,10 @@ def _num_pr(paragraph: Paragraph) -> tuple[str | None, int]:
         if num_pr is None:
             continue
         if num_id is None:
-            num_id = next(iter(_xpath(num_pr, "w:numId/@w:val")), None)
+            found = num_pr.find(qn("w:numId"))
+            num_id = found.get(qn("w:val")) if found is not None else None
         if ilvl is None:
-            level = next(iter(_xpath(num_pr, "w:ilvl/@w:val")), None)
+            found = num_pr.find(qn("w:ilvl"))
+            level = found.get(qn("w:val")) if found is not None else None
             ilvl = int(level) if level is not None and level.isdigit() else None
     return num_id, min(ilvl or 0, 8)

@@ -54,8 +54,12 @@ def _hidden(tag: Tag) -> bool:
             or str(tag.get("role", "")).lower() in DROPPED_ROLES or "display:none" in style)
 
 
+def _role_main(tag: Tag) -> bool:
+    return str(tag.get("role", "")).lower() == "main"
+
+
 def _main(soup: BeautifulSoup) -> Tag:
-    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    main = soup.find("main") or soup.find(_role_main)
     if isinstance(main, Tag):
         return main
     articles = soup.find_all("article")
