@@ -26,7 +26,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("para_start", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("para_end", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("ocr", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch_op.add_column(sa.Column("ocr_confidence", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("ocr_confidence", sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
