@@ -23,6 +23,8 @@ from docqa.errors import InvalidDocument, OcrUnavailable
 
 MAX_PIXELS = 40_000_000  # an A3 page at 300 dpi is 17 M pixels
 TESSERACT = "tesseract"
+PREVIEW_DPI = 36  # enough to tell a blank page from one with marks on it
+BLANK_CONTRAST = 32  # grey levels between a page's darkest and lightest pixel below which it is blank
 
 
 @dataclass
@@ -96,10 +98,19 @@ def render(page: Any, dpi: int) -> Any:
     return page.render(scale=scale, grayscale=True).to_pil()
 
 
+def is_blank(image: Any) -> bool:
+    """A page of one flat shade (a blank separator page, a page whose drawing did not render): nothing
+    for Tesseract to find, and not worth the second it takes to say so."""
+    low, high = image.getextrema()
+    return bool(high - low < BLANK_CONTRAST)
+
+
 def read_image(image: Any, langs: str, timeout_s: float) -> PageText:
     """Tesseract's words, regrouped into its lines and paragraphs, and their mean confidence."""
     import pytesseract
 
+    if is_blank(image):
+        return PageText("", None)
     os.environ["OMP_THREAD_LIMIT"] = "1"  # this process is a short-lived sandbox child: only tesseract reads it
     try:
         data = pytesseract.image_to_data(image, lang=langs, output_type=pytesseract.Output.DICT,

@@ -48,12 +48,13 @@ def parse_pdf(data: bytes, name: str, limits: ParseLimits, *, password: str | No
     if b"%%EOF" not in data[-2048:]:
         raise InvalidDocument(f"{name} is a truncated or damaged PDF (it has no end-of-file marker).")
     meta: dict[str, Any] = {}
+    fallback: _PypdfFailed | None = None
     try:
         texts = _pypdf_texts(data, name, limits.max_pdf_pages, password)
         parser = "pypdf"
     except _PypdfFailed as failed:
         texts = _pdfium_texts(data, name, limits.max_pdf_pages, password, failed)
-        parser = "pypdfium2"
+        parser, fallback = "pypdfium2", failed
         meta["pypdf_error"] = failed.reason
     if not texts:
         raise InvalidDocument(f"{name} is a PDF with no pages.")
@@ -73,6 +74,8 @@ def parse_pdf(data: bytes, name: str, limits: ParseLimits, *, password: str | No
             if on_ocr is not None:
                 on_ocr(len(scanned))
             sections, meta["ocr"] = _with_ocr(data, name, password, texts, scanned, langs, limits)
+    if not sections and fallback is not None:  # PDFium opened it but found nothing: pypdf's reason says more
+        raise fallback.error
     if not sections:
         why = (", and OCR found none on its pages either" if limits.ocr
                else ": it looks like scanned images only, and OCR is turned off on this server (DOCQA_OCR)")
@@ -183,6 +186,9 @@ def _with_ocr(data: bytes, name: str, password: str | None, texts: list[str], sc
     try:
         for number in scanned:
             page = pdf[number - 1]
+            if ocr_.is_blank(ocr_.render(page, ocr_.PREVIEW_DPI)):  # a cheap look first: blank pages are common
+                page.close()
+                continue
             image = ocr_.render(page, limits.ocr_dpi)
             page.close()
             result = ocr_.read_image(image, langs, limits.ocr_page_timeout_s)
