@@ -504,13 +504,17 @@ def test_password_ocr_and_word_citations_in_the_viewer(page: Any, server: Server
     open_page(page)
     scan = doc_builders.scanned_pdf([doc_builders.scan_image(["The monthly fee is 4,200 euros."])])
     locked_pdf = make_encrypted_pdf(["Locked page text."], user_password="page-pw")
-    upload(page, ("locked.pdf", locked_pdf, "application/pdf"), ("scan.pdf", scan, "application/pdf"),
-           ("msa.docx", doc_builders.contract_docx(), "application/octet-stream"))
+    files = [("locked.pdf", locked_pdf, "application/pdf"), ("scan.pdf", scan, "application/pdf"),
+             ("msa.docx", doc_builders.contract_docx(), "application/octet-stream")]
+    page.set_input_files("#file", files=[{"name": n, "mimeType": t, "buffer": b} for n, b, t in files])
+    page.click("#upload-button")
+    expect(page.locator("#upload-results > li")).to_have_count(3, timeout=60_000)  # OCR on a busy machine
+    expect(page.locator("#upload-results > li.pending")).to_have_count(0, timeout=60_000)
     locked = page.locator("#upload-results > li.error")
     expect(locked).to_contain_text("needs a password")
     locked.locator(".password-form input[type=password]").fill("page-pw")
     locked.locator(".password-form button").click()
-    expect(page.locator("#upload-results > li.ok")).to_have_count(3)
+    expect(page.locator("#upload-results > li.ok")).to_have_count(3, timeout=30_000)
     docs = api_documents(server)
     assert docs["locked.pdf"]["n_sections"] == 1
     expect(doc_item(page, "scan.pdf")).to_contain_text("read by OCR")
@@ -527,8 +531,9 @@ def test_password_ocr_and_word_citations_in_the_viewer(page: Any, server: Server
                           "mode": "whole", "timings": {}, "notes": []}))
     page.route("**/api/sessions/*/questions", lambda route: route.fulfill(
         status=200, headers={"content-type": "text/event-stream; charset=utf-8"}, body=body.encode()))
-    for box in page.locator("#documents input[type=checkbox]:checked").all():
-        box.uncheck()
+    checked = page.locator("#documents input[type=checkbox]:checked")
+    while checked.count():
+        checked.first.uncheck()
     for name in ("msa.docx", "scan.pdf"):
         doc_item(page, name).locator("input[type=checkbox]").check()
     page.fill("#question", "What are the notice period and the fee?")
