@@ -92,6 +92,21 @@ def test_ocr_time_extends_the_parse_limit(tmp_path):
     assert doc["meta"]["parse_seconds"] > 1.0  # past the plain limit, within the extended one
 
 
+def test_a_long_scan_does_not_hold_up_other_uploads(client):
+    """Each upload parses in its own sandboxed process: a text file uploaded while a scan is being OCR'd
+    is stored while the scan is still being read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = client.app.state.documents
+    scan = doc_builders.scanned_pdf([doc_builders.scan_image([f"Page {n}.", *CONTRACT]) for n in range(2)])
+    with ThreadPoolExecutor(2) as pool:
+        long_one = pool.submit(service.ingest, "long-scan.pdf", scan)
+        short_one = pool.submit(service.ingest, "note.txt", b"A short note.\n")
+        assert short_one.result().created
+        assert not long_one.done()
+        assert long_one.result().document.meta["ocr"]["pages"] == [1, 2]
+
+
 def test_drawings_without_text_are_still_refused(client, settings):
     assert_refused(client, settings, "scan.pdf", builders.make_scanned_pdf(1), 422, "has no extractable text",
                    "OCR found none")
