@@ -94,6 +94,16 @@ def _child(conn: Any, data: bytes, filename: str, limits: ParseLimits, memory_by
         conn.close()
 
 
+def warm_up() -> threading.Thread:
+    """Start the forkserver (importing the parsers and the tokenizer, seconds on a busy machine) in the
+    background, so the first upload after start does not wait for it."""
+    from multiprocessing import forkserver
+
+    thread = threading.Thread(target=forkserver.ensure_running, name="parse-forkserver", daemon=True)
+    thread.start()
+    return thread
+
+
 def parse_in_sandbox(
     data: bytes, filename: str, limits: ParseLimits, *, timeout_s: float, memory_bytes: int,
     password: str | None = None, ocr_langs: str | None = None,

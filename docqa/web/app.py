@@ -22,6 +22,7 @@ from docqa.batches import BatchService
 from docqa.documents import DocumentService
 from docqa.engine.engine import Engine
 from docqa.engine.models import ModelRegistry
+from docqa.ingest.sandbox import warm_up as warm_up_parser
 from docqa.sessions import SessionService
 from docqa.settings import Settings
 from docqa.store.db import Database, migrate
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         db = Database(settings.resolved_database_url)
         documents = DocumentService(settings, db, BlobStore(settings.blobs_dir))
         documents.sweep_orphans()
+        warm_up_parser()  # the first upload need not wait for the parse forkserver to import the parsers
         registry = ModelRegistry(settings)
         engine = Engine(settings, registry)
         batches = BatchService(settings, db, documents, registry, engine)
