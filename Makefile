@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup serve test lint bench clean browser-deps pg-deps
+.PHONY: setup serve test lint bench clean browser-deps pg-deps ocr-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
+	@$(MAKE) --no-print-directory ocr-deps || echo "docqa: could not install $(OCR_PACKAGES) (apt-get needs root);" \
+		"scanned PDF pages will be refused until Tesseract is installed." >&2
 	$(BIN)/docqa fetch-model
 	$(BIN)/docqa migrate
 
@@ -35,7 +37,15 @@ browser-deps:
 pg-deps:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
-test: setup lint browser-deps pg-deps
+# OCR of scanned PDFs: Debian's Tesseract with the English and Arabic packs (pytesseract runs it). The
+# tests draw their scanned pages with DejaVu Sans. `make setup` tries this and carries on without it.
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-ara fonts-dejavu-core
+ocr-deps:
+	@(tesseract --list-langs 2>/dev/null | grep -qx ara && tesseract --list-langs 2>/dev/null | grep -qx eng \
+		&& test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf) \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(OCR_PACKAGES))
+
+test: setup lint browser-deps pg-deps ocr-deps
 	$(BIN)/python -m tests.assets
 	$(BIN)/python -m pytest
 

@@ -7,10 +7,11 @@
     python -m bench.run memory      # plan weights + KV + compute bytes vs measured RSS growth (bench/sidebyside.py)
     python -m bench.run batch       # 10-question batch over a ~4,000-token document vs answering each from scratch
     python -m bench.run server      # docqa vs llama-server: cold, warm and after-restart answers, 4K-token lease
+    python -m bench.run formats     # OCR pages/s (20-page scan); DOCX and HTML ingest vs the library alone; peak RSS
     python -m bench.run llamabench  # prefill tok/s through docqa vs llama.cpp's llama-bench, fa off/on, n_batch 256/512
     python -m bench.run fast        # what `make bench` runs: ingest, memory, cache (a few minutes)
     python -m bench.run sidebyside  # ingest, memory, batch, llamabench (~40 min on 2 cores; llama-bench builds once)
-    python -m bench.run all         # ingest, prefill, cache, memory, batch, llamabench (yarn is separate: minutes)
+    python -m bench.run all         # ingest, formats, prefill, cache, memory, batch, llamabench (yarn: separate)
     python -m bench.report          # markdown table + bench/results/summary.png from the JSON files
 
 Targets are ratios measured in one run on one machine, never absolute times.
@@ -248,19 +249,25 @@ def _sidebyside(name: str) -> Callable[[], None]:
     return run
 
 
+def _formats() -> None:
+    from bench.formats import bench_formats
+
+    bench_formats()
+
+
 def bench_server() -> None:
     from bench.llama_server import bench_server as run
 
     run()
 
 
-BENCHES = {"server": bench_server, "ingest": bench_ingest, "prefill": bench_prefill, "cache": bench_cache,
-           "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),
+BENCHES = {"server": bench_server, "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
+           "cache": bench_cache, "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),
            "llamabench": _sidebyside("llamabench")}
 GROUPS = {
     "fast": ["ingest", "memory", "cache"],
     "sidebyside": ["ingest", "memory", "batch", "llamabench"],
-    "all": ["ingest", "prefill", "cache", "memory", "batch", "llamabench"],
+    "all": ["ingest", "formats", "prefill", "cache", "memory", "batch", "llamabench"],
 }
 
 

@@ -120,22 +120,34 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         click.echo("no API keys configured: loopback only", err=True)
     else:
         click.echo(f"API keys configured for: {', '.join(keyring.principals)}", err=True)
+    if settings.ocr:
+        from docqa.ingest.ocr import ocr_status
+
+        click.echo(ocr_status(settings.ocr_langs), err=True)
     click.echo(f"docqa serving on http://{settings.host}:{settings.port}  (data in {settings.data_dir})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--password", default=None, metavar="PASSWORD",
+              help="Password that opens encrypted PDFs among FILES (used to read them, never stored). "
+                   "Give '-' to be asked for it without echo.")
+@click.option("--ocr-langs", default=None, metavar="LANGS",
+              help="Tesseract languages for scanned pages, e.g. eng or eng+ara (default DOCQA_OCR_LANGS).")
 @click.pass_obj
-def ingest(settings: Settings, files: tuple[Path, ...]) -> None:
+def ingest(settings: Settings, files: tuple[Path, ...], password: str | None, ocr_langs: str | None) -> None:
     """Parse and store FILES; print what was stored."""
     from docqa.errors import DocqaError
 
+    if password == "-":
+        password = click.prompt("PDF password", hide_input=True, err=True)
     service = _services(settings)
     failed = 0
     for path in files:
         try:
-            result = service.ingest(path.name, path.read_bytes(), owner=_owner())
+            result = service.ingest(path.name, path.read_bytes(), owner=_owner(), password=password,
+                                    ocr_langs=ocr_langs)
         except DocqaError as exc:
             failed += 1
             click.echo(f"refused  {path.name}: {exc.detail}", err=True)
@@ -143,7 +155,13 @@ def ingest(settings: Settings, files: tuple[Path, ...]) -> None:
         d = result.document
         units = f"{d.n_pages} pages" if d.n_pages else f"{d.n_sections} sections"
         verb = "stored " if result.created else "exists "
-        click.echo(f"{verb} {d.id}  {d.filename}  {d.kind}  {units}  ~{d.token_estimate:,} tokens")
+        click.echo(f"{verb} {d.id}  {d.filename}  {d.kind}  {units}  ~{d.token_estimate:,} tokens  ({d.parser})")
+        ocr = (d.meta or {}).get("ocr") or {}
+        if ocr.get("pages"):
+            click.echo(f"         OCR ({ocr['langs']}) read page(s) {', '.join(map(str, ocr['pages']))} in "
+                       f"{ocr['seconds']:.1f} s, mean confidence {ocr['mean_confidence']}")
+        if (d.meta or {}).get("revisions"):
+            click.echo("         has tracked changes: read as the current text")
         for s in d.skipped or []:
             click.echo(f"         skipped {s['path']}: {s['reason']}")
     if failed:

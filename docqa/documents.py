@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from docqa.errors import DocumentTooLarge, InvalidDocument, NotFound
+from docqa.errors import DocumentTooLarge, InvalidDocument, InvalidRequest, NotFound
 from docqa.ingest import ParsedDocument, ParseLimits
 from docqa.ingest.sandbox import parse_in_sandbox
 from docqa.settings import Settings
@@ -43,9 +43,16 @@ class DocumentService:
             max_archive_ratio=settings.max_archive_ratio,
             max_archive_file_bytes=settings.max_archive_file_bytes,
             section_max_chars=settings.section_max_chars,
+            ocr=settings.ocr,
+            ocr_langs=settings.ocr_langs,
+            ocr_page_timeout_s=settings.ocr_page_timeout_s,
+            ocr_dpi=settings.ocr_dpi,
         )
 
-    def ingest(self, filename: str, data: bytes, owner: str = "") -> IngestResult:
+    def ingest(self, filename: str, data: bytes, owner: str = "", *, password: str | None = None,
+               ocr_langs: str | None = None) -> IngestResult:
+        """Parse and store an upload. `password` opens an encrypted PDF and is never stored or logged;
+        `ocr_langs` (Tesseract's "eng+ara" form) overrides DOCQA_OCR_LANGS for this upload."""
         filename = _clean_name(filename)
         if len(data) > self.settings.max_upload_bytes:
             raise DocumentTooLarge(
@@ -60,7 +67,12 @@ class DocumentService:
         parsed = parse_in_sandbox(
             data, filename, self.limits,
             timeout_s=self.settings.parse_timeout_s, memory_bytes=self.settings.parse_memory_bytes,
+            password=password or None, ocr_langs=_ocr_langs(ocr_langs),
         )
+        if parsed.meta.get("ocr", {}).get("pages"):
+            ocr = parsed.meta["ocr"]
+            log.info("%s: OCR read %d page(s) in %.1f s (%s, mean confidence %s)", filename, len(ocr["pages"]),
+                     ocr["seconds"], ocr["langs"], ocr["mean_confidence"])
         with self.db.lock("blob", sha):
             self.blobs.put(sha, data)
             try:
@@ -82,6 +94,7 @@ class DocumentService:
                 owner=owner, filename=filename, media_type=parsed.media_type, kind=parsed.kind, sha256=sha,
                 size_bytes=size, n_pages=parsed.n_pages, n_sections=len(parsed.sections),
                 n_chars=parsed.n_chars, token_estimate=parsed.token_estimate, skipped=parsed.skipped,
+                parser=parsed.parser, meta=parsed.meta,
             )
             s.add(doc)
             s.flush()
@@ -89,6 +102,8 @@ class DocumentService:
                 Section(
                     document_id=doc.id, ordinal=i, page=sec.page, path=sec.path, line_start=sec.line_start,
                     line_end=sec.line_end, text=sec.text, n_chars=len(sec.text), token_estimate=sec.token_estimate,
+                    heading=sec.heading, clause=sec.clause, para_start=sec.para_start, para_end=sec.para_end,
+                    ocr=sec.ocr, ocr_confidence=sec.ocr_confidence,
                 )
                 for i, sec in enumerate(parsed.sections)
             )
@@ -165,6 +180,16 @@ class DocumentService:
         if removed:
             log.info("removed %d orphan upload file(s)", len(removed))
         return removed
+
+
+def _ocr_langs(value: str | None) -> str | None:
+    """An upload's OCR languages, checked for form (whether Tesseract has them is checked where it runs)."""
+    if value is None or not value.strip():
+        return None
+    langs = [lang.strip() for lang in value.replace(",", "+").split("+") if lang.strip()]
+    if not langs or len(langs) > 8 or any(not lang.replace("_", "").isalnum() or len(lang) > 32 for lang in langs):
+        raise InvalidRequest(f"ocr_langs takes Tesseract language codes joined by '+' (e.g. eng+ara), not {value!r}.")
+    return "+".join(langs)
 
 
 def _clean_name(filename: str) -> str:

@@ -69,3 +69,15 @@ class DatabaseUnavailable(DocqaError):
 
     status_code = 503
     code = "database_unavailable"
+
+
+class PasswordRequired(InvalidDocument):
+    """An encrypted PDF and no password (or one that does not open it); the sentence says how to send one."""
+
+    code = "password_required"
+
+
+class OcrUnavailable(InvalidDocument):
+    """A page needs OCR and this server has no Tesseract (or not the language asked for)."""
+
+    code = "ocr_unavailable"

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     section_max_chars: int = Field(
         2000, description="Text and code files are cut into line-range sections of about this many characters."
     )
+    ocr: bool = Field(
+        True, description="Read PDF pages without a text layer (scans) with Tesseract OCR; false refuses them."
+    )
+    ocr_langs: str = Field(
+        "eng+ara", description="Tesseract languages for OCR, joined by '+'; an upload may override them "
+        "(form field ocr_langs)."
+    )
+    ocr_page_timeout_s: float = Field(
+        20.0, gt=0, description="Seconds added to the parse limit for each page read by OCR (also the most one "
+        "page's OCR may take)."
+    )
+    ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution at which scanned pages are rendered for OCR.")
 
     models: str | None = Field(
         None,
@@ -184,6 +196,14 @@ class Settings(BaseSettings):
         if isinstance(value, int | float) and value < 0:
             raise ValueError("DOCQA_MODEL_KEEP_ALIVE cannot be negative; 0 keeps the model loaded")
         return value
+
+    @field_validator("ocr_langs")
+    @classmethod
+    def _valid_ocr_langs(cls, value: str) -> str:
+        langs = [lang.strip() for lang in value.split("+") if lang.strip()]
+        if not langs or any(not lang.replace("_", "").isalnum() for lang in langs):
+            raise ValueError(f"DOCQA_OCR_LANGS takes Tesseract language codes joined by '+' (eng+ara); got {value!r}")
+        return "+".join(langs)
 
     @field_validator("kv_types")
     @classmethod

@@ -73,9 +73,9 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return text ? JSON.parse(text) : null;
 }
 
-/** POST one file as multipart field "file"; onProgress(loaded, total) while the bytes go up.
- * Resolves {status, body}; never rejects. */
-export function uploadFile(file, onProgress) {
+/** POST one file as multipart field "file" (plus `fields`, e.g. a PDF's password); onProgress(loaded, total)
+ * while the bytes go up. Resolves {status, body}; never rejects. */
+export function uploadFile(file, onProgress, fields = {}) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/documents");
@@ -101,6 +101,7 @@ export function uploadFile(file, onProgress) {
     xhr.addEventListener("abort", failed);
     const form = new FormData();
     form.append("file", file, file.name);
+    for (const [name, value] of Object.entries(fields)) form.append(name, value);
     xhr.send(form);
   });
 }

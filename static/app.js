@@ -50,6 +50,10 @@ function documentUnits(doc) {
   if (doc.n_pages) parts.push(plural(doc.n_pages, "page"));
   parts.push(plural(doc.n_sections, "section"));
   parts.push(`≈${num(doc.token_estimate)} tokens`);
+  const ocr = doc.meta?.ocr;
+  if (ocr?.pages?.length) parts.push(`${plural(ocr.pages.length, "page")} read by OCR (${ocr.langs}, mean confidence ${ocr.mean_confidence} %)`);
+  if (doc.meta?.revisions) parts.push("tracked changes: current text");
+  if (doc.parser === "pypdfium2") parts.push("read by the fallback PDF parser");
   return parts.join(" · ");
 }
 
@@ -124,6 +128,35 @@ async function deleteDocument(doc) {
   choiceChanged();
 }
 
+/** An encrypted PDF was refused: ask for its password and send the file again with it (never kept here). */
+function passwordForm(file, line) {
+  const input = el("input", { type: "password", autocomplete: "off", "aria-label": `Password for ${file.name}` });
+  const form = el("form", { class: "password-form" }, input, " ", el("button", { type: "submit" }, "Open"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const password = input.value;
+    input.value = "";
+    line.className = "pending";
+    line.replaceChildren(userText("bdi", file.name, { class: "filename" }), " — opening…");
+    const { status, body } = await uploadFile(file, () => {}, { password });
+    const name = userText("bdi", file.name, { class: "filename" });
+    line.classList.remove("pending");
+    if (status === 200 || status === 201) {
+      state.checked.add(body.id);
+      line.classList.add("ok");
+      line.replaceChildren(name, ` — ${status === 200 ? "already stored" : "stored"}: ${documentUnits(body)}`);
+      await loadDocuments();
+      choiceChanged();
+    } else {
+      line.classList.add("error");
+      line.replaceChildren(name, " — refused: ", userText("span", body?.detail || `error ${status}`, { class: "reason" }));
+      if (body?.extra?.password) line.append(passwordForm(file, line));
+    }
+  });
+  setTimeout(() => input.focus(), 0);
+  return form;
+}
+
 async function uploadFiles(fileList) {
   const files = [...fileList];
   const results = $("upload-results");
@@ -164,6 +197,7 @@ async function uploadFiles(fileList) {
     } else {
       line.classList.add("error");
       line.replaceChildren(name, " — refused: ", userText("span", body?.detail || `error ${status}`, { class: "reason" }));
+      if (body?.extra?.password) line.append(passwordForm(file, line));
     }
   }
   button.disabled = false;
@@ -340,8 +374,17 @@ function newSession() {
 
 // ---- messages -----------------------------------------------------------------------------------
 
+function paragraphs(from, to) {
+  return to && to !== from ? `¶${from}–${to}` : `¶${from}`;
+}
+
 function citationWhere(c) {
   if (c.page !== null && c.page !== undefined) return `p. ${c.page}`;
+  if (c.clause || (c.para_start !== null && c.para_start !== undefined)) {
+    const clause = c.clause ? `§${c.clause}` : "";
+    const paras = c.para_start !== null && c.para_start !== undefined ? paragraphs(c.para_start, c.para_end) : "";
+    return [clause, paras].filter(Boolean).join(" ");
+  }
   if (c.line_start === null || c.line_start === undefined) return "";
   return c.line_end && c.line_end !== c.line_start ? `lines ${c.line_start}–${c.line_end}` : `line ${c.line_start}`;
 }
@@ -573,8 +616,18 @@ async function sectionPage(docId, offset) {
   return pages.get(offset);
 }
 
+function sameClause(a, b) {
+  const key = (x) => (x || "").toLowerCase().replace(/[.)]+$/, "").split(/\s+/).join(" ");
+  return key(a) === key(b);
+}
+
 function sectionMatches(s, c, filename) {
   if (c.page !== null && c.page !== undefined) return s.page === c.page;
+  if (s.para_start !== null && s.para_start !== undefined) {
+    if (!sameClause(s.clause, c.clause)) return false;
+    if (c.para_start === null || c.para_start === undefined) return true;
+    return s.para_start <= (c.para_end ?? c.para_start) && s.para_end >= c.para_start;
+  }
   const path = s.path || filename;
   if (c.path && path !== c.path && !path.endsWith(`/${c.path}`) && !c.path.endsWith(`/${path}`)) return false;
   if (c.line_start === null || c.line_start === undefined || s.line_start === null) return true;
@@ -592,7 +645,14 @@ async function findSections(c, filename) {
 }
 
 function sectionWhere(s, filename) {
-  if (s.page !== null && s.page !== undefined) return `Page ${s.page}`;
+  if (s.page !== null && s.page !== undefined) {
+    if (!s.ocr) return `Page ${s.page}`;
+    const confidence = s.ocr_confidence === null ? "" : `, mean confidence ${s.ocr_confidence} %`;
+    return `Page ${s.page} — recognised by OCR from a scan${confidence}`;
+  }
+  if (s.para_start !== null && s.para_start !== undefined) {
+    return `${s.heading || "Before the first heading"} · ${paragraphs(s.para_start, s.para_end)}`;
+  }
   const lines = s.line_start === s.line_end ? `line ${s.line_start}` : `lines ${s.line_start}–${s.line_end}`;
   return s.path && s.path !== filename ? `${s.path}, ${lines}` : capitalised(lines);
 }
@@ -617,12 +677,14 @@ function sectionBlock(s, filename, citation) {
     kind = "quote";
   }
   if (!range && citation && citation.page === null) {
-    range = lineRange(s, citation.line_start, citation.line_end);
+    range = s.para_start !== null && s.para_start !== undefined
+      ? lineRange({ ...s, line_start: s.para_start, line_end: s.para_end }, citation.para_start, citation.para_end)
+      : lineRange(s, citation.line_start, citation.line_end);
     kind = "lines";
   }
   const text = userText("pre", "", { class: "section-text" });
   text.append(...marked(s.text, range, { class: kind }));
-  return el("article", { class: "section" }, userText("h3", sectionWhere(s, filename), { class: "section-where" }), text);
+  return el("article", { class: s.ocr ? "section ocr" : "section" }, userText("h3", sectionWhere(s, filename), { class: "section-where" }), text);
 }
 
 function showViewer(heading, opener) {

@@ -30,7 +30,10 @@ SEED = int(os.environ.get("DOCQA_FUZZ_SEED", "20251128"))
 N_CASES = int(os.environ.get("DOCQA_FUZZ_PARSER_CASES", "200"))
 TIMEOUT_S = 5.0
 MEMORY_BYTES = 1024**3
-LIMITS = ParseLimits()
+# OCR off: the generated PDFs' pages without text would each cost a Tesseract run (+35 s for 200 cases on 2
+# cores), and this run is about the parsers and the limits. bench/fuzz_parsers.py keeps OCR on, and what OCR
+# reads, and refuses, is tested in test_formats.py.
+LIMITS = ParseLimits(ocr=False)
 
 
 def test_generated_hostile_uploads_end_as_a_document_or_a_clear_refusal():

@@ -491,8 +491,12 @@ def test_text_named_as_pdf(client, settings):
     )
 
 
-def test_docx_is_not_a_codebase(client, settings):
-    assert_refused(client, settings, "letter.docx", builders.make_docx(), 415, "is a .docx file (a zip container)")
+def test_office_zip_is_not_a_codebase(client, settings):
+    assert_refused(client, settings, "sheet.xlsx", builders.make_docx(), 415, "is a .xlsx file (a zip container)")
+
+
+def test_damaged_docx(client, settings):
+    assert_refused(client, settings, "letter.docx", builders.make_docx(), 422, "letter.docx is a damaged Word document")
 
 
 def test_upload_without_a_file_field(client, settings):

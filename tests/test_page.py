@@ -493,3 +493,59 @@ def test_batch_tab_runs_questions_and_downloads_csv(page: Any, server: Server, s
     csv_text = Path(download.value.path()).read_text(encoding="utf-8-sig")
     assert csv_text.splitlines()[0].startswith("filename,question_no,question,answer")
     assert QUESTION in csv_text
+
+
+def test_password_ocr_and_word_citations_in_the_viewer(page: Any, server: Server, shots: Path) -> None:
+    """An encrypted PDF asks for its password on the page; a scanned page and a Word clause are cited
+    (scripted answer, as above) and the viewer shows the OCR note and the clause's heading path."""
+    from tests import doc_builders
+    from tests.builders import make_encrypted_pdf
+
+    open_page(page)
+    scan = doc_builders.scanned_pdf([doc_builders.scan_image(["The monthly fee is 4,200 euros."])])
+    locked_pdf = make_encrypted_pdf(["Locked page text."], user_password="page-pw")
+    files = [("locked.pdf", locked_pdf, "application/pdf"), ("scan.pdf", scan, "application/pdf"),
+             ("msa.docx", doc_builders.contract_docx(), "application/octet-stream")]
+    page.set_input_files("#file", files=[{"name": n, "mimeType": t, "buffer": b} for n, b, t in files])
+    page.click("#upload-button")
+    expect(page.locator("#upload-results > li")).to_have_count(3, timeout=60_000)  # OCR on a busy machine
+    expect(page.locator("#upload-results > li.pending")).to_have_count(0, timeout=60_000)
+    locked = page.locator("#upload-results > li.error")
+    expect(locked).to_contain_text("needs a password")
+    locked.locator(".password-form input[type=password]").fill("page-pw")
+    locked.locator(".password-form button").click()
+    expect(page.locator("#upload-results > li.ok")).to_have_count(3, timeout=30_000)
+    docs = api_documents(server)
+    assert docs["locked.pdf"]["n_sections"] == 1
+    expect(doc_item(page, "scan.pdf")).to_contain_text("read by OCR")
+    expect(doc_item(page, "msa.docx")).to_contain_text("tracked changes")
+
+    base = {"path": None, "line_start": None, "line_end": None, "verified": True, "origin": "model"}
+    clause = {**base, "document_id": docs["msa.docx"]["id"], "filename": "msa.docx", "page": None,
+              "quote": "The notice period is sixty days", "marker": "[msa.docx §4.2 ¶3]", "clause": "4.2",
+              "para_start": 3, "para_end": 3}
+    scanned = {**base, "document_id": docs["scan.pdf"]["id"], "filename": "scan.pdf", "page": 1,
+               "quote": "The monthly fee is 4,200 euros", "marker": "[p. 1]"}
+    body = _sse(("token", {"text": "Sixty days; 4,200 euros."}),
+                ("done", {"answer": "Sixty days; 4,200 euros.", "thinking": "", "citations": [clause, scanned],
+                          "mode": "whole", "timings": {}, "notes": []}))
+    page.route("**/api/sessions/*/questions", lambda route: route.fulfill(
+        status=200, headers={"content-type": "text/event-stream; charset=utf-8"}, body=body.encode()))
+    checked = page.locator("#documents input[type=checkbox]:checked")
+    while checked.count():
+        checked.first.uncheck()
+    for name in ("msa.docx", "scan.pdf"):
+        doc_item(page, name).locator("input[type=checkbox]").check()
+    page.fill("#question", "What are the notice period and the fee?")
+    page.click("#ask-button")
+    expect(page.locator("#ask-status")).to_have_text("Answered.")
+    chips = page.locator("#history .msg.assistant").last.locator(".chip")
+    expect(chips).to_have_count(2)
+    expect(chips.nth(0)).to_contain_text("§4.2 ¶3")
+    chips.nth(0).click()
+    expect(page.locator("#viewer .section-where")).to_contain_text("4 Termination › 4.2 Notice")
+    expect(page.locator("#viewer mark.quote")).to_have_text("The notice period is sixty days")
+    chips.nth(1).click()
+    expect(page.locator("#viewer .section-where")).to_contain_text("recognised by OCR")
+    expect(page.locator("#viewer mark.quote")).to_have_text("The monthly fee is 4,200 euros")
+    shot(page, shots / "8-ocr-citation.png")

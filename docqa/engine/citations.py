@@ -4,9 +4,11 @@ When the model cites nothing (small models rarely follow the format), `attribute
 source sentence that best supports each sentence of the answer, by word overlap, and cites it
 with origin "matched"; its quote is copied from the source, so it is verified by construction.
 
-Accepted forms: `[p. 3]`, `[page 3]`, `[file.py:L10-L20]`, `[file.py:L10]`, with a quote in
-straight or curly double quotes right before or after the marker. A citation is *verified* only
-when its quote occurs (ignoring case, spacing and quote styles) in the cited page or line range.
+Accepted forms: `[p. 3]`, `[page 3]`, `[file.py:L10-L20]`, `[file.py:L10]`, and for Word and HTML
+documents `[doc.docx §4.2 ¶3]` (clause and paragraph; `¶3-5` a range, `[doc.docx §4.2]` the whole
+clause, `[doc.docx ¶2]` before the first heading), with a quote in straight or curly double quotes
+right before or after the marker. A citation is *verified* only when its quote occurs (ignoring
+case, spacing and quote styles) in the cited page, line range or paragraphs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from docqa.engine import clause_cites
 from docqa.store.models import Document, Section
 
 _MARKER = re.compile(
@@ -39,6 +42,9 @@ class Citation:
     verified: bool
     marker: str
     origin: str = "model"  # model | matched
+    clause: str | None = None  # Word/HTML: the cited heading (§4.2) and paragraphs (¶3) within it
+    para_start: int | None = None
+    para_end: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,15 +59,18 @@ def squash(text: str) -> str:
 def extract_citations(answer: str, sources: list[tuple[Document, list[Section]]]) -> list[Citation]:
     out: list[Citation] = []
     seen: set[tuple[Any, ...]] = set()
-    for m in _MARKER.finditer(answer):
+    for m in _markers(answer):
         quote = _nearby_quote(answer, m.start(), m.end())
-        if m.group("page"):
+        if m.re is clause_cites.MARKER:
+            cit = clause_cites.check(m, quote, sources)
+        elif m.group("page"):
             cit = _check_page(int(m.group("page")), quote, sources, m.group(0))
         else:
             start = int(m.group("start"))
             end = int(m.group("end") or start)
             cit = _check_lines(m.group("path").strip(), start, end, quote, sources, m.group(0))
-        key = (cit.document_id, cit.page, cit.path, cit.line_start, cit.line_end, cit.quote)
+        key = (cit.document_id, cit.page, cit.path, cit.line_start, cit.line_end, cit.clause, cit.para_start,
+               cit.para_end, cit.quote)
         if key not in seen:
             seen.add(key)
             out.append(cit)
@@ -77,11 +86,16 @@ def _nearby_quote(answer: str, start: int, end: int) -> str | None:
     tail = answer[end: line_end if line_end != -1 else len(answer)]
     before = _QUOTE_BEFORE.search(answer[line_start:start])
     after = _QUOTE_AFTER.search(tail)
-    if after and not (before and _MARKER.match(tail[after.end():].lstrip(" \t,.;:—–-"))):
+    rest = tail[after.end():].lstrip(" \t,.;:—–-") if after else ""
+    if after and not (before and (_MARKER.match(rest) or clause_cites.MARKER.match(rest))):
         return after.group(1).strip()
     if before:
         return before.group(1).strip()
     return after.group(1).strip() if after else None
+
+
+def _markers(answer: str) -> list[re.Match[str]]:
+    return sorted([*_MARKER.finditer(answer), *clause_cites.MARKER.finditer(answer)], key=lambda m: m.start())
 
 
 def _contains(haystack: str, quote: str | None) -> bool:
@@ -178,6 +192,8 @@ def attribute(answer: str, sources: list[tuple[Document, list[Section]]], thresh
 
 
 def _matched(doc: Document, sec: Section, quote: str) -> Citation:
+    if sec.para_start is not None:
+        return clause_cites.matched(doc, sec, quote)
     if sec.page is not None:
         return Citation(doc.id, doc.filename, sec.page, None, None, None, quote, True, f"[p. {sec.page}]", "matched")
     offset = sec.text[: sec.text.find(quote)].count("\n") if quote in sec.text else 0

@@ -33,11 +33,18 @@ REDUCE_INSTRUCTIONS = (
 def section_marker(doc: Document, section: Section) -> str:
     if section.page is not None:
         return f"[page {section.page}]"
+    if section.para_start is not None:  # Word / HTML: the clause and its paragraphs, as they are cited
+        clause = f" §{section.clause}" if section.clause else ""
+        return f"[{doc.filename}{clause} ¶{section.para_start}-{section.para_end}]"
     path = section.path or doc.filename
     return f"[{path}:L{section.line_start}-L{section.line_end}]"
 
 
 def render_section(doc: Document, section: Section) -> str:
+    if section.para_start is not None:  # each paragraph on its line, numbered as a citation names it
+        heading = f" {section.heading}" if section.heading else ""
+        body = "\n".join(f"¶{section.para_start + i} {line}" for i, line in enumerate(section.text.split("\n")))
+        return f"{section_marker(doc, section)}{heading}\n{body}\n"
     return f"{section_marker(doc, section)}\n{section.text}\n"
 
 

@@ -39,28 +39,7 @@ CHUNK = 64 * 1024
 
 
 def parse_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[list[ParsedSection], list[dict[str, str]]]:
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise InvalidDocument(f"{name} is a damaged zip archive that cannot be read.") from exc
-    if len(infos) > limits.max_archive_entries:
-        raise InvalidDocument(
-            f"{name} has {len(infos)} entries; docqa reads archives of at most {limits.max_archive_entries}."
-        )
-    seen: set[str] = set()
-    for info in infos:
-        _check_member(info, name, limits)
-        if info.filename in seen:  # unzip tools disagree on which copy is real: a known smuggling trick
-            raise InvalidDocument(f"{name} is unsafe: it has more than one entry named '{info.filename}'.")
-        seen.add(info.filename)
-    _check_no_overlap(data, infos, zf.start_dir, name)
-    declared = sum(i.file_size for i in infos)
-    if declared > limits.max_archive_bytes:
-        raise InvalidDocument(
-            f"{name} would unpack to {declared:,} bytes; the limit is {limits.max_archive_bytes:,} bytes."
-        )
-
+    zf, infos = open_checked_zip(data, name, limits)
     files = [i for i in infos if not i.is_dir()]
     root = _common_root([i.filename for i in files])
     ignore = _gitignore(zf, root, name, limits)
@@ -89,6 +68,32 @@ def parse_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[list[ParsedS
     if not sections:
         raise InvalidDocument(f"{name} contains no readable text files ({len(skipped)} skipped).", skipped=skipped)
     return sections, skipped
+
+
+def open_checked_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """The archive and its entries, once every archive limit holds (also for .docx files, which are zips)."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InvalidDocument(f"{name} is a damaged zip archive that cannot be read.") from exc
+    if len(infos) > limits.max_archive_entries:
+        raise InvalidDocument(
+            f"{name} has {len(infos)} entries; docqa reads archives of at most {limits.max_archive_entries}."
+        )
+    seen: set[str] = set()
+    for info in infos:
+        _check_member(info, name, limits)
+        if info.filename in seen:  # unzip tools disagree on which copy is real: a known smuggling trick
+            raise InvalidDocument(f"{name} is unsafe: it has more than one entry named '{info.filename}'.")
+        seen.add(info.filename)
+    _check_no_overlap(data, infos, zf.start_dir, name)
+    declared = sum(i.file_size for i in infos)
+    if declared > limits.max_archive_bytes:
+        raise InvalidDocument(
+            f"{name} would unpack to {declared:,} bytes; the limit is {limits.max_archive_bytes:,} bytes."
+        )
+    return zf, infos
 
 
 def _check_member(info: zipfile.ZipInfo, name: str, limits: ParseLimits) -> None:

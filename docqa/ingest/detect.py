@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import PurePosixPath
 
 import filetype
@@ -14,7 +16,7 @@ MARKDOWN_EXTENSIONS = {".md", ".markdown"}
 CODE_EXTENSIONS = {
     ".py", ".pyi", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".java", ".kt", ".kts", ".scala", ".groovy",
     ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cs", ".go", ".rs", ".rb", ".php", ".swift", ".m",
-    ".mm", ".sh", ".bash", ".zsh", ".fish", ".ps1", ".sql", ".html", ".htm", ".css", ".scss", ".sass", ".less",
+    ".mm", ".sh", ".bash", ".zsh", ".fish", ".ps1", ".sql", ".css", ".scss", ".sass", ".less",
     ".json", ".jsonl", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".xml", ".lua", ".r", ".pl", ".pm",
     ".hs", ".ex", ".exs", ".erl", ".clj", ".cljs", ".dart", ".vue", ".svelte", ".proto", ".gradle", ".cmake",
     ".mk", ".tf", ".nix", ".zig", ".jl", ".ml", ".mli", ".fs", ".vb", ".asm", ".s", ".graphql", ".env",
@@ -22,21 +24,37 @@ CODE_EXTENSIONS = {
 CODE_FILENAMES = {"makefile", "dockerfile", "cmakelists.txt", "gemfile", "rakefile", "procfile", "justfile"}
 ARCHIVE_EXTENSIONS = {".zip"}
 PDF_EXTENSIONS = {".pdf"}
+DOCX_EXTENSIONS = {".docx"}
+HTML_EXTENSIONS = {".html", ".htm", ".xhtml"}
 
 MEDIA_TYPES = {"pdf": "application/pdf", "archive": "application/zip", "markdown": "text/markdown"}
 
-SUPPORTED = "PDF, plain text, Markdown, source code or a .zip of a codebase"
+SUPPORTED = "PDF, Word (.docx), HTML, plain text, Markdown, source code or a .zip of a codebase"
+_HTML_START = (b"<!doctype html", b"<html")
 
 
 def sniff(data: bytes) -> str:
-    """'pdf', 'zip', 'text' or 'binary' from the bytes alone."""
+    """'pdf', 'docx', 'zip', 'html', 'text' or 'binary' from the bytes alone."""
     if data[:1024].lstrip().startswith(b"%PDF-"):
         return "pdf"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
+        return "docx" if _zip_is_docx(data) else "zip"
     if looks_binary(data):
         return "binary"
+    if data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(_HTML_START):
+        return "html"
     return "text"
+
+
+def _zip_is_docx(data: bytes) -> bool:
+    """A Word package: the zip holds word/document.xml and [Content_Types].xml (read from its directory only)."""
+    from docqa.ingest.docx import is_docx
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return is_docx(set(zf.namelist()))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
 
 
 def extension_kind(filename: str) -> tuple[str | None, str]:
@@ -46,6 +64,10 @@ def extension_kind(filename: str) -> tuple[str | None, str]:
         return "pdf", ext
     if ext in ARCHIVE_EXTENSIONS:
         return "zip", ext
+    if ext in DOCX_EXTENSIONS:
+        return "docx", ext
+    if ext in HTML_EXTENSIONS:
+        return "html", ext
     if ext in TEXT_EXTENSIONS or ext in CODE_EXTENSIONS or p.name.lower() in CODE_FILENAMES:
         return "text", ext
     return None, ext
@@ -59,9 +81,13 @@ def describe_binary(data: bytes) -> str:
 
 
 def detect(data: bytes, filename: str) -> str:
-    """Return 'pdf', 'zip' or 'text', or raise UnsupportedDocument (415)."""
+    """Return 'pdf', 'docx', 'zip', 'html' or 'text', or raise UnsupportedDocument (415)."""
     content = sniff(data)
     named, ext = extension_kind(filename)
+    if content == "html" and named == "text":  # an .md or .txt that starts with markup is still what it says
+        content = "text"
+    if named == "html" and content == "text":  # a fragment or a page without a doctype
+        content = "html"
     if named == "pdf" and content != "pdf" and b"%PDF-" in data[:1024]:
         # PDF readers accept the header anywhere in the first 1024 bytes; a text file may merely mention it
         content = "pdf"
@@ -69,8 +95,8 @@ def detect(data: bytes, filename: str) -> str:
         raise UnsupportedDocument(
             f"{filename} looks like {describe_binary(data)}, which docqa cannot read. Upload {SUPPORTED}."
         )
-    if content == "zip" and named is None and ext:
-        # .docx, .xlsx, .jar, .epub … are zips too, but not codebases.
+    if content in ("zip", "docx") and named is None and ext:
+        # .xlsx, .pptx, .jar, .epub … are zips too, but not codebases.
         raise UnsupportedDocument(
             f"{filename} is a {ext} file (a zip container), which docqa cannot read. Upload {SUPPORTED}."
         )
@@ -83,7 +109,8 @@ def detect(data: bytes, filename: str) -> str:
 
 
 def _label(kind: str) -> str:
-    return {"pdf": "a PDF", "zip": "a zip archive", "text": "text"}[kind]
+    return {"pdf": "a PDF", "zip": "a zip archive", "text": "text", "docx": "a Word document",
+            "html": "a web page (HTML)"}[kind]
 
 
 def text_kind(filename: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -36,7 +36,7 @@ class Document(Base):
     owner: Mapped[str] = mapped_column(String(64), default="", index=True)
     filename: Mapped[str] = mapped_column(String(512))
     media_type: Mapped[str] = mapped_column(String(128))
-    kind: Mapped[str] = mapped_column(String(16))  # pdf | text | code | archive
+    kind: Mapped[str] = mapped_column(String(16))  # pdf | text | code | archive | docx | html
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size_bytes: Mapped[int]
     n_pages: Mapped[int | None]
@@ -44,6 +44,10 @@ class Document(Base):
     n_chars: Mapped[int]
     token_estimate: Mapped[int]
     skipped: Mapped[list[Any]] = mapped_column(default=list)
+    # the library that produced the sections (pypdf, pypdfium2, python-docx, beautifulsoup4, text, zipfile)
+    parser: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # how it was read: OCR pages, languages, seconds and mean confidence; Word revisions; parse seconds
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sections: Mapped[list[Section]] = relationship(
@@ -66,6 +70,12 @@ class Section(Base):
     text: Mapped[str] = mapped_column(Text)
     n_chars: Mapped[int]
     token_estimate: Mapped[int]
+    heading: Mapped[str | None] = mapped_column(String(2048))  # Word/HTML: "4 Termination › 4.2 Notice"
+    clause: Mapped[str | None] = mapped_column(String(128))  # what it is cited by: §4.2
+    para_start: Mapped[int | None]  # paragraphs of the heading's span it holds, one per text line
+    para_end: Mapped[int | None]
+    ocr: Mapped[bool] = mapped_column(default=False, server_default=false())  # text recognised, not extracted
+    ocr_confidence: Mapped[float | None]  # Tesseract's mean word confidence, 0-100
 
     document: Mapped[Document] = relationship(back_populates="sections")
 

@@ -24,6 +24,7 @@ from docqa.documents import DocumentService
 from docqa.engine.engine import Engine
 from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
+from docqa.ingest.sandbox import warm_up as warm_up_parser
 from docqa.sessions import SessionService
 from docqa.settings import Settings
 from docqa.store.db import Database, migrate
@@ -90,8 +91,17 @@ def health(request: Request, state: State) -> Response[Health]:
     models = {spec.name: state.engine.model_health(spec) for spec in state.registry.list()}
     ok = "error" not in database
     return Response(Health(status="ok" if ok else "unavailable", version=__version__, documents=n,
-                           details={"models": models, "database": database}),
+                           details={"models": models, "database": database, "ocr": _ocr(state)}),
                     status_code=200 if ok else 503)
+
+
+def _ocr(state: State) -> dict[str, object]:
+    """Whether scanned pages can be read here: Tesseract's version and languages (cached after the first call)."""
+    from docqa.ingest.ocr import installed_languages, ocr_status, tesseract_version
+
+    settings = state.settings
+    return {"enabled": settings.ocr, "tesseract": tesseract_version(), "langs": settings.ocr_langs,
+            "installed_langs": sorted(installed_languages() - {"osd"}), "status": ocr_status(settings.ocr_langs)}
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False, opt={PUBLIC: True})
@@ -125,6 +135,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         log.info("database: %s", db.public_url)
         documents = DocumentService(settings, db, BlobStore(settings.blobs_dir))
         documents.sweep_orphans()
+        warm_up_parser()  # the first upload need not wait for the parse forkserver to import the parsers
         registry = ModelRegistry(settings)
         engine = Engine(settings, registry)
         batches = BatchService(settings, db, documents, registry, engine)
@@ -133,6 +144,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             log.info("API keys configured for %d principal(s)", len(keyring.principals))
         else:
             log.warning("no API keys configured: loopback only")
+        if settings.ocr:
+            from docqa.ingest.ocr import ocr_status
+
+            log.info("%s", ocr_status(settings.ocr_langs))
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
                          sessions=SessionService(db, documents, registry, engine), batches=batches)
         worker.start()  # answers queued batch items in the background, resuming after a restart

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from anyio import to_thread
@@ -21,13 +22,15 @@ from docqa.web.schemas import DocumentOut, SectionOut, SectionPage
 @dataclass
 class UploadForm:
     file: UploadFile
+    password: str | None = None  # opens an encrypted PDF; used for this parse only, never stored or logged
+    ocr_langs: str | None = None  # Tesseract languages for this upload's scanned pages (eng, ara, eng+ara …)
 
 
 class DocumentController(Controller):
     path = "/api/documents"
     tags = ["documents"]
 
-    @post("/", summary="Upload a document (PDF, text, Markdown, source code or a zip of a codebase)",
+    @post("/", summary="Upload a document (PDF, Word, HTML, text, Markdown, source code or a zip of a codebase)",
           opt={RATE: "uploads"},
           responses={200: ResponseSpec(DocumentOut, description="The same bytes were uploaded before: that document")})
     async def upload(
@@ -39,7 +42,10 @@ class DocumentController(Controller):
         """201 with the new document, or 200 with the existing one when the same bytes were uploaded before
         (by the same principal: another principal's copy is a document of its own)."""
         content = await data.file.read()
-        result = await to_thread.run_sync(documents.ingest, data.file.filename, content, principal)
+        result = await to_thread.run_sync(
+            partial(documents.ingest, data.file.filename, content, principal, password=data.password,
+                    ocr_langs=data.ocr_langs)
+        )
         return Response(DocumentOut.of(result.document), status_code=201 if result.created else 200)
 
     @get("/", sync_to_thread=True, summary="List documents")

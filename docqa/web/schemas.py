@@ -29,6 +29,9 @@ class DocumentOut:
     token_estimate: int
     created_at: datetime
     skipped: list[SkippedFile] = field(default_factory=list)
+    parser: str = ""  # the library that produced the sections: pypdf, pypdfium2, python-docx, beautifulsoup4 …
+    # how it was read: {"ocr": {pages, langs, seconds, mean_confidence}, "revisions": true, "parse_seconds"}
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, d: Document) -> DocumentOut:
@@ -37,7 +40,7 @@ class DocumentOut:
             size_bytes=d.size_bytes, n_pages=d.n_pages, n_sections=d.n_sections, n_chars=d.n_chars,
             token_estimate=d.token_estimate,
             created_at=d.created_at.replace(tzinfo=UTC),  # stored as naive UTC; RFC 3339 needs the offset
-            skipped=[SkippedFile(**s) for s in d.skipped or []],
+            skipped=[SkippedFile(**s) for s in d.skipped or []], parser=d.parser or "", meta=d.meta or {},
         )
 
 
@@ -51,12 +54,19 @@ class SectionOut:
     text: str
     n_chars: int
     token_estimate: int
+    heading: str | None = None  # Word/HTML heading path, "4 Termination › 4.2 Notice"
+    clause: str | None = None  # cited as §clause
+    para_start: int | None = None  # paragraph numbers within the heading's span, one per line of text
+    para_end: int | None = None
+    ocr: bool = False  # the text was recognised by OCR from a scanned page, not extracted
+    ocr_confidence: float | None = None  # Tesseract's mean word confidence, 0-100
 
     @classmethod
     def of(cls, s: Section) -> SectionOut:
         return cls(
             ordinal=s.ordinal, page=s.page, path=s.path, line_start=s.line_start, line_end=s.line_end,
-            text=s.text, n_chars=s.n_chars, token_estimate=s.token_estimate,
+            text=s.text, n_chars=s.n_chars, token_estimate=s.token_estimate, heading=s.heading, clause=s.clause,
+            para_start=s.para_start, para_end=s.para_end, ocr=bool(s.ocr), ocr_confidence=s.ocr_confidence,
         )
 
 
