@@ -41,6 +41,8 @@ SAMPLINGS: dict[str, dict[str, float | str]] = {
     "t0.2": {"temperature": 0.2, "top_p": 0.95, "top_k": 40, "min_p": 0.05},
     "qwen-instruct": {"preset": "instruct"},  # the chat preset every model used before (temperature 0.7)
 }
+MAX_TOKENS = 64  # answers are a sentence or two; a longer one is rambling, and is scored as what it says
+CHUNK_CONTEXT = 2048  # small, so chunked mode has several chunks at these lengths
 WORDS = ["amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper", "kelp",
          "lumen", "maple", "nimbus", "onyx", "pepper", "quartz", "raven", "saffron", "tundra"]
 ABSENT = [("Who is the guarantor of this agreement?", None),
@@ -169,7 +171,8 @@ def _values_in(needle: str) -> set[str]:
     return set(f.numbers) | set(f.dates)
 
 
-def run_cell(engine: Any, spec: Any, length: int, mode: str, samplings: list[str], seed: int) -> list[Cell]:
+def run_cell(engine: Any, spec: Any, length: int, mode: str, samplings: list[str], seed: int,
+             only: list[str] | None = None) -> list[Cell]:
     from docqa.engine.engine import AskOptions
 
     rng = random.Random(seed * 1000 + length)
@@ -182,7 +185,9 @@ def run_cell(engine: Any, spec: Any, length: int, mode: str, samplings: list[str
     for name in samplings:
         cell = Cell(length, mode, name, seed)
         for task in tasks:
-            opts = AskOptions(max_tokens=96, sampling={**SAMPLINGS[name], "seed": seed}, history=False)
+            if only and task.name not in only:
+                continue
+            opts = AskOptions(max_tokens=MAX_TOKENS, sampling={**SAMPLINGS[name], "seed": seed}, history=False)
             t0 = time.perf_counter()
             answer = engine.answer(spec, plan, sources, task.question, opts)
             r = score(task, answer, needles)
@@ -266,43 +271,62 @@ def main(argv: list[str]) -> None:
 
     ap = argparse.ArgumentParser(prog="python -m bench.quality")
     ap.add_argument("--full", action="store_true", help="every length x sampling in both modes")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="with --full")
     ap.add_argument("--smoke", action="store_true", help="one seed, 1K whole and 4K chunked: does it run")
     args = ap.parse_args(argv)
-    # The reduced grid (2 shared cores): the samplings compared in whole mode up to the trained 8K;
-    # past it (YaRN x2) and in chunked mode only the chosen default (greedy).
-    whole = [1024, 2048, 4096, 7680]
-    grid: list[tuple[int, str, list[str]]] = [(n, "whole", list(SAMPLINGS)) for n in whole]
-    grid += [(15360, "whole", ["greedy"])]
-    grid += [(n, "chunked", list(SAMPLINGS) if args.full else ["greedy"]) for n in (4096, 15360)]
+    # The reduced grid (2 shared cores), most important first; results are written after every cell,
+    # so a run cut short keeps what it measured. Samplings are compared in whole mode at 1K (and the
+    # Qwen preset at 4K); longer lengths, YaRN and chunked mode run the chosen default (greedy) only,
+    # and chunked mode asks the single-needle, number and not-in-the-document questions (each map
+    # step generates, so a chunked question costs one answer per chunk). Entries: (length, mode,
+    # samplings, tasks or None for all, seeds).
+    all_s, few = list(SAMPLINGS), ["single", "number", "absent"]
+    rest = ["multi_key", "multi_value", "date"]
+    grid: list[tuple[int, str, list[str], list[str] | None, list[int]]] = [
+        (1024, "whole", ["greedy", "qwen-instruct"], few, [1, 2, 3]),
+        (2048, "chunked", ["greedy"], ["single", "number"], [1, 2, 3]),
+        (4096, "whole", ["greedy"], few, [1]),
+        (7680, "whole", ["greedy"], ["single", "number"], [1]),
+        (1024, "whole", ["greedy", "qwen-instruct"], rest, [1, 2, 3]),
+        (1024, "whole", ["t0.2"], few, [1, 2, 3]),
+        (4096, "whole", ["greedy", "qwen-instruct"], few, [2, 3]),
+        (10240, "whole", ["greedy"], ["single"], [1]),
+        (7680, "whole", ["greedy"], ["single", "number"], [2, 3]),
+        (2048, "chunked", ["greedy"], ["absent"], [1, 2, 3]),
+    ]
     if args.full:
-        grid += [(n, "chunked", list(SAMPLINGS)) for n in (1024, 7680)]
-        grid[4] = (15360, "whole", list(SAMPLINGS))
+        grid = [(n, m, all_s, None, list(range(1, args.seeds + 1)))
+                for m in ("whole", "chunked") for n in (1024, 2048, 4096, 7680, 15360)]
     if args.smoke:
-        grid, args.seeds = [(1024, "whole", ["greedy"]), (4096, "chunked", ["greedy"])], 1
+        grid = [(1024, "whole", ["greedy"], ["single"], [1]), (2048, "chunked", ["greedy"], ["single"], [1])]
     tmp = Path(tempfile.mkdtemp())
     t0 = time.perf_counter()
     try:
-        settings = Settings(data_dir=tmp, seed=1, answer_tokens=96, question_tokens=64, history_tokens=0,
-                            chunk_context=4096, chunk_overlap=64, state_cache_bytes=4 * 1024**3)
+        settings = Settings(data_dir=tmp, seed=1, answer_tokens=MAX_TOKENS, question_tokens=64, history_tokens=0,
+                            chunk_context=CHUNK_CONTEXT, chunk_overlap=64, state_cache_bytes=4 * 1024**3)
         registry = ModelRegistry(settings)
         spec = registry.get(None)
         engine = Engine(settings, registry)
         cells: list[Cell] = []
-        for seed in range(1, args.seeds + 1):
-            for length, mode, samplings in grid:
-                cells += run_cell(engine, spec, length, mode, samplings, seed)
+        for length, mode, samplings, only, seeds in grid:
+            for seed in seeds:
+                cells += run_cell(engine, spec, length, mode, samplings, seed, only)
+                report(spec, args, cells, t0)
         engine.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result = summarize(cells)
+    report(spec, args, cells, t0)
+    chart(summarize(cells))
+
+
+def report(spec: Any, args: Any, cells: list[Cell], t0: float) -> None:
     write("quality", {
-        "model": spec.path.name, "grid": "full" if args.full else "reduced", "seeds": args.seeds,
-        "chunk_context": 4096, "elapsed_s": round(time.perf_counter() - t0, 1), **result,
+        "model": spec.path.name, "grid": "full" if args.full else "smoke" if args.smoke else "reduced",
+        "seeds": sorted({c.seed for c in cells}), "chunk_context": CHUNK_CONTEXT, "max_tokens": MAX_TOKENS,
+        "elapsed_s": round(time.perf_counter() - t0, 1), **summarize(cells),
         "answers": [{"length": c.length, "mode": c.mode, "sampling": c.sampling, "seed": c.seed, **r}
                     for c in cells for r in c.results],
-    })
-    chart(result)
+    }, quiet=True)
 
 
 if __name__ == "__main__":

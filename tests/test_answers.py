@@ -118,12 +118,13 @@ def assistant_view(answer: dict) -> dict:
     """An answer as the session history stores it."""
     return {"content": answer["answer"], "thinking": answer["thinking"], "citations": answer["citations"],
             "mode": answer["mode"], "timings": answer["timings"], "coverage": answer["coverage"],
-            "notes": answer["notes"], "stop_reason": answer["stop_reason"]}
+            "notes": answer["notes"], "stop_reason": answer["stop_reason"], "claims": answer["claims"],
+            "grounding": answer["grounding"], "history": answer["history"]}
 
 
 def stored_view(message: dict) -> dict:
     return {k: message.get(k) for k in ("content", "thinking", "citations", "mode", "timings", "coverage", "notes",
-                                        "stop_reason")}
+                                        "stop_reason", "claims", "grounding", "history")}
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -386,6 +387,10 @@ def test_streaming_progress_tokens_then_one_done(shared: TestClient) -> None:
     done = events[-1][1]
     assert "".join(p["text"] for k, p in events if k == "token").strip() == done["answer"]
     assert PASS_KEY in done["answer"], done["answer"]
+    # the done event carries the claims: the one stating the pass key, grounded on its line
+    assert any(c["status"] in ("quoted", "supported") and PASS_KEY in c["passage"]["text"]
+               for c in done["claims"] if PASS_KEY in c["text"]), done["claims"]
+    assert done["grounding"]["grounded"] >= 1
     assert done["timings"]["prefix_source"] == "evaluated"
     assert done["timings"]["prefill_tokens"] > progress[-1]["tokens_total"]  # the document, then the question
     history = messages(shared, sid)
