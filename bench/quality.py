@@ -1,8 +1,8 @@
 """Answer quality: a generated, seeded suite in the spirit of RULER, over the real model.
 
-    python -m bench.quality                  # the reduced grid (below); writes bench/results/quality.json
-    python -m bench.quality --full           # every length x every sampling x whole and chunked
-    python -m bench.report                   # then the chart (bench/results/quality.png) with the others
+    python -m bench.quality           # the reduced grid (main()); bench/results/quality.json + quality.png
+    python -m bench.quality --full    # every length x every sampling x whole and chunked (hours on 2 cores)
+    python -m bench.quality --smoke   # one question whole, one chunked: does it run
 
 Per (length, seed) one contract-like haystack is generated (filler clauses, some with numbers) and
 the needles of every task are put in it at seeded depths, so one prefix serves all the cell's
@@ -42,6 +42,7 @@ SAMPLINGS: dict[str, dict[str, float | str]] = {
     "qwen-instruct": {"preset": "instruct"},  # the chat preset every model used before (temperature 0.7)
 }
 MAX_TOKENS = 64  # answers are a sentence or two; a longer one is rambling, and is scored as what it says
+THREADS = 1  # the 2 cores are shared with other work here: one thread waits for no other
 CHUNK_CONTEXT = 2048  # small, so chunked mode has several chunks at these lengths
 WORDS = ["amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper", "kelp",
          "lumen", "maple", "nimbus", "onyx", "pepper", "quartz", "raven", "saffron", "tundra"]
@@ -303,7 +304,8 @@ def main(argv: list[str]) -> None:
     t0 = time.perf_counter()
     try:
         settings = Settings(data_dir=tmp, seed=1, answer_tokens=MAX_TOKENS, question_tokens=64, history_tokens=0,
-                            chunk_context=CHUNK_CONTEXT, chunk_overlap=64, state_cache_bytes=4 * 1024**3)
+                            chunk_context=CHUNK_CONTEXT, chunk_overlap=64, state_cache_bytes=4 * 1024**3,
+                            n_threads=THREADS)
         registry = ModelRegistry(settings)
         spec = registry.get(None)
         engine = Engine(settings, registry)
@@ -322,7 +324,8 @@ def main(argv: list[str]) -> None:
 def report(spec: Any, args: Any, cells: list[Cell], t0: float) -> None:
     write("quality", {
         "model": spec.path.name, "grid": "full" if args.full else "smoke" if args.smoke else "reduced",
-        "seeds": sorted({c.seed for c in cells}), "chunk_context": CHUNK_CONTEXT, "max_tokens": MAX_TOKENS,
+        "seeds": sorted({c.seed for c in cells}), "n_threads": THREADS, "chunk_context": CHUNK_CONTEXT,
+        "max_tokens": MAX_TOKENS,
         "elapsed_s": round(time.perf_counter() - t0, 1), **summarize(cells),
         "answers": [{"length": c.length, "mode": c.mode, "sampling": c.sampling, "seed": c.seed, **r}
                     for c in cells for r in c.results],

@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     )
     history_tokens: int = Field(
         1024, ge=0, description="Room (model tokens) reserved in every plan for a conversation's earlier turns, "
-        "after the documents; past it the oldest turns are dropped (and the answer's notes say so).",
+        "after the documents (in chunked mode at most an eighth of a chunk); past it the oldest turns are dropped "
+        "(and the answer's notes say so).",
     )
     history_turns: int = Field(
         8, ge=0, description="Most earlier question/answer turns carried into a question (0: no history)."

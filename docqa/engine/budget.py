@@ -312,7 +312,9 @@ def make_plan(req: PlanRequest) -> Plan:
 def _chunked(req: PlanRequest, steps: list[Step], whole_blocker: str) -> Plan:
     s = req.shape
     chunk_ctx = pad_ctx(min(req.chunk_ctx, s.n_ctx_train))
-    content_per_chunk = chunk_ctx - req.question_tokens - req.history_tokens - req.answer_tokens - 256
+    # a chunk keeps at most an eighth of its context for the conversation's earlier turns
+    history = min(req.history_tokens, chunk_ctx // 8)
+    content_per_chunk = chunk_ctx - req.question_tokens - history - req.answer_tokens - 256
     if content_per_chunk < 256:
         raise ContextBudgetExceeded(
             f"A {chunk_ctx:,}-token chunk leaves no room for the document once the question "
@@ -337,7 +339,7 @@ def _chunked(req: PlanRequest, steps: list[Step], whole_blocker: str) -> Plan:
                     f"even with {whole.type_k} KV, {req.memory.available / GIB:.2f} GiB available"
                 )
             plan = _plan(req, "chunked", why, chunk_ctx, ct, flash, None, steps)
-            plan.n_chunks, plan.chunk_ctx = n_chunks, chunk_ctx
+            plan.n_chunks, plan.chunk_ctx, plan.history_tokens = n_chunks, chunk_ctx, history
             return plan
     need = steps[-1].needed_bytes
     raise ContextBudgetExceeded(
