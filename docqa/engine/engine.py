@@ -229,8 +229,9 @@ class Engine:
             raise InvalidRequest(f"Unknown sampling option(s): {', '.join(sorted(unknown))}.")
         options = dict(overrides)
         base = document_sampling(spec, options.pop("preset", None))
-        if any(not isinstance(v, int | float) or isinstance(v, bool) for v in options.values()):
-            raise InvalidRequest("Sampling options other than preset are numbers.")
+        for name, v in options.items():
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                raise InvalidRequest(f"The sampling option {name} must be a number (got {v!r}); only preset is a name.")
         values: dict[str, Any] = {**base, "seed": self.settings.seed, **options}
         if not 0 <= values["temperature"] <= 2 or not 0 <= values["presence_penalty"] <= 2:
             raise InvalidRequest("temperature and presence_penalty must be between 0 and 2.")
