@@ -225,7 +225,8 @@ def summarize(cells: list[Cell]) -> dict[str, Any]:
             "accuracy": round(statistics.mean(r["correct"] for r in rs), 3),
             "accuracy_by_task": {t: round(statistics.mean(r["correct"] for r in rs if r["task"] == t), 3)
                                  for t in sorted({r["task"] for r in rs})},
-            "median_answer_tokens": statistics.median(r["tokens"] for r in rs),
+            "median_answer_tokens": statistics.median(r["tokens"] for r in rs),  # chunked: map steps included
+            "median_answer_words": statistics.median(len(r["answer"].split()) for r in rs),
             "unsupported_claim_rate": round(sum(r["claims"]["unsupported"] for r in rs) / checked, 3) if checked
             else 0.0,
             "grounding_precision_numeric": round(sum(r["numeric_precise"] for r in rs) / ng, 3) if ng else None,
@@ -273,8 +274,13 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.quality")
     ap.add_argument("--full", action="store_true", help="every length x sampling in both modes")
     ap.add_argument("--seeds", type=int, default=3, help="with --full")
-    ap.add_argument("--smoke", action="store_true", help="one seed, 1K whole and 4K chunked: does it run")
+    ap.add_argument("--smoke", action="store_true", help="one question whole, one chunked: does it run")
+    ap.add_argument("--report", action="store_true",
+                    help="recompute the summary and the chart from bench/results/quality.json (a run cut short)")
     args = ap.parse_args(argv)
+    if args.report:
+        resummarize()
+        return
     # The reduced grid (2 shared cores), most important first; results are written after every cell,
     # so a run cut short keeps what it measured. Samplings are compared in whole mode at 1K (and the
     # Qwen preset at 4K); longer lengths, YaRN and chunked mode run the chosen default (greedy) only,
@@ -319,6 +325,21 @@ def main(argv: list[str]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     report(spec, args, cells, t0)
     chart(summarize(cells))
+
+
+def resummarize() -> None:
+    """Summary and chart again from the answers stored in quality.json."""
+    import json
+
+    path = RESULTS / "quality.json"
+    data = json.loads(path.read_text())
+    cells: dict[tuple[Any, ...], Cell] = {}
+    for a in data["answers"]:
+        key = (a["length"], a["mode"], a["sampling"], a["seed"])
+        cells.setdefault(key, Cell(*key)).results.append(a)
+    data.update(summarize(list(cells.values())))
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    chart(summarize(list(cells.values())))
 
 
 def report(spec: Any, args: Any, cells: list[Cell], t0: float) -> None:

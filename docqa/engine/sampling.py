@@ -1,8 +1,9 @@
 """Default sampling for answering from documents, per model family, chosen by measurement.
 
 Chat presets are tuned for open conversation; answering from documents wants the most likely
-reading of the text. bench/quality.py measured candidates (greedy, temperature 0.2, the Qwen
-Instruct preset at 0.7) on the embedded SmolLM2 over a generated RULER-like suite: see the README
+reading of the text. bench/quality.py measured candidates (greedy and the Qwen
+Instruct preset at 0.7; temperature 0.2 is in the suite) on the embedded SmolLM2 over a generated
+RULER-like suite: see the README
 ("Answer quality") and bench/results/quality.json. The winner is each family's default below.
 Qwen models keep Qwen's own recommended presets (no Qwen model runs on these machines, so nothing
 was measured that could overrule them). Any preset can be asked for per question with
