@@ -250,12 +250,15 @@ def chart(result: dict[str, Any]) -> None:
     for row in result["cells"]:
         series.setdefault((row["mode"], row["sampling"], row["task"]), {})[row["length"]] = row["accuracy"]
     tasks = sorted({k[2] for k in series})
+    labels = sorted({f"{m}/{sp}" for m, sp, _ in series})
+    colour = {label: f"C{i}" for i, label in enumerate(labels)}  # one colour per series in every panel
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), sharey=True)
     for ax, task in zip(axes, tasks, strict=True):
         for (mode, sampling, t), pts in sorted(series.items()):
             if t == task:
                 xs = sorted(pts)
-                ax.plot(xs, [pts[x] for x in xs], marker="o", label=f"{mode}/{sampling}")
+                ax.plot(xs, [pts[x] for x in xs], marker="o", label=f"{mode}/{sampling}",
+                        color=colour[f"{mode}/{sampling}"])
         ax.set_xscale("log", base=2)
         ax.set_title(task)
         ax.set_xlabel("document tokens")
