@@ -38,11 +38,12 @@ FILLER = (
 )
 
 
-def write(name: str, data: dict[str, Any]) -> None:
+def write(name: str, data: dict[str, Any], quiet: bool = False) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     data = {"benchmark": name, "machine": machine(), **data}
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    print(json.dumps(data, indent=2))
+    if not quiet:
+        print(json.dumps(data, indent=2))
 
 
 def machine() -> dict[str, Any]:

@@ -46,7 +46,8 @@ OPEN = ("queued", "running")
 TERMINAL = ("done", "failed", "cancelled")
 MAX_QUESTION_CHARS = 4000
 ALL_DOCUMENTS = "*"  # the plans key of a batch that asks its questions of the whole document set
-CSV_COLUMNS = ["filename", "question_no", "question", "answer", "citations", "mode", "status", "error"]
+CSV_COLUMNS = ["filename", "question_no", "question", "answer", "citations", "grounding", "sources", "mode",
+               "status", "error"]
 
 Listener = Callable[[str, str], None]  # (event: "created" | "cancelled", batch_id)
 
@@ -110,6 +111,29 @@ def citation_text(c: dict[str, Any], with_filename: bool = False) -> str:
     return text if c.get("verified", True) else text + " (not verified)"
 
 
+def grounding_text(counts: dict[str, int]) -> str:
+    """`3 grounded, 1 unsupported` (plus restatements and "not in the documents" when there are any)."""
+    if not counts:
+        return ""
+    text = f"{counts.get('grounded', 0)} grounded, {counts.get('unsupported', 0)} unsupported"
+    extra = [f"{counts[k]} {label}" for k, label in (("not_in_documents", "not in the documents"),
+                                                      ("restates_question", "restating the question")) if counts.get(k)]
+    return "; ".join([text, *extra])
+
+
+def sources_text(claims: list[dict[str, Any]], with_filename: bool = False) -> str:
+    """One line per claim: where its passage is and the passage, or UNSUPPORTED and the claim."""
+    lines = []
+    for c in claims:
+        p = c.get("passage")
+        if c["status"] in ("quoted", "supported") and p:
+            cite = {**p, "quote": p.get("quote") or p["text"], "verified": True}
+            lines.append(f"[{c['status']}] {citation_text(cite, with_filename)}")
+        elif c["status"] == "unsupported":
+            lines.append(f'[unsupported] "{c["text"]}"')
+    return "\n".join(lines)
+
+
 class BatchService:
     def __init__(self, settings: Settings, db: Database, documents: DocumentService, registry: ModelRegistry,
                  engine: Engine) -> None:
@@ -143,7 +167,7 @@ class BatchService:
 
     def create(self, document_ids: list[str], questions: list[str], model: str | None = None,
                mode: str | None = None, per_document: bool = False, max_tokens: int | None = None,
-               sampling: dict[str, float] | None = None, thinking: bool | None = None,
+               sampling: dict[str, float | str] | None = None, thinking: bool | None = None,
                owner: str = "") -> dict[str, Any]:
         s = self.settings
         if not document_ids:
@@ -265,7 +289,9 @@ class BatchService:
             cites = "; ".join(citation_text(c, with_filename=many and r["document_id"] is None)
                               for c in r["citations"])
             writer.writerow([_cell(filename), r["question_index"] + 1, _cell(r["question"]), _cell(r["answer"]),
-                             _cell(cites), r["mode"] or "", r["status"], _cell(r["error"])])
+                             _cell(cites), grounding_text(r["grounding"]),
+                             _cell(sources_text(r["claims"], with_filename=many and r["document_id"] is None)),
+                             r["mode"] or "", r["status"], _cell(r["error"])])
         return "\ufeff" + out.getvalue()
 
     @staticmethod
@@ -281,6 +307,7 @@ class BatchService:
             "question_index": it.question_index, "question": it.question, "status": it.status,
             "answer": it.answer, "thinking": it.thinking or "", "citations": it.citations or [], "mode": it.mode,
             "timings": it.timings or {}, "error": it.error, "attempts": it.attempts,
+            "claims": [], "grounding": {}, "notes": [], "coverage": None, **(it.extra or {}),
         }
 
     # -- cancel ---------------------------------------------------------------------------------------

@@ -285,6 +285,11 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
         where = f"p. {c['page']}" if c["page"] else f"{c['path']}:L{c['line_start']}-L{c['line_end']}"
         mark = "✓" if c["verified"] else "?"
         click.echo(f"  {mark} [{where}] {c['quote'] or ''}")
+    for claim in answer.claims:
+        if claim["status"] == "unsupported":
+            click.echo(f"  ✗ not found in the documents: {claim['text']}")
+    for n in answer.notes:
+        click.echo(f"  note: {n}", err=True)
     t = answer.timings
     click.echo(f"({answer.mode}; read {t['prefill_tokens']:,} tokens in {t['prefill_s']:.1f} s, "
                f"{t['cached_tokens']:,} cached; {t['tokens_per_s']:.1f} tokens/s)", err=True)

@@ -3,12 +3,15 @@
 A session fixes a document set, a model and the plan the budget manager chose. Each question is
 answered by the engine outside any database transaction; the question and its answer are then
 written together in one short transaction, so a failure midway stores nothing half-written.
+The session's earlier questions and answers are the conversation the engine carries into the next
+question (unless it says `history: false`); the answer's claims, grounding and history go in the
+assistant message's `extra`.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import select, update
@@ -39,6 +42,7 @@ class Prepared:
     question: str
     owner: str  # the principal the session and every source document belong to
     place: Place  # in the model's queue; released when the question ends (Engine.answer), or if dropped
+    turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (question, answer), oldest first
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
@@ -116,9 +120,10 @@ class SessionService:
         self.engine.check_question(spec, question, opts, plan)
         self.engine.sampling(spec, opts.sampling)
         sources = self.sources(ids, owner)
+        turns = conversation(session.messages) if opts.history else []
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.runtime(spec).reserve())
+        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.runtime(spec).reserve(), turns)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
@@ -127,16 +132,31 @@ class SessionService:
         if p.session_id != session_id or p.owner != owner:
             p.place.release()
             raise NotFound(f"There is no session with id {session_id!r}.")
-        answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel, p.place)
+        answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel, p.place,
+                                    turns=p.turns)
         with self.db.transaction() as s:
             s.add(Message(session_id=session_id, role="user", content=p.question, timings={}))
             s.add(Message(
                 session_id=session_id, role="assistant", content=answer.answer, thinking=answer.thinking or None,
                 citations=answer.citations, mode=answer.mode, timings=answer.timings,
-                extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason},
+                extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason,
+                       "claims": answer.claims, "grounding": answer.grounding, "history": answer.history},
             ))
             s.execute(update(ChatSession).where(ChatSession.id == session_id).values(updated_at=_now()))
         return answer
+
+
+def conversation(messages: list[Message]) -> list[tuple[str, str]]:
+    """The (question, answer) pairs of a session's messages, oldest first (thinking never included)."""
+    turns: list[tuple[str, str]] = []
+    question: str | None = None
+    for m in messages:
+        if m.role == "user":
+            question = m.content
+        elif m.role == "assistant" and question is not None:
+            turns.append((question, m.content))
+            question = None
+    return turns
 
 
 def _now():  # noqa: ANN202

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     question_tokens: int = Field(
         512, description="Longest question accepted, in model tokens (422 past it); reserved in every plan."
     )
+    history_tokens: int = Field(
+        1024, ge=0, description="Room (model tokens) reserved in every plan for a conversation's earlier turns, "
+        "after the documents (in chunked mode at most an eighth of a chunk); past it the oldest turns are dropped "
+        "(and the answer's notes say so).",
+    )
+    history_turns: int = Field(
+        8, ge=0, description="Most earlier question/answer turns carried into a question (0: no history)."
+    )
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; default: every physical core (prompt reading: every CPU)."
     )

@@ -293,7 +293,7 @@ class BatchWorker:
             plan = self._plan_for(batch, claim.document_id or ALL_DOCUMENTS, spec, sources)
             options = batch.options or {}
             opts = AskOptions(thinking=options.get("thinking"), max_tokens=options.get("max_tokens"),
-                              sampling=options.get("sampling") or {})
+                              sampling=options.get("sampling") or {}, history=False)  # each question alone
             answer = self.engine.answer(spec, plan, sources, claim.question, opts, None, claim.cancel)
         except Cancelled:
             if self._stop.is_set():  # shutting down: someone else (or the next start) answers it
@@ -323,7 +323,9 @@ class BatchWorker:
         else:
             timings = {**answer.timings, "item_s": round(time.perf_counter() - t0, 3)}
             self._finish(claim, "done", answer=answer.answer, thinking=answer.thinking or None,
-                         citations=answer.citations, mode=answer.mode, timings=timings, error=None)
+                         citations=answer.citations, mode=answer.mode, timings=timings, error=None,
+                         extra={"claims": answer.claims, "grounding": answer.grounding, "notes": answer.notes,
+                                "coverage": answer.coverage})
 
     def _sources_for(self, batch: Batch, document_id: str | None) -> Sources:
         key = (batch.id, document_id)

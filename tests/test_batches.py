@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from bench import load
-from docqa.batches import CSV_COLUMNS
+from docqa.batches import CSV_COLUMNS, grounding_text
+from docqa.engine.grounding import STATUSES
 
 SAMPLING = {"temperature": 0, "seed": 1}
 GARDEN, BAKERY = load.GARDEN.encode(), load.BAKERY.encode()  # the load test's documents
@@ -127,7 +128,8 @@ def test_per_document_batch_and_exports(client):
     reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline=""))
     rows = list(reader)
     assert reader.fieldnames == CSV_COLUMNS
-    assert {"filename", "question", "answer", "citations", "mode", "status", "error"} <= set(CSV_COLUMNS)
+    assert {"filename", "question", "answer", "citations", "grounding", "sources", "mode", "status",
+            "error"} <= set(CSV_COLUMNS)
     assert len(rows) == 4
     for row, item in zip(rows, results, strict=True):
         assert row["filename"] == item["filename"]
@@ -135,6 +137,19 @@ def test_per_document_batch_and_exports(client):
         assert row["status"] == "done" and row["mode"] == "whole" and row["error"] == ""
         assert row["answer"].lstrip("'") == item["answer"]
         assert len(row["citations"].split("; ")) == len(item["citations"]) or not item["citations"]
+        # grounding: the counts, and one source line per grounded or unsupported claim
+        assert row["grounding"] == grounding_text(item["grounding"])
+        assert row["grounding"].startswith(f"{item['grounding']['grounded']} grounded, "
+                                           f"{item['grounding']['unsupported']} unsupported")
+        checked = [c for c in item["claims"] if c["status"] in ("quoted", "supported", "unsupported")]
+        assert len([ln for ln in row["sources"].split("\n") if ln]) == len(checked)
+        for c in item["claims"]:
+            assert c["status"] in STATUSES
+            if c["status"] == "supported":
+                assert c["passage"]["filename"] == item["filename"] and c["passage"]["text"] in (
+                    GARDEN if item["filename"] == "garden.txt" else BAKERY).decode()
+        if any(c["status"] == "unsupported" for c in item["claims"]):
+            assert any("could not be found in the documents" in n for n in item["notes"])
 
     assert client.get(f"/api/batches/{batch['id']}/results", params={"format": "xml"}).status_code == 422
 

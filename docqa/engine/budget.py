@@ -213,6 +213,7 @@ class Plan:
     n_chunks: int = 1
     chunk_ctx: int | None = None
     steps: list[Step] = field(default_factory=list)
+    history_tokens: int = 0  # room reserved for a conversation's earlier turns (oldest dropped past it)
 
     @property
     def needed_bytes(self) -> int:
@@ -251,6 +252,7 @@ class PlanRequest:
     forced_mode: str | None = None  # whole | chunked | None
     flash_attn: bool = True  # measured faster on CPU too; quantized V needs it regardless
     cache_types: tuple[str, ...] = CACHE_TYPES
+    history_tokens: int = 0  # budget for a conversation's earlier turns, after the documents
 
 
 def yarn_factor_for(n_ctx: int, n_ctx_train: int) -> float | None:
@@ -262,7 +264,7 @@ def yarn_factor_for(n_ctx: int, n_ctx_train: int) -> float | None:
 
 def make_plan(req: PlanRequest) -> Plan:
     s = req.shape
-    n_ctx = pad_ctx(req.prompt_tokens + req.question_tokens + req.answer_tokens)
+    n_ctx = pad_ctx(req.prompt_tokens + req.question_tokens + req.history_tokens + req.answer_tokens)
     yarn = yarn_factor_for(n_ctx, s.n_ctx_train)
     steps: list[Step] = []
     fixed = s.weights_bytes + req.margin_bytes
@@ -310,7 +312,9 @@ def make_plan(req: PlanRequest) -> Plan:
 def _chunked(req: PlanRequest, steps: list[Step], whole_blocker: str) -> Plan:
     s = req.shape
     chunk_ctx = pad_ctx(min(req.chunk_ctx, s.n_ctx_train))
-    content_per_chunk = chunk_ctx - req.question_tokens - req.answer_tokens - 256
+    # a chunk keeps at most an eighth of its context for the conversation's earlier turns
+    history = min(req.history_tokens, chunk_ctx // 8)
+    content_per_chunk = chunk_ctx - req.question_tokens - history - req.answer_tokens - 256
     if content_per_chunk < 256:
         raise ContextBudgetExceeded(
             f"A {chunk_ctx:,}-token chunk leaves no room for the document once the question "
@@ -335,7 +339,7 @@ def _chunked(req: PlanRequest, steps: list[Step], whole_blocker: str) -> Plan:
                     f"even with {whole.type_k} KV, {req.memory.available / GIB:.2f} GiB available"
                 )
             plan = _plan(req, "chunked", why, chunk_ctx, ct, flash, None, steps)
-            plan.n_chunks, plan.chunk_ctx = n_chunks, chunk_ctx
+            plan.n_chunks, plan.chunk_ctx, plan.history_tokens = n_chunks, chunk_ctx, history
             return plan
     need = steps[-1].needed_bytes
     raise ContextBudgetExceeded(
@@ -356,5 +360,5 @@ def _plan(req: PlanRequest, mode: str, reason: str, n_ctx: int, ct: str, flash: 
         kv_bytes=s.kv_bytes(n_ctx, ct, ct), kv_bytes_per_token=s.kv_bytes_per_token(ct, ct),
         compute_bytes=s.compute_bytes(n_ctx, req.n_ubatch, flash), weights_bytes=s.weights_bytes,
         margin_bytes=req.margin_bytes, available_bytes=req.memory.available, memory_source=req.memory.source,
-        steps=steps,
+        steps=steps, history_tokens=req.history_tokens,
     )

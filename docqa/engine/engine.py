@@ -6,22 +6,29 @@ the documents in one context (prefix cached, see runtime.py); chunked mode maps 
 chunks of `chunk_context` tokens, collecting quoted evidence, then reduces it to one answer.
 If llama.cpp still fails to allocate a context, the answer falls down the ladder (quantized KV,
 then chunked) and says so in its notes; it never takes the service down.
+
+A session's earlier turns go *after* the documents (template.py), so the cached prefix is reused;
+they are capped by DOCQA_HISTORY_TURNS and by the room the plan left in the context, oldest
+dropped first (said in the notes). Every answer is grounded claim by claim (grounding.py).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from docqa.engine import prompts
+from docqa.engine import grounding, prompts
 from docqa.engine.budget import ContextBudgetExceeded, Memory, Plan, PlanRequest, make_plan, probe_memory
 from docqa.engine.chunking import Part, pack, parts_of
-from docqa.engine.citations import attribute, extract_citations, verbatim_spans
+from docqa.engine.citations import extract_citations, verbatim_spans
+from docqa.engine.grounding import Grounder, Passage
 from docqa.engine.models import ModelRegistry, ModelSpec
 from docqa.engine.runtime import Job, Place, Runtime
+from docqa.engine.sampling import document_sampling
 from docqa.engine.state_cache import ContextConfig, StateCache, state_key
 from docqa.engine.template import ChatTemplate, tokenize_pieces
 from docqa.engine.work import ContextAllocationFailed, Generation, Sampling
@@ -31,6 +38,7 @@ from docqa.store.models import Document, Section
 
 Sources = list[tuple[Document, list[Section]]]
 EventSink = Callable[[str, dict[str, Any]], None]
+Turn = tuple[str, str]  # an earlier (question, answer) of the conversation
 MAP_ANSWER_TOKENS = 256
 EVIDENCE_HEADER = "Evidence quoted from the documents:\n\n"
 
@@ -39,7 +47,8 @@ EVIDENCE_HEADER = "Evidence quoted from the documents:\n\n"
 class AskOptions:
     thinking: bool | None = None
     max_tokens: int | None = None
-    sampling: dict[str, float] = field(default_factory=dict)
+    sampling: dict[str, float | str] = field(default_factory=dict)
+    history: bool = True  # False: answer as if the conversation had just started
 
 
 @dataclass
@@ -52,11 +61,15 @@ class Answer:
     coverage: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     stop_reason: str = "eos"
+    claims: list[dict[str, Any]] = field(default_factory=list)  # grounding.Claim.to_dict(), in answer order
+    grounding: dict[str, int] = field(default_factory=dict)  # grounding.summary(): counts per status
+    history: dict[str, Any] = field(default_factory=dict)  # {"turns": used, "dropped": left out}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer, "thinking": self.thinking, "citations": self.citations, "mode": self.mode,
             "timings": self.timings, "coverage": self.coverage, "notes": self.notes, "stop_reason": self.stop_reason,
+            "claims": self.claims, "grounding": self.grounding, "history": self.history,
         }
 
 
@@ -67,6 +80,8 @@ class _Call:
     on_event: EventSink | None
     cancel: threading.Event
     place: Place
+    turns: list[Turn] = field(default_factory=list)
+    dropped: int = 0  # turns left out for room (the most over every context of the question)
 
 
 class Engine:
@@ -77,6 +92,7 @@ class Engine:
         self.cache.sweep()  # what a crash mid-save left behind
         self._runtimes: dict[str, Runtime] = {}
         self._lock = threading.Lock()
+        self._grounders: OrderedDict[tuple[Any, ...], Grounder] = OrderedDict()  # a few recent source sets
 
     def runtime(self, spec: ModelSpec) -> Runtime:
         with self._lock:
@@ -113,10 +129,12 @@ class Engine:
         return ChatTemplate(spec.info.chat_template if spec.info else None, bos, eos)
 
     def _tokens(self, spec: ModelSpec, system: str, body: str, question: str,
-                thinking: bool | None) -> tuple[list[int], list[int]]:
-        """(prefix, suffix): the prefix ends after the documents; the suffix holds the question."""
+                thinking: bool | None, turns: Sequence[Turn] = ()) -> tuple[list[int], list[int]]:
+        """(prefix, suffix): the prefix ends after the documents; the suffix holds the earlier turns
+        and the question."""
         template = self._template(spec)
-        rendered = template.render(system, [body, prompts.question_text(question)], enable_thinking=thinking)
+        rendered = template.render(system, [body, prompts.question_text(question)], enable_thinking=thinking,
+                                   turns=[(prompts.question_text(q), a) for q, a in turns])
         pieces = rendered.pieces
         cut = next(i for i, (_, trusted) in enumerate(pieces) if not trusted) + 1  # the documents' piece
         vocab = spec.vocab()
@@ -167,6 +185,7 @@ class Engine:
         plan = make_plan(PlanRequest(
             model_name=spec.name, shape=spec.shape, prompt_tokens=len(prefix) + len(suffix),
             question_tokens=s.question_tokens, answer_tokens=answer_tokens or s.answer_tokens,
+            history_tokens=s.history_tokens if s.history_turns else 0,
             memory=self.memory_for(spec), margin_bytes=s.memory_margin, n_ubatch=s.n_batch,
             max_ctx=s.max_context, max_yarn_factor=s.max_yarn_factor, chunk_ctx=s.chunk_context,
             forced_mode=None if mode in (None, "auto") else mode,
@@ -215,12 +234,19 @@ class Engine:
                 limit=plan.answer_tokens,
             )
 
-    def sampling(self, spec: ModelSpec, overrides: dict[str, float]) -> Sampling:
-        allowed = {"temperature", "top_p", "top_k", "min_p", "presence_penalty", "seed"}
+    def sampling(self, spec: ModelSpec, overrides: dict[str, float | str]) -> Sampling:
+        """The question's sampling: the model family's default for answering from documents
+        (sampling.py), or the named `preset`, then each option the question sets."""
+        allowed = {"temperature", "top_p", "top_k", "min_p", "presence_penalty", "seed", "preset"}
         unknown = set(overrides) - allowed
         if unknown:
             raise InvalidRequest(f"Unknown sampling option(s): {', '.join(sorted(unknown))}.")
-        values: dict[str, Any] = {**spec.preset, "seed": self.settings.seed, **overrides}
+        options = dict(overrides)
+        base = document_sampling(spec, options.pop("preset", None))
+        for name, v in options.items():
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                raise InvalidRequest(f"The sampling option {name} must be a number (got {v!r}); only preset is a name.")
+        values: dict[str, Any] = {**base, "seed": self.settings.seed, **options}
         if not 0 <= values["temperature"] <= 2 or not 0 <= values["presence_penalty"] <= 2:
             raise InvalidRequest("temperature and presence_penalty must be between 0 and 2.")
         values["top_k"] = int(values["top_k"])
@@ -229,21 +255,36 @@ class Engine:
 
     def answer(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                on_event: EventSink | None = None, cancel: threading.Event | None = None,
-               place: Place | None = None) -> Answer:
+               place: Place | None = None, turns: Sequence[Turn] = ()) -> Answer:
         """Answer under the question's `place` in the model's queue (taken here when none is given and
-        released here either way), so every job it runs, one per chunk in chunked mode, is accepted."""
+        released here either way), so every job it runs, one per chunk in chunked mode, is accepted.
+        `turns`: the conversation's earlier (question, answer) pairs, oldest first."""
         with place or self.runtime(spec).reserve() as held:
             self.check_question(spec, question, opts, plan)
             sampling = self.sampling(spec, opts.sampling)
             max_tokens = opts.max_tokens or plan.answer_tokens
-            call = _Call(on_event, cancel or threading.Event(), held)
+            cap = self.settings.history_turns if opts.history else 0
+            earlier = list(turns)
+            kept = earlier[len(earlier) - cap:] if cap else []
+            call = _Call(on_event, cancel or threading.Event(), held, kept)
             notes: list[str] = []
+            if len(kept) < len(earlier) and opts.history:
+                notes.append(f"The {len(earlier) - len(kept)} oldest earlier turn(s) of this conversation were left "
+                             f"out: at most {cap} are carried into a question (DOCQA_HISTORY_TURNS).")
             current = plan
             while True:
                 try:
                     run = self._whole if current.mode == "whole" else self._chunked
                     result = run(spec, current, sources, question, opts, sampling, max_tokens, call)
+                    if call.dropped:
+                        notes.append(f"The {call.dropped} oldest earlier turn(s) of this conversation were left out "
+                                     "to fit the context (DOCQA_HISTORY_TOKENS).")
+                    result.history = {"turns": len(kept) - call.dropped,
+                                      "dropped": len(earlier) - len(kept) + call.dropped, "enabled": opts.history}
                     result.notes = notes + result.notes
+                    result.grounding = grounding.summary([grounding.Claim(**c) for c in result.claims])
+                    if (warning := grounding.note([grounding.Claim(**c) for c in result.claims])):
+                        result.notes.append(warning)
                     return result
                 except ContextAllocationFailed as exc:
                     notes.append(f"{exc.detail} Falling back.")
@@ -292,23 +333,51 @@ class Engine:
     def _whole(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
         thinking_flag = opts.thinking if spec.family == "hybrid" else None
-        prefix, suffix = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
-                                      thinking_flag)
+        prefix, suffix = self._conversation(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
+                                            thinking_flag, call, plan.n_ctx - max_tokens)
         config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
                                  self._starts_thinking(spec, opts) and spec.family == "thinking", call)
+        claims = self.grounder(sources).ground(gen.text, question)
         return Answer(
             answer=gen.text, thinking=gen.thinking, mode="whole", stop_reason=gen.stop_reason,
-            citations=cite(gen.text, sources),
+            citations=cite(gen.text, sources, claims), claims=[c.to_dict() for c in claims],
             timings=_timings(gen, queue_s, gen.prefill_tokens, gen.cached_tokens, gen.prefill_s, gen.generate_s,
                              gen.generated_tokens, gen.prefix_source),
         )
 
+    def _conversation(self, spec: ModelSpec, system: str, body: str, question: str, thinking: bool | None,
+                      call: _Call, room: int) -> tuple[list[int], list[int]]:
+        """(prefix, suffix) with as many of the latest earlier turns as fit in `room` tokens (the
+        context less the answer budget). The prefix does not depend on the turns: tokenized once."""
+        turns = call.turns
+        prefix, suffix = self._tokens(spec, system, body, question, thinking, turns)
+        while turns and len(prefix) + len(suffix) > room:
+            turns = turns[1:]
+            _, suffix = self._tokens(spec, system, "", question, thinking, turns)
+        call.dropped = max(call.dropped, len(call.turns) - len(turns))
+        return prefix, suffix
+
+    def grounder(self, sources: Sources) -> Grounder:
+        """The grounder of a source set (its passages split once), kept for the next questions."""
+        key = tuple((doc.id, doc.sha256, len(sections)) for doc, sections in sources)
+        with self._lock:
+            found = self._grounders.get(key)
+            if found is not None:
+                self._grounders.move_to_end(key)
+                return found
+        made = Grounder(sources)
+        with self._lock:
+            self._grounders[key] = made
+            while len(self._grounders) > 4:
+                self._grounders.popitem(last=False)
+        return made
+
     def chunks(self, spec: ModelSpec, plan: Plan, sources: Sources) -> list[list[Part]]:
         overhead_prefix, overhead_suffix = self._tokens(spec, prompts.MAP_INSTRUCTIONS, "", "", None)
         chunk_ctx = plan.chunk_ctx or plan.n_ctx
-        budget = chunk_ctx - len(overhead_prefix) - len(overhead_suffix) - plan.question_tokens - max(
-            plan.answer_tokens, MAP_ANSWER_TOKENS) - 64 * 2  # markers and document tags
+        budget = chunk_ctx - len(overhead_prefix) - len(overhead_suffix) - plan.question_tokens \
+            - plan.history_tokens - max(plan.answer_tokens, MAP_ANSWER_TOKENS) - 64 * 2  # markers and document tags
         count = lambda text: self.count(spec, text)  # noqa: E731
         parts = parts_of(sources, count, max(64, budget // 2))
         return pack(parts, budget, self.settings.chunk_overlap)
@@ -319,37 +388,42 @@ class Engine:
         chunks = self.chunks(spec, plan, sources)
         config = self.config_for(spec, plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
         evidence: list[str] = []
+        passages: list[Passage] = []  # the same evidence, with where it is and which chunk quoted it
         contributing: list[int] = []
         totals: dict[str, Any] = {"prefill_tokens": 0, "cached_tokens": 0, "prefill_s": 0.0, "generate_s": 0.0,
                                   "generated": 0, "queue_s": 0.0}
         map_sampling = replace(sampling, temperature=0.0)
+        ctx = plan.chunk_ctx or plan.n_ctx
         for i, chunk in enumerate(chunks):
-            prefix, suffix = self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), question, False
-                                          if spec.family == "hybrid" else None)
+            prefix, suffix = self._conversation(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), question,
+                                                False if spec.family == "hybrid" else None, call,
+                                                ctx - MAP_ANSWER_TOKENS)
             gen, queue_s = self._run(spec, config, prefix, suffix, MAP_ANSWER_TOKENS, map_sampling,
                                      spec.family == "thinking", call,
                                      {"chunk": i + 1, "chunks": len(chunks)}, stream=False)
             _accumulate(totals, gen, queue_s)
             # Keep only what the chunk really says: a small model "quotes" things that are not there.
-            found = [] if gen.text.strip().upper().startswith("NONE") else _evidence(gen.text, chunk)
+            found = [] if gen.text.strip().upper().startswith("NONE") else _evidence(gen.text, chunk, i + 1)
             if found:
-                evidence.extend(found)
+                evidence.extend(text for text, _ in found)
+                passages.extend(p for _, p in found)
                 contributing.append(i + 1)
             if on_event:
                 on_event("progress", {"phase": "map", "chunk": i + 1, "chunks": len(chunks), "relevant": bool(found)})
         # The quotes of every chunk go into one context of the same size: keep those that fit.
         evidence, left_out = self._fit_evidence(spec, plan, evidence, max_tokens)
         body = EVIDENCE_HEADER + ("\n\n".join(evidence) if evidence else "(none found)")
-        prefix, suffix = self._tokens(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
-                                      opts.thinking if spec.family == "hybrid" else None)
+        prefix, suffix = self._conversation(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
+                                            opts.thinking if spec.family == "hybrid" else None, call, ctx - max_tokens)
         gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
                                  spec.family == "thinking", call)
+        claims = self.grounder(sources).ground(gen.text, question, passages)
         _accumulate(totals, gen, queue_s)
         timings = _timings(gen, totals["queue_s"], totals["prefill_tokens"], totals["cached_tokens"],
                            totals["prefill_s"], totals["generate_s"], totals["generated"], "chunked")
         return Answer(
             answer=gen.text, thinking=gen.thinking, mode="chunked", stop_reason=gen.stop_reason,
-            citations=cite(gen.text, sources), timings=timings,
+            citations=cite(gen.text, sources, claims), timings=timings, claims=[c.to_dict() for c in claims],
             coverage={"chunks_total": len(chunks), "chunks_read": len(chunks), "contributing": contributing},
             notes=[f"{left_out} quoted passage(s) did not fit the final context and were left out."]
             if left_out else [],
@@ -359,7 +433,8 @@ class Engine:
         """The quotes, each once and in document order, that fit the reduce context beside the
         instructions, the question and the answer; and how many did not (the prompt would not fit)."""
         prefix, suffix = self._tokens(spec, prompts.REDUCE_INSTRUCTIONS, EVIDENCE_HEADER, "", None)
-        room = (plan.chunk_ctx or plan.n_ctx) - len(prefix) - len(suffix) - plan.question_tokens - max_tokens
+        room = (plan.chunk_ctx or plan.n_ctx) - len(prefix) - len(suffix) - plan.question_tokens \
+            - plan.history_tokens - max_tokens
         kept: list[str] = []
         left_out = 0
         for quote in dict.fromkeys(evidence):
@@ -372,20 +447,27 @@ class Engine:
         return kept, left_out
 
 
-def _evidence(text: str, chunk: list[Part]) -> list[str]:
+def _evidence(text: str, chunk: list[Part], chunk_no: int) -> list[tuple[str, Passage]]:
+    """What the map step of chunk `chunk_no` quoted that the chunk really says: the line for the
+    reduce prompt, and the passage (with its place) that grounding keeps as the claim's evidence."""
     out = []
     for part in chunk:
         for quote in verbatim_spans(text, part.text):
             s = part.section
             where = f"page {s.page}" if s.page is not None else f"{s.path or part.document.filename}, lines " \
                 f"{part.line_start}-{part.line_end}"
-            out.append(f"{part.document.filename}, {where}: {quote}" if s.page is not None else f"{where}: {quote}")
+            line = f"{part.document.filename}, {where}: {quote}" if s.page is not None else f"{where}: {quote}"
+            path = s.path or (part.document.filename if s.page is None else None)
+            out.append((line, Passage(part.document.id, part.document.filename, s.page, path,
+                                      part.line_start if s.page is None else None,
+                                      part.line_end if s.page is None else None, quote, chunk=chunk_no)))
     return out
 
 
-def cite(text: str, sources: Sources) -> list[dict[str, Any]]:
-    found = extract_citations(text, sources) or attribute(text, sources)
-    return [c.to_dict() for c in found]
+def cite(text: str, sources: Sources, claims: Sequence[grounding.Claim] = ()) -> list[dict[str, Any]]:
+    """The model's own citations, checked; failing those, the passages grounding found (origin "matched")."""
+    found = extract_citations(text, sources)
+    return [c.to_dict() for c in found] if found else grounding.citations(claims)
 
 
 def _accumulate(totals: dict[str, Any], gen: Generation, queue_s: float) -> None:

@@ -44,20 +44,39 @@ class ChatTemplate:
         self.bos_text = bos_text
         self.eos_text = eos_text
 
-    def render(self, system: str, user_parts: list[str], *, enable_thinking: bool | None = None) -> Rendered:
-        """system is trusted; user_parts are untrusted and appear in order in one user message."""
-        slots = [_SLOT.format(i) for i in range(len(user_parts))]
+    def render(self, system: str, user_parts: list[str], *, enable_thinking: bool | None = None,
+               turns: list[tuple[str, str]] | None = None) -> Rendered:
+        """system is trusted; user_parts are untrusted and appear in order in one user message.
+
+        With `turns` (earlier (question, answer) pairs, untrusted), the conversation is laid out as
+        user: user_parts[0] + turns[0].question, assistant: turns[0].answer, ... and a last user
+        message holding user_parts[1:]: the documents (user_parts[0]) stay first, so the token
+        prefix up to their end is the same with or without history."""
+        parts: list[str] = []
+        messages: list[dict[str, str]] = [{"role": "system", "content": system}]
+
+        def slots(texts: list[str]) -> str:
+            start = len(parts)
+            parts.extend(texts)
+            return "".join(_SLOT.format(i) for i in range(start, len(parts)))
+
+        if turns:
+            for i, (question, answer) in enumerate(turns):
+                messages.append({"role": "user", "content": slots([user_parts[0], question] if i == 0 else [question])})
+                messages.append({"role": "assistant", "content": slots([answer])})
+            messages.append({"role": "user", "content": slots(user_parts[1:])})
+        else:
+            messages.append({"role": "user", "content": slots(user_parts)})
         kwargs: dict[str, Any] = {}
         if enable_thinking is not None:
             kwargs["enable_thinking"] = enable_thinking
         text = self.template.render(
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": "".join(slots)}],
-            add_generation_prompt=True, bos_token=self.bos_text, eos_token=self.eos_text, **kwargs,
+            messages=messages, add_generation_prompt=True, bos_token=self.bos_text, eos_token=self.eos_text, **kwargs,
         )
         pieces: list[tuple[str, bool]] = []
         rest = text
-        for slot, part in zip(slots, user_parts, strict=True):
-            before, found, rest = rest.partition(slot)
+        for i, part in enumerate(parts):
+            before, found, rest = rest.partition(_SLOT.format(i))
             if not found:
                 raise ValueError("the chat template dropped the user's message")
             pieces += [(before, True), (part, False)]

@@ -166,6 +166,8 @@ class BatchItem(Base):
     citations: Mapped[list[Any]] = mapped_column(default=list)
     mode: Mapped[str | None] = mapped_column(String(16))
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # claims, grounding, notes, coverage of the answer (the assistant message's `extra`, for batches)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64))

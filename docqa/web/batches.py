@@ -24,7 +24,7 @@ class BatchIn:
     mode: str | None = None
     per_document: bool = False
     max_tokens: int | None = None
-    sampling: dict[str, float] = field(default_factory=dict)
+    sampling: dict[str, float | str] = field(default_factory=dict)
     thinking: bool | None = None
 
 

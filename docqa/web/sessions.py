@@ -47,13 +47,15 @@ class QuestionIn:
     question: str
     thinking: bool | None = None
     max_tokens: int | None = None
-    sampling: dict[str, float] = field(default_factory=dict)
+    sampling: dict[str, float | str] = field(default_factory=dict)
+    history: bool = True  # false: answer without the session's earlier turns
 
 
 def message_out(m: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"id": m.id, "role": m.role, "content": m.content, "created_at": iso_utc(m.created_at)}
     if m.role == "assistant":
-        out.update(thinking=m.thinking or "", citations=m.citations, mode=m.mode, timings=m.timings, **(m.extra or {}))
+        out.update(thinking=m.thinking or "", citations=m.citations, mode=m.mode, timings=m.timings,
+                   **{"claims": [], "grounding": {}, "history": {}, **(m.extra or {})})
     return out
 
 
@@ -103,7 +105,8 @@ class SessionController(Controller):
           opt={RATE: "questions"})
     async def ask(self, request: Request, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
                   session_id: FromPath[str], data: JSONBody[QuestionIn]) -> Response[dict[str, Any]] | ServerSentEvent:
-        opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling or {})
+        opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling or {},
+                          history=data.history)
         # Every refusal (404, 409, 422, and 503 when the model's queue is full) is answered as JSON here,
         # before a stream could start; an accepted question holds its place in the queue to the end.
         # The session and its documents are looked up as the principal's own (404 otherwise); the answer

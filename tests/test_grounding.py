@@ -1,0 +1,123 @@
+"""Grounding on hand-written cases: every status, and the facts that must match (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from docqa.engine.grounding import Grounder, Passage, abstains, citations, facts, split_claims, summary
+from docqa.store.models import Document, Section
+
+LEASE = (
+    "This Lease Agreement is made on 1 March 2025 between Alice Martin (the Landlord) and Bob Stone (the Tenant).\n"
+    "The Tenant shall pay a monthly rent of EUR 4,500 on the first day of each month.\n"
+    "This Agreement is governed by the laws of England and Wales.\n"
+    "Either party may terminate this Agreement by giving thirty (30) days written notice.\n"
+    "The market opens before dawn. Clocks in the tower strike every hour.\n"
+)
+CODE = 'DISCOUNTS = {"STAFF10": 0.10, "VIP25": 0.25}\n\ndef apply_discount(total, code):\n    return total\n'
+QUESTION = "What is the monthly rent?"
+
+
+@pytest.fixture(scope="module")
+def grounder() -> Grounder:
+    lease = Document(id="lease", filename="lease.txt", kind="text", sha256="a")
+    code = Document(id="code", filename="shop.zip", kind="archive", sha256="b")
+    return Grounder([
+        (lease, [Section(id=1, ordinal=0, path=None, line_start=1, line_end=5, text=LEASE)]),
+        (code, [Section(id=2, ordinal=0, path="shop/discounts.py", line_start=1, line_end=4, text=CODE)]),
+    ])
+
+
+def one(grounder: Grounder, text: str, question: str = QUESTION, evidence: list[Passage] | None = None):
+    claims = grounder.ground(text, question, evidence or [])
+    assert len(claims) == 1, claims
+    return claims[0]
+
+
+def test_quoted_needs_the_quote_in_the_cited_lines_and_the_claims_facts(grounder: Grounder) -> None:
+    c = one(grounder, 'The rent is EUR 4,500 a month [lease.txt:L2] "monthly rent of EUR 4,500".')
+    assert c.status == "quoted" and c.score == 100.0
+    assert c.passage is not None
+    assert c.passage["quote"] == "monthly rent of EUR 4,500"
+    assert (c.passage["filename"], c.passage["line_start"], c.passage["line_end"]) == ("lease.txt", 2, 2)
+    assert c.passage["text"].startswith("The Tenant shall pay")
+    # a real quote, but cited at the wrong lines: not quoted; still found by docqa, so supported
+    moved = one(grounder, 'The rent is EUR 4,500 a month [lease.txt:L4] "monthly rent of EUR 4,500".')
+    assert moved.status == "supported" and moved.passage["line_start"] == 2
+    # a verified quote does not vouch for a number the quote lacks
+    wrong = one(grounder, 'The rent is EUR 45 a month [lease.txt:L2] "monthly rent of EUR 4,500".')
+    assert wrong.status == "unsupported" and wrong.missing == ["45"]
+
+
+def test_supported_paraphrase_with_the_amount_written_another_way(grounder: Grounder) -> None:
+    c = one(grounder, "The tenant pays 4500 euros every month.")
+    assert c.status == "supported", c
+    assert c.passage is not None and "EUR 4,500" in c.passage["text"]
+    assert c.passage["line_start"] == 2 and c.score is not None and c.score >= 60
+    date = one(grounder, "The lease was made on March 1, 2025.")
+    assert date.status == "supported" and date.passage["line_start"] == 1
+    days = one(grounder, "Either party can end the agreement with 30 days notice in writing.")
+    assert days.status == "supported" and days.passage["line_start"] == 4
+
+
+def test_wrong_number_is_not_supported_by_a_passage_that_looks_alike(grounder: Grounder) -> None:
+    c = one(grounder, "The rent is 45 euros per month.")
+    assert c.status == "unsupported"
+    assert c.missing == ["45"]
+    assert c.nearest is not None and "4,500" in c.nearest["text"]  # shown for comparison, not as support
+    assert one(grounder, "The lease was made on 2 March 2025.").status == "unsupported"
+
+
+def test_wrong_name_is_not_supported(grounder: Grounder) -> None:
+    c = one(grounder, "The agreement is governed by the law of the European Union.")
+    assert c.status == "unsupported" and c.missing == ["european union"]
+    assert one(grounder, "The agreement is governed by the laws of England and Wales.").status == "supported"
+    assert one(grounder, "The landlord is Carol Martin.").status == "unsupported"
+    assert one(grounder, "The landlord is Alice Martin.").status == "supported"
+
+
+def test_unsupported_and_the_two_neutral_statuses(grounder: Grounder) -> None:
+    assert one(grounder, "Paris is the capital of France and hosts the tenant.").status == "unsupported"
+    assert one(grounder, "The documents do not say who the guarantor is.").status == "not_in_documents"
+    assert one(grounder, "You asked about the monthly rent.").status == "restates_question"
+    claims = grounder.ground("The monthly rent. The rent is EUR 4,500. The document does not mention a deposit. "
+                             "The deposit is EUR 9,000.", QUESTION)
+    assert [c.status for c in claims] == ["restates_question", "supported", "not_in_documents", "unsupported"]
+    counts = summary(claims)
+    assert (counts["grounded"], counts["unsupported"], counts["checked"]) == (1, 1, 2)
+
+
+def test_code_identifiers_are_facts(grounder: Grounder) -> None:
+    c = one(grounder, 'The code VIP25 gives a 0.25 discount.', "Which discount codes exist?")
+    assert c.status == "supported" and c.passage["path"] == "shop/discounts.py" and c.passage["line_start"] == 1
+    assert one(grounder, "The code VIP30 gives a 0.25 discount.", "Which discount codes exist?").status == \
+        "unsupported"
+
+
+def test_chunked_evidence_is_kept_as_the_claims_passage(grounder: Grounder) -> None:
+    quote = Passage("lease", "lease.txt", None, "lease.txt", 2, 2, "monthly rent of EUR 4,500", chunk=3)
+    c = one(grounder, "The monthly rent is EUR 4,500.", "How much is paid?", [quote])
+    assert c.status == "supported" and c.passage["chunk"] == 3 and c.passage["text"] == quote.text
+
+
+def test_citations_from_claims_are_whole_sentences_not_fragments(grounder: Grounder) -> None:
+    claims = grounder.ground("The tenant pays EUR 4,500 monthly. The VIP25 discount is 0.25.", "What applies?")
+    cites = citations(claims)
+    assert [c["marker"] for c in cites] == ["[lease.txt:L2]", "[shop/discounts.py:L1]"]
+    assert cites[0]["quote"] == "The Tenant shall pay a monthly rent of EUR 4,500 on the first day of each month."
+    assert all(c["verified"] and c["origin"] == "matched" for c in cites)
+
+
+def test_claims_are_sentences_with_their_markers() -> None:
+    assert split_claims('The fee is EUR 4,500. [p. 1] "EUR 4,500" See e.g. clause 4.5 below.\n- A bullet.') == [
+        'The fee is EUR 4,500. [p. 1] "EUR 4,500"', "See e.g. clause 4.5 below.", "A bullet."]
+
+
+def test_facts_read_numbers_dates_names_and_codes() -> None:
+    f = facts("On 1 March 2025 Alice Martin paid EUR 4,500 and thirty (30) days later code VIP25 expired.")
+    assert f.dates == {"2025-03-01"}
+    assert {"4500", "30"} <= f.numbers
+    assert "alice martin" in f.names and "vip25" in f.codes
+    assert facts("March 1, 2025").dates == facts("2025-03-01").dates == {"2025-03-01"}
+    assert facts("forty-five euros").numbers == {"45"}
+    assert abstains("The text does not specify the deposit.") and not abstains("The deposit is EUR 9,000.")
