@@ -283,3 +283,18 @@ def test_question_over_a_scanned_contract_cites_the_scanned_page(client):
     assert "4,200" in answer["answer"], answer["answer"]
     scanned = [c for c in answer["citations"] if c["page"] == 2 and c["verified"]]
     assert scanned and "4,200" in scanned[0]["quote"], answer["citations"]
+
+
+def test_docx_in_chunked_mode_keeps_clause_and_paragraph_markers(client):
+    """Chunked mode renders slices of sections: a Word clause cut in two keeps its § and ¶ numbers."""
+    from docqa.engine.chunking import parts_of
+    from docqa.engine.engine import Engine
+
+    doc = created(client, "msa.docx", doc_builders.contract_docx())
+    service = client.app.state.documents
+    sources = [(service.get(doc["id"]), service.all_sections(doc["id"]))]
+    parts = parts_of(sources, lambda text: len(text.split()), 12)  # small enough to cut clause 4.2
+    rendered = Engine.render_parts(parts)
+    assert "None" not in rendered, rendered
+    assert "[msa.docx §4.2 ¶1-" in rendered and "¶3 The notice period is sixty days." in rendered, rendered
+    assert sum(p.section.clause == "4.2" for p in parts) >= 2  # clause 4.2 was split

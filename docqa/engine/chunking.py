@@ -31,7 +31,7 @@ def parts_of(sources: list[tuple[Document, list[Section]]], count: Callable[[str
         for s in sections:
             n = count(s.text)
             if n <= limit:
-                parts.append(Part(doc, s, s.text, s.line_start, s.line_end, n))
+                parts.append(Part(doc, s, s.text, *_span(s), n))
             else:
                 parts.extend(_split(doc, s, count, limit))
     return parts
@@ -73,8 +73,18 @@ def _cut(text: str, count: Callable[[str], int], limit: int) -> list[str]:
     return pieces
 
 
+def _span(s: Section) -> tuple[int | None, int | None]:
+    """A whole section's first and last line (text files) or paragraph (Word, HTML)."""
+    if s.line_start is not None:
+        return s.line_start, s.line_end
+    return s.para_start, s.para_end
+
+
 def _line(s: Section, offset: int) -> int | None:
-    return s.line_start + offset if s.line_start is not None else None
+    """The line (text files) or paragraph (Word, HTML: one per text line) `offset` lines into `s`."""
+    if s.line_start is not None:
+        return s.line_start + offset
+    return s.para_start + offset if s.para_start is not None else None
 
 
 def pack(parts: list[Part], budget: int, overlap: int) -> list[list[Part]]:

@@ -165,10 +165,7 @@ class Engine:
                     out.append(prompts.DOCUMENT_CLOSE)
                 out.append(prompts.document_open(p.document))
                 current = p.document
-            s = p.section
-            marker = f"[page {s.page}]" if s.page is not None else (
-                f"[{s.path or p.document.filename}:L{p.line_start}-L{p.line_end}]")
-            out.append(f"{marker}\n{p.text}\n")
+            out.append(prompts.render_part(p.document, p.section, p.text, p.line_start, p.line_end))
         if current is not None:
             out.append(prompts.DOCUMENT_CLOSE)
         return "".join(out)
@@ -456,6 +453,9 @@ def _evidence(text: str, chunk: list[Part], chunk_no: int) -> list[tuple[str, Pa
             s = part.section
             where = f"page {s.page}" if s.page is not None else f"{s.path or part.document.filename}, lines " \
                 f"{part.line_start}-{part.line_end}"
+            if s.para_start is not None:  # Word / HTML: cited by clause and paragraph
+                clause = f" §{s.clause}" if s.clause else ""
+                where = f"{part.document.filename}{clause} ¶{part.line_start}-{part.line_end}"
             line = f"{part.document.filename}, {where}: {quote}" if s.page is not None else f"{where}: {quote}"
             path = s.path or (part.document.filename if s.page is None else None)
             out.append((line, Passage(part.document.id, part.document.filename, s.page, path,

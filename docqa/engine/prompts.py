@@ -40,6 +40,19 @@ def section_marker(doc: Document, section: Section) -> str:
     return f"[{path}:L{section.line_start}-L{section.line_end}]"
 
 
+def render_part(doc: Document, section: Section, text: str, first: int | None, last: int | None) -> str:
+    """A slice of a section (chunked mode): lines `first`..`last` of a text file, or paragraphs
+    `first`..`last` of a Word/HTML section, with the marker a citation of it names."""
+    if section.page is not None:
+        return f"[page {section.page}]\n{text}\n"
+    if section.para_start is not None and first is not None:
+        clause = f" §{section.clause}" if section.clause else ""
+        heading = f" {section.heading}" if section.heading else ""
+        body = "\n".join(f"¶{first + i} {line}" for i, line in enumerate(text.split("\n")))
+        return f"[{doc.filename}{clause} ¶{first}-{last}]{heading}\n{body}\n"
+    return f"[{section.path or doc.filename}:L{first}-L{last}]\n{text}\n"
+
+
 def render_section(doc: Document, section: Section) -> str:
     if section.para_start is not None:  # each paragraph on its line, numbered as a citation names it
         heading = f" {section.heading}" if section.heading else ""
