@@ -10,6 +10,7 @@ from litestar.testing import TestClient
 
 from docqa.settings import Settings
 from docqa.web.app import create_app
+from tests.support import LOOPBACK
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         yield c
 
 

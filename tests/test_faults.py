@@ -35,7 +35,7 @@ from docqa.store.files import BlobStore
 from docqa.web.app import create_app
 from tests.browser import Server
 from tests.builders import make_many_page_pdf
-from tests.support import recorded
+from tests.support import LOOPBACK, recorded
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1"}
 GARDEN = b"""Harbor Lane Community Garden: season notes
@@ -339,7 +339,8 @@ def test_state_cache_deleted_or_corrupted_while_running(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text  # never a 500: the cache is only ever a shortcut
         return r.json()["timings"]
 
-    with recorded("docqa.engine.state_cache", logging.WARNING) as warned, TestClient(create_app(settings)) as client:
+    with recorded("docqa.engine.state_cache", logging.WARNING) as warned, \
+            TestClient(create_app(settings), base_url=LOOPBACK) as client:
         a = client.post("/api/documents", files={"file": ("garden.txt", GARDEN, "text/plain")}).json()["id"]
         b = client.post("/api/documents", files={"file": ("bakery.txt", BAKERY, "text/plain")}).json()["id"]
         sa, sb = (client.post("/api/sessions", json={"document_ids": [d]}).json()["id"] for d in (a, b))
