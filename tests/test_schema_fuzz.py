@@ -92,7 +92,7 @@ def test_api_answers_as_its_schema_says(case):
     # The same request as a hostile client would send it (one class per case, chosen by the case):
     # a foreign Host (DNS rebinding), another site's page, a body that is not JSON.
     name, headers, expected = hostile_variant(case)
-    if name:
+    if name and response.status_code != 405:  # a method no route takes ends at the router, before any check
         started = time.perf_counter()
         response = case.call(base_url=LOOPBACK, headers=headers, timeout=30)
         record(f"{case.operation.label} [{name}]", response.status_code, time.perf_counter() - started, case)
@@ -101,7 +101,7 @@ def test_api_answers_as_its_schema_says(case):
 
 
 def hostile_variant(case: Any) -> tuple[str, dict[str, str], int]:
-    method = case.operation.method.upper()
+    method = str(getattr(case, "method", None) or case.operation.method).upper()  # negative cases change it
     classes = [("foreign host", {"Host": "rebind.example:8000"}, 400)]
     if method not in ("GET", "HEAD", "OPTIONS"):
         classes.append(("cross-site", {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, 403))
@@ -146,7 +146,7 @@ def test_deep_json_and_non_numbers_are_4xx(hostile_client: TestClient, method: s
 @pytest.mark.parametrize(("method", "path"), ID_OPERATIONS)
 def test_huge_ids_are_refused_without_echo(hostile_client: TestClient, method: str, path: str) -> None:
     client = hostile_client
-    r = client.request(method, re.sub(r"\{[^}]+\}", "f" * 100_000, path),
+    r = client.request(method, re.sub(r"\{[^}]+\}", "f" * 20_000, path),
                        **({"json": {"question": "q"}} if method == "POST" else {}))
     assert r.status_code in (404, 422) and len(r.content) < 600, (r.status_code, len(r.content))
     if "sections" in path:
