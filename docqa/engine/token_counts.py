@@ -26,8 +26,11 @@ ESTIMATE_SLACK = 2
 
 
 class _Doc(Protocol):
-    id: str
-    token_estimate: int
+    @property
+    def id(self) -> str | None: ...  # None: not stored (built in memory), so never cached
+
+    @property
+    def token_estimate(self) -> int | None: ...
 
 
 class TokenCounts:
@@ -41,7 +44,7 @@ class TokenCounts:
 
     def check_estimate(self, documents: Iterable[_Doc]) -> None:
         """Refuse, before any tokenizing, a set whose upload-time estimate is far past the ceiling."""
-        estimate = sum(d.token_estimate for d in documents)
+        estimate = sum(d.token_estimate or 0 for d in documents)
         if estimate > ESTIMATE_SLACK * self.max_set_tokens:
             raise DocumentSetTooLarge(
                 f"These documents hold about {estimate:,} tokens; this server plans at most "
@@ -52,7 +55,7 @@ class TokenCounts:
     def prompt_tokens(self, identity: str, documents: Sequence[_Doc], compute: Callable[[], int]) -> int:
         """The set's prompt tokens (from the cache, or `compute()` once), refused past the ceiling."""
         self.check_estimate(documents)
-        n = self.get((identity, "prompt", *(d.id for d in documents)), compute)
+        n = self.get(_key(identity, "prompt", documents), compute)
         if n > self.max_set_tokens:
             raise DocumentSetTooLarge(
                 f"These documents are {n:,} tokens for this model; this server plans at most "
@@ -62,7 +65,7 @@ class TokenCounts:
         return n
 
     def chunks(self, identity: str, documents: Sequence[_Doc], layout: str, compute: Callable[[], int]) -> int:
-        return self.get((identity, f"chunks:{layout}", *(d.id for d in documents)), compute)
+        return self.get(_key(identity, f"chunks:{layout}", documents), compute)
 
     def tally(self, reset: bool = False) -> tuple[int, int]:
         """(counts served from the cache, counts computed) by the calling thread, optionally starting afresh."""
@@ -75,7 +78,10 @@ class TokenCounts:
         c, n = getattr(self._thread, "tally", (0, 0))
         self._thread.tally = (c + cached, n + computed)
 
-    def get(self, key: tuple[str, ...], compute: Callable[[], int]) -> int:
+    def get(self, key: tuple[str, ...] | None, compute: Callable[[], int]) -> int:
+        if key is None:
+            self._count(0, 1)
+            return compute()
         with self._lock:
             if key in self._counts:
                 self._counts.move_to_end(key)
@@ -95,3 +101,10 @@ class TokenCounts:
                     self._counts.popitem(last=False)
                 self._flights.pop(key, None)
             return n
+
+
+def _key(identity: str, what: str, documents: Sequence[_Doc]) -> tuple[str, ...] | None:
+    ids = [d.id for d in documents]
+    if not identity or any(i is None for i in ids):
+        return None
+    return (identity, what, *(str(i) for i in ids))
