@@ -515,7 +515,9 @@ def run(*, clients: int = 50, duration_s: float = 60.0, max_requests: int = 3000
         with tempfile.TemporaryDirectory(prefix="docqa-load-") as tmp:
             data = data_dir or Path(tmp) / "data"
             server_env = {"DOCQA_QUEUE_SIZE": str(queue_size), "DOCQA_RATE_UPLOADS": "0",
-                          "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": str(seed), **(env or {})}
+                          "DOCQA_RATE_QUESTIONS": "0",
+                          "DOCQA_PRINCIPAL_CONCURRENCY": "1000",  # capacity, not the per-principal gate
+                          "DOCQA_SEED": str(seed), **(env or {})}
             if database_url:
                 server_env["DOCQA_DATABASE_URL"] = database_url
             servers = [Server(data, env=server_env) for _ in range(instances)]

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from docqa.documents import DocumentService
 from docqa.engine.engine import Engine
 from docqa.engine.models import ModelRegistry
-from docqa.errors import InvalidRequest, NotFound
+from docqa.errors import InvalidRequest, NotFound, short_id
 from docqa.settings import Settings
 from docqa.store.db import Database
 from docqa.store.models import Batch, BatchItem, Document, iso_utc, utcnow
@@ -191,8 +191,9 @@ class BatchService:
             raise InvalidRequest(f"Unknown mode {mode!r}; use 'whole', 'chunked' or leave it out.")
         if max_tokens is not None and not 1 <= max_tokens <= s.answer_tokens:
             raise InvalidRequest(f"max_tokens must be between 1 and {s.answer_tokens:,}.", limit=s.answer_tokens)
-        for doc_id in document_ids:
-            self.documents.get(doc_id, owner)  # 404 with a sentence when unknown
+        docs = [self.documents.get(doc_id, owner) for doc_id in document_ids]  # 404 with a sentence when unknown
+        for group in ([d] for d in docs) if per_document else [docs]:
+            self.engine.counts.check_estimate(group)  # a set far past DOCQA_MAX_SET_TOKENS: refused now
         spec = self.registry.get(model)
         self.engine.sampling(spec, dict(sampling or {}))  # refuses unknown or out-of-range options
         cleaned = [self._check_question(spec, i, q) for i, q in enumerate(questions)]
@@ -237,7 +238,7 @@ class BatchService:
     def _owned(self, s: Session, batch_id: str, owner: str) -> Batch:
         batch = s.get(Batch, batch_id)
         if batch is None or batch.owner != owner:
-            raise NotFound(f"There is no batch with id {batch_id!r}.")
+            raise NotFound(f"There is no batch with id {short_id(batch_id)}.")
         return batch
 
     @staticmethod

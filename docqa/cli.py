@@ -105,6 +105,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from docqa.access import is_loopback
     from docqa.web.access import keyring_of
     from docqa.web.app import create_app
+    from docqa.web.server import guarded_protocol
 
     settings: Settings = ctx.obj
     settings = settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
@@ -125,7 +126,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
         click.echo(ocr_status(settings.ocr_langs), err=True)
     click.echo(f"docqa serving on http://{settings.host}:{settings.port}  (data in {settings.data_dir})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # uvicorn's h11 protocol with a header timeout and a minimum upload rate (docqa/web/server.py)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                http=guarded_protocol(settings.client_timeout_s, settings.min_upload_rate))
 
 
 @main.command()

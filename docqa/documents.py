@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from docqa.errors import DocumentTooLarge, InvalidDocument, InvalidRequest, NotFound
+from docqa.errors import DocumentTooLarge, InvalidDocument, InvalidRequest, NotFound, short_id
 from docqa.ingest import ParsedDocument, ParseLimits
 from docqa.ingest.sandbox import parse_in_sandbox
 from docqa.settings import Settings
 from docqa.store.db import Database
 from docqa.store.files import BlobStore
 from docqa.store.models import Document, Section
+from docqa.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class DocumentService:
         with self.db.reader() as s:
             doc = s.get(Document, document_id)
         if doc is None or doc.owner != owner:
-            raise NotFound(f"There is no document with id {document_id!r}.")
+            raise NotFound(f"There is no document with id {short_id(document_id)}.")
         return doc
 
     def sections(
@@ -150,7 +151,7 @@ class DocumentService:
             with self.db.transaction() as s:
                 row = s.get(Document, doc.id)
                 if row is None:  # a concurrent delete of the same document won
-                    raise NotFound(f"There is no document with id {document_id!r}.")
+                    raise NotFound(f"There is no document with id {short_id(document_id)}.")
                 s.delete(row)
             self._drop_blob_if_unused(doc.sha256)
 
@@ -193,5 +194,5 @@ def _ocr_langs(value: str | None) -> str | None:
 
 
 def _clean_name(filename: str) -> str:
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = clean_text((filename or "").replace("\\", "/").rsplit("/", 1)[-1])
     return name[:255] or "upload"

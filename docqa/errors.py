@@ -81,3 +81,40 @@ class OcrUnavailable(InvalidDocument):
     """A page needs OCR and this server has no Tesseract (or not the language asked for)."""
 
     code = "ocr_unavailable"
+
+
+class BadRequest(DocqaError):
+    """A request no client following the API would send (a foreign Host, JSON nested too deep)."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class CrossSiteRequest(DocqaError):
+    status_code = 403
+    code = "cross_site"
+
+
+class WrongContentType(DocqaError):
+    status_code = 415
+    code = "wrong_content_type"
+
+
+class DocumentSetTooLarge(DocqaError):
+    """The document set is larger than DOCQA_MAX_SET_TOKENS: refused at plan time with the numbers."""
+
+    status_code = 422
+    code = "document_set_too_large"
+
+
+class ClientGone(DocqaError):
+    """The client disconnected before its plan or session was ready; nothing was created (nobody reads this)."""
+
+    status_code = 499
+    code = "client_gone"
+
+
+def short_id(value: str, limit: int = 40) -> str:
+    """An id as a sentence may quote it: at most `limit` characters of it, so a huge id is not echoed back."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"

@@ -21,9 +21,10 @@ from docqa.engine.budget import Plan, Step
 from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
 from docqa.engine.models import ModelRegistry, ModelSpec
 from docqa.engine.runtime import Place
-from docqa.errors import DocqaError, InvalidRequest, NotFound
+from docqa.errors import ClientGone, DocqaError, InvalidRequest, NotFound, short_id
 from docqa.store.db import Database
 from docqa.store.models import ChatSession, Message, SessionDocument
+from docqa.text import clean_text
 
 
 class DocumentsGone(DocqaError):
@@ -45,6 +46,20 @@ class Prepared:
     turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (question, answer), oldest first
 
 
+BYTES_PER_TOKEN = 32  # more than any tokenizer packs into one token of text
+
+
+def check_question_size(question: str, question_tokens: int) -> None:
+    """A question far too long to fit DOCQA_QUESTION_TOKENS is refused by its size, before it is tokenized."""
+    limit = question_tokens * BYTES_PER_TOKEN
+    size = len(question.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise InvalidRequest(
+            f"The question is {size:,} bytes long; the limit is {limit:,} bytes (and {question_tokens:,} tokens, "
+            "DOCQA_QUESTION_TOKENS).", limit=limit, bytes=size,
+        )
+
+
 def plan_from_dict(d: dict[str, Any]) -> Plan:
     names = {f.name for f in fields(Plan)}
     values = {k: v for k, v in d.items() if k in names}
@@ -64,7 +79,9 @@ class SessionService:
             raise InvalidRequest("Choose at least one document (document_ids is empty).")
         if len(set(document_ids)) != len(document_ids):
             raise InvalidRequest("document_ids lists the same document twice.")
-        return [(self.documents.get(i, owner), self.documents.all_sections(i)) for i in document_ids]
+        docs = [self.documents.get(i, owner) for i in document_ids]
+        self.engine.counts.check_estimate(docs)  # far past the ceiling: refused before reading any text
+        return [(d, self.documents.all_sections(d.id)) for d in docs]
 
     def plan(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
              owner: str = "") -> tuple[ModelSpec, Plan]:
@@ -72,13 +89,16 @@ class SessionService:
         return spec, self.engine.plan(spec, self.sources(document_ids, owner), mode)
 
     def create(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
-               title: str | None = None, owner: str = "") -> ChatSession:
+               title: str | None = None, owner: str = "", cancel: threading.Event | None = None) -> ChatSession:
+        """Plan and store a session; once `cancel` is set (the client went away) nothing is stored."""
         spec, plan = self.plan(document_ids, model, mode, owner)
+        if cancel is not None and cancel.is_set():
+            raise ClientGone("The client went away before the session was ready; nothing was created.")
         with self.db.transaction() as s:
             if not title:
                 first = self.documents.get(document_ids[0], owner).filename
                 title = first if len(document_ids) == 1 else f"{first} + {len(document_ids) - 1} more"
-            session = ChatSession(owner=owner, title=title[:256], model=spec.name, mode=plan.mode,
+            session = ChatSession(owner=owner, title=clean_text(title)[:256], model=spec.name, mode=plan.mode,
                                   plan={**plan.to_dict(), "document_ids": list(document_ids)})
             s.add(session)
             s.flush()
@@ -90,7 +110,7 @@ class SessionService:
         with self.db.reader() as s:
             session = s.get(ChatSession, session_id)
             if session is None or session.owner != owner:
-                raise NotFound(f"There is no session with id {session_id!r}.")
+                raise NotFound(f"There is no session with id {short_id(session_id)}.")
             _ = session.links, session.messages  # load while the session is open
             return session
 
@@ -117,6 +137,7 @@ class SessionService:
         spec = self.registry.get(session.model)
         plan = plan_from_dict(session.plan)
         question = question.strip()
+        check_question_size(question, self.engine.settings.question_tokens)
         self.engine.check_question(spec, question, opts, plan)
         self.engine.sampling(spec, opts.sampling)
         sources = self.sources(ids, owner)
@@ -131,7 +152,7 @@ class SessionService:
         p = prepared or self.prepare(session_id, question, opts, owner)
         if p.session_id != session_id or p.owner != owner:
             p.place.release()
-            raise NotFound(f"There is no session with id {session_id!r}.")
+            raise NotFound(f"There is no session with id {short_id(session_id)}.")
         answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel, p.place,
                                     turns=p.turns)
         with self.db.transaction() as s:

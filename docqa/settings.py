@@ -165,6 +165,38 @@ class Settings(BaseSettings):
         "principal, as N/minute (or /second, /hour, /day); 0 for no limit (429 past it)."
     )
 
+    allowed_hosts: str | None = Field(
+        None,
+        description="With DOCQA_API_KEYS: the Host names (comma-separated; *.example.com for subdomains) the "
+        "server answers besides loopback ones; unset: any. Without keys only localhost, 127.0.0.0/8 and [::1] "
+        "are answered, whatever this says (DNS rebinding).",
+    )
+    max_set_tokens: int = Field(
+        524_288, ge=1,
+        description="Largest document set (model tokens) a plan accepts; 422 with the numbers past it. The "
+        "default is about 35 minutes of reading for the embedded model on 2 CPU cores.",
+    )
+    principal_concurrency: int = Field(
+        4, ge=1,
+        description="Plans, session openings, questions and batch submissions one principal may have in progress "
+        "at once (429 with Retry-After past it).",
+    )
+    planning_threads: int = Field(
+        2, ge=1,
+        description="Threads that count tokens and plan (plans, new sessions, question and batch checks); more "
+        "requests wait for one, and listings and reads never wait behind them.",
+    )
+    client_timeout_s: float = Field(
+        10.0, gt=0,
+        description="Seconds a client has to send a request's headers, and the grace period before the "
+        "minimum upload rate applies (408, then the connection is closed).",
+    )
+    min_upload_rate: int = Field(
+        16_384, ge=0,
+        description="Slowest request body accepted after the grace period, in bytes per second on average "
+        "(408 and the connection closed below it); 0 for no minimum.",
+    )
+
     @field_validator("api_keys")
     @classmethod
     def _valid_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
@@ -212,6 +244,14 @@ class Settings(BaseSettings):
         if not langs or any(not lang.replace("_", "").isalnum() for lang in langs):
             raise ValueError(f"DOCQA_OCR_LANGS takes Tesseract language codes joined by '+' (eng+ara); got {value!r}")
         return "+".join(langs)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: str | None) -> str | None:
+        from docqa.hosts import parse_hosts
+
+        parse_hosts(value)
+        return value
 
     @field_validator("kv_types")
     @classmethod

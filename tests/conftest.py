@@ -16,6 +16,7 @@ from docqa.settings import Settings
 from docqa.store.db import migrate
 from docqa.web.app import create_app
 from tests.pg import Cluster
+from tests.support import LOOPBACK
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -68,7 +69,7 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         yield c
 
 

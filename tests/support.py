@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+LOOPBACK = "http://127.0.0.1"  # a Host the app answers in loopback mode (Litestar's test client says testserver.local)
+
 
 @contextmanager
 def recorded(logger_name: str, level: int = logging.DEBUG) -> Iterator[list[str]]:

@@ -27,7 +27,9 @@ from docqa.settings import Settings
 from docqa.store.models import Batch, BatchItem
 from docqa.web.access import rate_limits
 from docqa.web.app import create_app
+from docqa.web.server import GuardedH11Protocol
 from tests.conftest import stored_files
+from tests.support import LOOPBACK
 
 ALICE_KEY = "alice-key-0123456789abcdef"
 BOB_KEY = "bob-key-fedcba9876543210"
@@ -51,7 +53,7 @@ def keyed_settings(tmp_path: Path, **extra: Any) -> Settings:
 
 @pytest.fixture
 def client(tmp_path: Path, database_url: str | None) -> Iterator[TestClient]:
-    with TestClient(create_app(keyed_settings(tmp_path, database_url=database_url))) as c:
+    with TestClient(create_app(keyed_settings(tmp_path, database_url=database_url)), base_url=LOOPBACK) as c:
         yield c
 
 
@@ -131,7 +133,7 @@ def test_public_paths_need_no_key_and_health_tells_no_one_elses_counts(client: T
 
 
 def test_loopback_mode_needs_no_key(tmp_path: Path) -> None:
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data"))) as c:
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data")), base_url=LOOPBACK) as c:
         doc = upload(c, {}, "a.txt", b"alpha\n")
         assert [d["id"] for d in c.get("/api/documents").json()] == [doc["id"]]
         assert c.get("/api/documents", headers={"X-API-Key": "anything"}).status_code == 200  # one principal: ""
@@ -186,7 +188,7 @@ def test_malformed_key_settings_are_refused_with_a_sentence() -> None:
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """One keyed app for the scenarios that use the model (loaded once)."""
     settings = keyed_settings(tmp_path_factory.mktemp("access"), answer_tokens=64)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         yield c
 
 
@@ -307,7 +309,7 @@ def test_dedup_is_per_principal_and_the_shared_file_lives_until_the_last_owner_d
 @pytest.mark.both_databases
 def test_rate_limits_are_per_principal_with_429_and_retry_after(tmp_path: Path, database_url: str | None) -> None:
     settings = keyed_settings(tmp_path, rate_uploads="3/minute", rate_questions="2/minute", database_url=database_url)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         for i in range(3):
             upload(c, ALICE, f"a{i}.txt", f"text {i}\n".encode())
         r = c.post("/api/documents", files={"file": ("a3.txt", b"text 3\n", "text/plain")}, headers=ALICE)
@@ -365,7 +367,9 @@ def test_serve_with_keys_binds_anywhere(fake_uvicorn: list[dict[str, Any]], monk
     monkeypatch.setenv("DOCQA_API_KEYS", KEYS)
     result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "8123"])
     assert result.exit_code == 0, result.output
-    assert fake_uvicorn == [{"host": "0.0.0.0", "port": 8123, "log_level": "info"}]
+    (call,) = fake_uvicorn
+    assert {k: call[k] for k in ("host", "port", "log_level")} == {"host": "0.0.0.0", "port": 8123, "log_level": "info"}
+    assert issubclass(call["http"], GuardedH11Protocol)  # the slow-client limits (docqa/web/server.py)
     assert ALICE_KEY not in result.output and "loopback only" not in result.output
     monkeypatch.setenv("DOCQA_API_KEYS", "alice")  # malformed: a sentence, not a traceback
     result = CliRunner().invoke(cli, ["serve"])
@@ -390,7 +394,7 @@ def test_the_cli_acts_as_the_owner_it_is_given(tmp_path: Path, monkeypatch: pyte
     monkeypatch.delenv("DOCQA_API_KEYS")
     assert "DOCQA_API_KEYS is not set" in run("--owner", "bob", "documents").output
 
-    with TestClient(create_app(keyed_settings(tmp_path))) as client:  # the same data folder, over the API
+    with TestClient(create_app(keyed_settings(tmp_path)), base_url=LOOPBACK) as client:  # same data, via API
         assert [d["filename"] for d in client.get("/api/documents", headers=BOB).json()] == ["memo.txt"]
         assert client.get("/api/documents", headers=ALICE).json() == []
 

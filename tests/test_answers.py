@@ -28,7 +28,7 @@ from docqa.cli import main as cli
 from docqa.settings import Settings
 from docqa.store.models import Message
 from docqa.web.app import create_app
-from tests.support import recorded, settled
+from tests.support import LOOPBACK, recorded, settled
 
 PASS_KEY = "52817"
 QUESTION = "What is the pass key?"
@@ -149,7 +149,7 @@ def passkey(tmp_path_factory: pytest.TempPathFactory) -> PassKeyRun:
     """One app, one document: plan, open a session, ask twice, read the history; the app is then
     closed, so a later app on the same folder starts with nothing in memory."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("passkey") / "data")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as client:
         doc = upload(client, "haystack.txt", haystack(40))
         r = client.post("/api/plan", json={"document_ids": [doc["id"]]})
         assert r.status_code == 200, r.text
@@ -170,7 +170,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """An app with default settings, for scenarios that need nothing from earlier questions (the
     streaming one reads a document of its own first, then asks again within the same test)."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("shared") / "data")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as client:
         yield client
 
 
@@ -240,7 +240,7 @@ def test_restart_restores_the_prefix_from_disk_and_discards_a_corrupt_snapshot(p
     assert snapshot.with_suffix(".json").is_file()
 
     # A new process (a new app on the same folder): nothing in memory, the snapshot on disk.
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as client:
         restored, restored_s = answered(client, sid, history=False)  # the document prefix alone
         history = messages(client, sid)
     t = restored["timings"]
@@ -259,7 +259,8 @@ def test_restart_restores_the_prefix_from_disk_and_discards_a_corrupt_snapshot(p
     snapshot.write_bytes(bytes(data))
     damaged = bytes(data)
 
-    with recorded("docqa.engine.state_cache") as warnings, TestClient(create_app(settings)) as client:
+    with recorded("docqa.engine.state_cache") as warnings, \
+            TestClient(create_app(settings), base_url=LOOPBACK) as client:
         rebuilt, rebuilt_s = answered(client, sid)
         assert len(messages(client, sid)) == 8
     t = rebuilt["timings"]
@@ -282,7 +283,8 @@ def test_a_snapshot_llama_cpp_cannot_read_is_rebuilt_from_the_first_token(tmp_pa
     """A snapshot whose sidecar matches but whose KV data llama.cpp rejects: the failed read empties
     the context's sequence, so nothing of what the context held before may be reused."""
     settings = Settings(data_dir=tmp_path / "data")
-    with recorded("docqa.engine.state_cache") as warnings, TestClient(create_app(settings)) as client:
+    with recorded("docqa.engine.state_cache") as warnings, \
+            TestClient(create_app(settings), base_url=LOOPBACK) as client:
         target = open_session(client, upload(client, "notes.txt", haystack(12))["id"])["id"]
         first, _ = answered(client, target)
         assert first["timings"]["prefix_source"] == "evaluated" and PASS_KEY in first["answer"], first
@@ -324,7 +326,7 @@ def test_chunked_mode_forced_by_the_memory_budget(tmp_path: Path) -> None:
     text = haystack(135)
 
     # Plan once with all the memory there is, to read the figures the budget is made of.
-    with TestClient(create_app(Settings(data_dir=data_dir, **tight))) as client:
+    with TestClient(create_app(Settings(data_dir=data_dir, **tight)), base_url=LOOPBACK) as client:
         doc = upload(client, "long.txt", text)
         r = client.post("/api/plan", json={"document_ids": [doc["id"]]})
         assert r.status_code == 200, r.text
@@ -337,7 +339,8 @@ def test_chunked_mode_forced_by_the_memory_budget(tmp_path: Path) -> None:
     assert roomy["needed_bytes"] == whole_needs
     budget = (chunk_needs + whole_needs) // 2  # one 1,024-token context fits, the whole document's does not
 
-    with TestClient(create_app(Settings(data_dir=data_dir, memory_budget=budget, **tight))) as client:
+    with TestClient(create_app(Settings(data_dir=data_dir, memory_budget=budget, **tight)),
+                    base_url=LOOPBACK) as client:
         r = client.post("/api/plan", json={"document_ids": [doc["id"]]})
         assert r.status_code == 200, r.text
         plan = r.json()
@@ -492,10 +495,11 @@ def test_session_whose_document_was_deleted_is_409(shared: TestClient) -> None:
 
 def test_missing_model_is_reported_not_fatal(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", model="/nope/missing.gguf")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as client:
         models = client.get("/api/models").json()
         assert [m["name"] for m in models] == ["default"]
-        assert models[0]["path"] == "/nope/missing.gguf" and models[0]["error"]
+        assert "path" not in models[0] and "missing.gguf" in models[0]["error"]  # never the folder: /nope/
+        assert "/nope/" not in client.get("/api/models").text and "/nope/" not in client.get("/api/health").text
 
         r = client.get("/api/health")
         assert r.status_code == 200, r.text
@@ -520,7 +524,7 @@ def test_models_lists_the_default_with_its_kv_arithmetic(shared: TestClient) -> 
     assert r.status_code == 200, r.text
     (default,) = [m for m in r.json() if m["name"] == "default"]
     assert default["error"] is None
-    assert default["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert "path" not in default  # principals see names, sizes and contexts; `docqa models` shows the path
     assert default["n_ctx_train"] == 8192
     assert default["family"] == "instruct"
     # per token: 30 layers × (K + V) rows of 3 KV heads × 64 values; q8_0/q4_0 blocks hold 32 values

@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 
 from docqa.settings import Settings
 from docqa.web.app import create_app
+from tests.support import LOOPBACK
 
 DOCUMENT = "The pass key is 52817.\nThe garden opens at nine.\nThe shed code is 4417.\n"
 GREEDY = {"temperature": 0, "seed": 1}
@@ -23,7 +24,7 @@ FOLLOW_UP = "What is my name?"
 
 
 def _client(tmp: Path, **settings: object) -> TestClient:
-    return TestClient(create_app(Settings(data_dir=tmp, **settings)))  # type: ignore[arg-type]
+    return TestClient(create_app(Settings(data_dir=tmp, **settings)), base_url=LOOPBACK)  # type: ignore[arg-type]
 
 
 def _session(client: TestClient) -> str:

@@ -38,7 +38,7 @@ from docqa.web.app import create_app
 from tests.browser import Server
 from tests.builders import make_many_page_pdf
 from tests.pg import Cluster, run_as
-from tests.support import recorded, settled
+from tests.support import LOOPBACK, recorded, settled
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1"}
 GARDEN = b"""Harbor Lane Community Garden: season notes
@@ -356,7 +356,7 @@ def test_postgresql_full_disk_is_507_and_an_unreachable_server_503(tmp_path: Pat
                 cluster.start()
                 url = cluster.url(cluster.create_database())
                 settings = Settings(data_dir=tmp_path / "data", database_url=url, rate_uploads="0")
-                with TestClient(create_app(settings)) as c:
+                with TestClient(create_app(settings), base_url=LOOPBACK) as c:
                     small = c.post("/api/documents", files={"file": ("garden.txt", GARDEN, "text/plain")}).json()
                     filler = fill(pgdata, 256 * 1024)
                     big = "".join(f"Line {n}: the tenant pays the rent on the first day of the month.\n"
@@ -402,7 +402,8 @@ def test_state_cache_deleted_or_corrupted_while_running(tmp_path: Path) -> None:
         settled(client)  # the snapshot is written after the answer
         return r.json()["timings"]
 
-    with recorded("docqa.engine.state_cache", logging.WARNING) as warned, TestClient(create_app(settings)) as client:
+    with recorded("docqa.engine.state_cache", logging.WARNING) as warned, \
+            TestClient(create_app(settings), base_url=LOOPBACK) as client:
         a = client.post("/api/documents", files={"file": ("garden.txt", GARDEN, "text/plain")}).json()["id"]
         b = client.post("/api/documents", files={"file": ("bakery.txt", BAKERY, "text/plain")}).json()["id"]
         sa, sb = (client.post("/api/sessions", json={"document_ids": [d]}).json()["id"] for d in (a, b))

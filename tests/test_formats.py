@@ -18,6 +18,7 @@ from docqa.ingest.ocr import tesseract_version
 from docqa.settings import Settings
 from docqa.web.app import create_app
 from tests import builders, doc_builders
+from tests.support import LOOPBACK
 from tests.test_ingest import all_sections, assert_nothing_stored, assert_refused, created, upload
 
 pytestmark = pytest.mark.skipif(tesseract_version() is None, reason="needs Debian's tesseract-ocr (make ocr-deps)")
@@ -86,7 +87,7 @@ def test_ocr_time_extends_the_parse_limit(tmp_path):
     data = doc_builders.scanned_pdf([doc_builders.scan_image([f"Page {n} of the scan.", *CONTRACT]) for n in (1, 2, 3)])
     from litestar.testing import TestClient
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as client:
         doc = created(client, "long-scan.pdf", data)
     assert doc["meta"]["ocr"]["pages"] == [1, 2, 3]
     assert doc["meta"]["parse_seconds"] > 1.0  # past the plain limit, within the extended one
@@ -115,7 +116,7 @@ def test_drawings_without_text_are_still_refused(client, settings):
 def test_ocr_turned_off_refuses_scans(tmp_path):
     from litestar.testing import TestClient
 
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data", ocr=False))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", ocr=False)), base_url=LOOPBACK) as client:
         r = upload(client, "scan.pdf", doc_builders.scanned_pdf([doc_builders.scan_image(CONTRACT)]))
     assert r.status_code == 422
     assert "OCR is turned off" in r.json()["detail"]
@@ -231,7 +232,7 @@ def test_docx_with_too_many_entries_is_refused(tmp_path):
     from litestar.testing import TestClient
 
     settings = Settings(data_dir=tmp_path / "data", max_archive_entries=40)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as client:
         assert_refused(client, settings, "many.docx", doc_builders.docx_with_entries(60), 422, "entries",
                        "at most 40")
 

@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 from docqa.settings import Settings
 from docqa.web.app import create_app
 from tests.conftest import stored_files
+from tests.support import LOOPBACK
 
 TIMEOUT_S = 8.0
 
@@ -98,7 +99,7 @@ def hostile_client(tmp_path_factory):
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("hostile"), parse_timeout_s=TIMEOUT_S, parse_memory_bytes=1024**3
     )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         c.app.state.settings = settings
         yield c, settings
 

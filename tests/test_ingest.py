@@ -22,6 +22,7 @@ from docqa.tokens import estimate_tokens
 from docqa.web.app import create_app
 from tests import builders
 from tests.conftest import stored_files
+from tests.support import LOOPBACK
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -88,7 +89,7 @@ def assert_lines_match(text: str, sections: list[dict]) -> None:
 @contextmanager
 def app_client(tmp_path: Path, **overrides) -> Iterator[tuple[TestClient, Settings]]:
     settings = Settings(data_dir=tmp_path / "custom", **overrides)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         yield c, settings
 
 

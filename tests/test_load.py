@@ -30,7 +30,8 @@ from docqa.settings import Settings
 from docqa.store.models import Document, Section
 from tests.browser import Server
 
-SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1"}
+SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1",
+              "DOCQA_PRINCIPAL_CONCURRENCY": "64"}  # the model queue is what is tested here, not the gate
 
 
 def long_document(lines: int = 12) -> bytes:

@@ -13,9 +13,11 @@ This is the fast part, run by CI (DOCQA_FUZZ_EXAMPLES, default 25 per operation)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +29,11 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from litestar.testing import TestClient
 from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from docqa.settings import Settings
 from docqa.web.app import create_app
+from tests.support import LOOPBACK
 
 EXAMPLES = int(os.environ.get("DOCQA_FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("DOCQA_FUZZ_SEED", "20251128"))  # fixed in CI; the long run picks its own
@@ -82,13 +86,76 @@ def _app_lifespan() -> Iterator[None]:
                                             HealthCheck.data_too_large])
 def test_api_answers_as_its_schema_says(case):
     started = time.perf_counter()
-    response = case.call(timeout=30)
+    response = case.call(base_url=LOOPBACK, timeout=30)
     record(case.operation.label, response.status_code, time.perf_counter() - started, case)
     case.validate_response(response)
+    # The same request as a hostile client would send it (one class per case, chosen by the case):
+    # a foreign Host (DNS rebinding), another site's page, a body that is not JSON.
+    name, headers, expected = hostile_variant(case)
+    if name and response.status_code != 405:  # a method no route takes ends at the router, before any check
+        started = time.perf_counter()
+        response = case.call(base_url=LOOPBACK, headers=headers, timeout=30)
+        record(f"{case.operation.label} [{name}]", response.status_code, time.perf_counter() - started, case)
+        assert response.status_code == expected, (name, response.status_code, response.text[:300])
+        case.validate_response(response, excluded_checks=[positive_data_acceptance])
+
+
+def hostile_variant(case: Any) -> tuple[str, dict[str, str], int]:
+    method = str(getattr(case, "method", None) or case.operation.method).upper()  # negative cases change it
+    classes = [("foreign host", {"Host": "rebind.example:8000"}, 400)]
+    if method not in ("GET", "HEAD", "OPTIONS"):
+        classes.append(("cross-site", {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, 403))
+    if case.media_type == "application/json":
+        classes.append(("text/plain body", {"Content-Type": "text/plain"}, 415))
+    index = zlib.crc32(repr((case.path_parameters, case.query, case.body)).encode()) % (len(classes) + 1)
+    return classes[index] if index < len(classes) else ("", {}, 0)
+
+
+def _filled(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "0123456789abcdef0123456789abcdef", path)
+
+
+BODY_OPERATIONS = [(m.upper(), path) for path, ops in SPEC["paths"].items() for m, op in ops.items()
+                   if "application/json" in op.get("requestBody", {}).get("content", {})]
+ID_OPERATIONS = [(m.upper(), path) for path, ops in SPEC["paths"].items() for m in ops if "{" in path]
+
+
+@pytest.fixture(scope="module")
+def hostile_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("fuzz-hostile"), api_keys=None, rate_uploads="0",
+                        rate_questions="0")
+    with TestClient(create_app(settings), base_url=LOOPBACK) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS)
+def test_deep_json_and_non_numbers_are_4xx(hostile_client: TestClient, method: str, path: str) -> None:
+    """JSON nested far past the decoder's depth (a 500 before) and NaN/Infinity strings where numbers go."""
+    client = hostile_client
+    deep = '{"document_ids": ' + "[" * 20_000 + "]" * 20_000 + "}"
+    r = client.request(method, _filled(path), content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["detail"], r.text[:300]
+    takes_numbers = path.endswith("/questions") or path == "/api/batches"
+    for value in ("NaN", "Infinity", "-Infinity", 1e300) if takes_numbers else ():
+        body = {"document_ids": ["x"], "questions": ["q"], "question": "q",
+                "sampling": {"top_k": value, "seed": value, "top_p": value}}
+        r = client.request(method, _filled(path), json=body)
+        assert r.status_code == 422 and r.json()["detail"], (value, r.text[:300])
+
+
+@pytest.mark.parametrize(("method", "path"), ID_OPERATIONS)
+def test_huge_ids_are_refused_without_echo(hostile_client: TestClient, method: str, path: str) -> None:
+    client = hostile_client
+    r = client.request(method, re.sub(r"\{[^}]+\}", "f" * 20_000, path),
+                       **({"json": {"question": "q"}} if method == "POST" else {}))
+    assert r.status_code in (404, 422) and len(r.content) < 600, (r.status_code, len(r.content))
+    if "sections" in path:
+        r = client.get(_filled(path) + "?offset=99999999999999999999999")
+        assert r.status_code == 422, r.text[:300]
 
 
 def test_served_schema_is_the_fuzzed_one(tmp_path):
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data", api_keys=None))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", api_keys=None)), base_url=LOOPBACK) as client:
         served = client.get("/schema/openapi.json").json()
     assert served["paths"].keys() == SPEC["paths"].keys()
     assert all(path.startswith("/api/") for path in served["paths"])  # not the /schema pages themselves
@@ -105,7 +172,7 @@ def test_served_schema_is_the_fuzzed_one(tmp_path):
 
 def test_options_lists_every_method_of_a_path(tmp_path):
     # Litestar 2's automatic OPTIONS handler knew only the first handler of a path (litestar#4169)
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data", api_keys=None))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data", api_keys=None)), base_url=LOOPBACK) as client:
         assert client.options("/api/documents").headers["allow"] == "GET, OPTIONS, POST"
         assert client.options("/api/sessions/x").headers["allow"] == "DELETE, GET, OPTIONS"
         r = client.request("TRACE", "/api/documents")

@@ -20,6 +20,7 @@ from docqa.store.files import BlobStore
 from docqa.store.models import Base, Document, Section
 from docqa.web.app import create_app
 from tests.conftest import stored_files
+from tests.support import LOOPBACK
 
 
 def sha(data: bytes) -> str:
@@ -204,14 +205,14 @@ def test_sweep_orphans_after_a_crash_between_file_and_row(tmp_path, db):
 
 def test_app_start_removes_orphans(tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
         r = c.post("/api/documents", files={"file": ("kept.txt", b"kept\n", "text/plain")})
         assert r.status_code == 201
     orphan = b"orphan left by a crash\n"
     BlobStore(settings.blobs_dir).put(sha(orphan), orphan)
     assert len(stored_files(settings)) == 2
 
-    with TestClient(create_app(settings)) as c:  # a restart
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:  # a restart
         assert stored_files(settings) == [BlobStore(settings.blobs_dir).path(sha(b"kept\n"))]
         assert [d["filename"] for d in c.get("/api/documents").json()] == ["kept.txt"]
 

@@ -31,6 +31,7 @@ from docqa.engine.runtime import Job, Place, Runtime
 from docqa.engine.sampling import document_sampling
 from docqa.engine.state_cache import ContextConfig, StateCache, state_key
 from docqa.engine.template import ChatTemplate, tokenize_pieces
+from docqa.engine.token_counts import TokenCounts
 from docqa.engine.work import ContextAllocationFailed, Generation, Sampling
 from docqa.errors import InvalidRequest
 from docqa.settings import Settings
@@ -89,6 +90,7 @@ class Engine:
         self.settings = settings
         self.registry = registry
         self.cache = StateCache(settings.state_dir, settings.state_cache_bytes)
+        self.counts = TokenCounts(settings.max_set_tokens)  # exact counts per (tokenizer, set), computed once
         self.cache.sweep()  # what a crash mid-save left behind
         self._runtimes: dict[str, Runtime] = {}
         self._lock = threading.Lock()
@@ -176,11 +178,13 @@ class Engine:
              answer_tokens: int | None = None) -> Plan:
         if mode not in (None, "auto", "whole", "chunked"):
             raise InvalidRequest(f"Unknown mode {mode!r}; use 'whole', 'chunked' or leave it out.")
-        prefix, suffix = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
+        docs = [d for d, _ in sources]  # counted once per (tokenizer, set): token_counts.py
+        prompt_tokens = self.counts.prompt_tokens(spec.identity, docs, lambda: sum(map(len, self._tokens(
+            spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None))))
         s = self.settings
         assert spec.shape is not None
         plan = make_plan(PlanRequest(
-            model_name=spec.name, shape=spec.shape, prompt_tokens=len(prefix) + len(suffix),
+            model_name=spec.name, shape=spec.shape, prompt_tokens=prompt_tokens,
             question_tokens=s.question_tokens, answer_tokens=answer_tokens or s.answer_tokens,
             history_tokens=s.history_tokens if s.history_turns else 0,
             memory=self.memory_for(spec), margin_bytes=s.memory_margin, n_ubatch=s.n_batch,
@@ -190,7 +194,9 @@ class Engine:
             cache_types=tuple(t.strip() for t in s.kv_types.split(",") if t.strip()),
         ))
         if plan.mode == "chunked":  # count the chunks exactly as answering will cut them
-            plan.n_chunks = len(self.chunks(spec, plan, sources))
+            layout = f"{plan.chunk_ctx or plan.n_ctx}:{plan.question_tokens}:{plan.answer_tokens}"
+            plan.n_chunks = self.counts.chunks(spec.identity, docs, layout,
+                                               lambda: len(self.chunks(spec, plan, sources)))
         return plan
 
     def memory_for(self, spec: ModelSpec) -> Memory:

@@ -32,11 +32,13 @@ from docqa.store.files import BlobStore
 from docqa.store.models import Document
 from docqa.web.access import PUBLIC, auth_middleware, keyring_of, principal_of, provide_principal, rate_limits
 from docqa.web.batches import BatchController
+from docqa.web.costly import costly_gate
 from docqa.web.documents import DocumentController
-from docqa.web.errors import EXCEPTION_HANDLERS
-from docqa.web.openapi import complete_allow_header, document_error_responses
+from docqa.web.errors import EXCEPTION_HANDLERS, DocqaRequest
+from docqa.web.guard import body_type_guard, request_guard
+from docqa.web.openapi import OfflineSwaggerUI, complete_allow_header, document_error_responses, swagger_assets_router
 from docqa.web.schemas import Health
-from docqa.web.sessions import SessionController, list_models
+from docqa.web.sessions import SessionController, list_models, without_paths
 from docqa.worker import BatchWorker
 
 log = logging.getLogger(__name__)
@@ -52,19 +54,20 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", CSP.encode()),  # the /schema pages too: their Swagger UI is served from here
 ]
+NO_STORE = (b"cache-control", b"no-store")  # what /api answers is private to its principal
 
 
 def security_headers(message: Message, scope: Scope) -> None:
-    """Every HTTP response gets the security headers; the CSP spares /schema, whose Swagger UI needs inline
-    scripts (the OpenAPI pages are for developers and carry no user data)."""
+    """Every HTTP response gets the security headers, and every /api answer `Cache-Control: no-store`."""
     if message["type"] != "http.response.start":
         return
     headers = list(message.get("headers") or [])
     present = {name.lower() for name, _ in headers}
     extra = list(SECURITY_HEADERS)
-    if not scope.get("path", "").startswith("/schema"):
-        extra.append((b"content-security-policy", CSP.encode()))
+    if scope.get("path", "").startswith("/api/"):
+        extra.append(NO_STORE)
     headers.extend(h for h in extra if h[0] not in present)
     message["headers"] = headers
 
@@ -88,7 +91,8 @@ def health(request: Request, state: State) -> Response[Health]:
         with db.reader() as s:
             n = int(s.scalar(select(func.count()).select_from(Document).where(Document.owner == principal)) or 0)
     # ready/error checked now (a vanished model file shows), state, running, waiting, queue_depth, queue_size
-    models = {spec.name: state.engine.model_health(spec) for spec in state.registry.list()}
+    models = {spec.name: public_health(state.engine.model_health(spec), state.registry)
+              for spec in state.registry.list()}
     ok = "error" not in database
     return Response(Health(status="ok" if ok else "unavailable", version=__version__, documents=n,
                            details={"models": models, "database": database, "ocr": _ocr(state)}),
@@ -102,6 +106,11 @@ def _ocr(state: State) -> dict[str, object]:
     settings = state.settings
     return {"enabled": settings.ocr, "tesseract": tesseract_version(), "langs": settings.ocr_langs,
             "installed_langs": sorted(installed_languages() - {"osd"}), "status": ocr_status(settings.ocr_langs)}
+
+
+def public_health(health: dict[str, Any], registry: ModelRegistry) -> dict[str, Any]:
+    """Health is public: a model's error names its file, never the folder it lives in."""
+    return {**health, "error": without_paths(health["error"], registry)} if health.get("error") else health
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False, opt={PUBLIC: True})
@@ -163,8 +172,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             health, index, DocumentController, SessionController, BatchController, list_models,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
                                        opt={PUBLIC: True}),
+            swagger_assets_router(),
         ],
-        middleware=[auth_middleware(keyring), *rate_limits(settings)],  # authenticate first, then count
+        request_class=DocqaRequest,
+        # refuse what a web page must not send, authenticate, count the rates, then the principal's costly ones
+        middleware=[request_guard(settings, keyring.enabled), auth_middleware(keyring), body_type_guard(),
+                    *rate_limits(settings), costly_gate(settings.principal_concurrency)],
         lifespan=[lifespan],
         before_send=[security_headers, complete_allow_header],
         state=State({"settings": settings, "keyring": keyring}),
@@ -176,6 +189,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title="docqa", version=__version__,  # the docs carry no user data
+                                     render_plugins=[OfflineSwaggerUI()],
                                      openapi_router=Router(path="/schema", route_handlers=[], opt={PUBLIC: True},
                                                            include_in_schema=False)),
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,

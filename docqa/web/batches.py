@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
+from msgspec import Meta
 
 from docqa.batches import BatchService
 from docqa.errors import InvalidRequest
 from docqa.web.access import RATE
+from docqa.web.costly import COSTLY, run_on_lane
 from docqa.web.openapi import JsonOrCsvOperation
+from docqa.web.schemas import JSON_BODY_LIMIT, DocumentIds, MaxTokens, Name, SamplingIn
 
 
 @dataclass
 class BatchIn:
-    document_ids: list[str]
-    questions: list[str]
-    model: str | None = None
-    mode: str | None = None
+    document_ids: DocumentIds
+    questions: Annotated[list[str], Meta(max_length=10_000)]  # DOCQA_BATCH_MAX_QUESTIONS says the real limit
+    model: Name | None = None
+    mode: Name | None = None
     per_document: bool = False
-    max_tokens: int | None = None
-    sampling: dict[str, float | str] = field(default_factory=dict)
+    max_tokens: MaxTokens | None = None
+    sampling: SamplingIn = field(default_factory=SamplingIn)
     thinking: bool | None = None
 
 
@@ -36,14 +39,15 @@ class BatchController(Controller):
     path = "/api/batches"
     tags = ["batches"]
 
-    @post("/", sync_to_thread=True, status_code=202,
+    @post("/", status_code=202,
           summary="Queue questions over documents (per_document: each document separately); answered in the background",
-          opt={RATE: "questions"})
-    def create(self, state: State, principal: NamedDependency[str], data: JSONBody[BatchIn]) -> dict[str, Any]:
-        return _service(state).create(
+          opt={RATE: "questions", COSTLY: True}, request_max_body_size=JSON_BODY_LIMIT)
+    async def create(self, request: Request, state: State, principal: NamedDependency[str],
+                     data: JSONBody[BatchIn]) -> dict[str, Any]:
+        return await run_on_lane(request, lambda: _service(state).create(
             data.document_ids, data.questions, data.model, data.mode, data.per_document, data.max_tokens,
-            data.sampling, data.thinking, owner=principal,
-        )
+            data.sampling.to_dict(), data.thinking, owner=principal,
+        ))
 
     @get("/", sync_to_thread=True, summary="List batches with their progress, newest first")
     def list_batches(self, state: State, principal: NamedDependency[str]) -> list[dict[str, Any]]:

@@ -26,6 +26,9 @@ class UploadForm:
     ocr_langs: str | None = None  # Tesseract languages for this upload's scanned pages (eng, ara, eng+ara …)
 
 
+MAX_OFFSET = 2**31 - 1  # far past any document's sections; SQLite's integers end at 2**63
+
+
 class DocumentController(Controller):
     path = "/api/documents"
     tags = ["documents"]
@@ -64,7 +67,7 @@ class DocumentController(Controller):
         documents: NamedDependency[DocumentService],
         principal: NamedDependency[str],
         document_id: FromPath[str],
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> SectionPage:
         rows, total = documents.sections(document_id, principal, offset=offset, limit=limit)

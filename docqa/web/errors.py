@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from docqa.errors import DocqaError
+from docqa.engine.models import ModelUnavailable
+from docqa.errors import BadRequest, DocqaError
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,25 @@ def _json(status: int, detail: str, extra: object = None) -> Response:
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
-def domain_error(_: Request, exc: DocqaError) -> Response:
-    response = _json(exc.status_code, exc.detail, exc.extra or None)
+class DocqaRequest(Request[Any, Any, Any]):
+    """Litestar's request, refusing JSON nested too deep for the decoder with a 400 and a sentence."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except RecursionError:
+            raise BadRequest("The JSON body is nested too deeply to read; no request of this API nests more "
+                             "than a few levels.") from None
+
+
+def domain_error(request: Request, exc: DocqaError) -> Response:
+    detail = exc.detail
+    if isinstance(exc, ModelUnavailable):  # a sentence about a model file names the file, not its folder
+        from docqa.web.sessions import without_paths
+
+        registry = getattr(request.app.state, "registry", None)
+        detail = without_paths(detail, registry) if registry is not None else detail
+    response = _json(exc.status_code, detail, exc.extra or None)
     if "retry_after" in exc.extra:
         response.headers["Retry-After"] = str(exc.extra["retry_after"])
     return response
@@ -51,8 +70,14 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     detail = exc.detail if exc.detail and not exc.detail.startswith(("Not Found", "Method Not Allowed")) else ""
     if status == 413:
-        limit = request.app.state.settings.max_upload_bytes
-        detail = f"The upload is larger than the {limit:,}-byte limit of this server; nothing was stored."
+        from docqa.web.guard import JSON, body_media_type
+        from docqa.web.schemas import JSON_BODY_LIMIT
+
+        if body_media_type(request.scope.get("route_handler")) == JSON:
+            detail = f"The request body is larger than the {JSON_BODY_LIMIT:,}-byte limit for JSON requests."
+        else:
+            limit = request.app.state.settings.max_upload_bytes
+            detail = f"The upload is larger than the {limit:,}-byte limit of this server; nothing was stored."
     response = _json(status, detail or _HTTP_SENTENCES.get(status, "The request failed."))
     if exc.headers:  # e.g. 405's Allow (RFC 9110 requires it)
         response.headers.update(exc.headers)

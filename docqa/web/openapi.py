@@ -14,27 +14,34 @@ methods of the first handler registered on a path (litestar-org/litestar#4169, f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request, Router
 from litestar.constants import RESERVED_KWARGS
 from litestar.openapi import ResponseSpec
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
 from docqa.web.access import PUBLIC, RATE
+from docqa.web.costly import COSTLY
 from docqa.web.schemas import ErrorOut
 
 ERRORS: dict[int, str] = {
-    400: "The body is not well-formed JSON or multipart form data.",
+    400: "The body is not well-formed JSON or multipart form data, or is nested too deeply; or the Host header "
+         "is not one this server answers to (DNS rebinding).",
     401: "No API key, or one this server does not know (only when DOCQA_API_KEYS is set).",
+    403: "Sent by a web page on another site (Sec-Fetch-Site / Origin).",
     404: "Nothing with that id (or not the caller's).",
     409: "A document of the session was deleted since; open a new session.",
     413: "The body or upload is larger than DOCQA_MAX_UPLOAD_BYTES.",
-    415: "The upload's type is not supported, or its name contradicts its content.",
+    415: "The body is not of the endpoint's content type (JSON, or multipart for uploads), or the upload's "
+         "type is not supported, or its name contradicts its content.",
     422: "A field is missing or invalid, or the input cannot be processed (the detail says why).",
-    429: "Past the rate limit for this action; Retry-After says when to try again.",
+    429: "Past the rate limit for this action, or the principal has DOCQA_PRINCIPAL_CONCURRENCY costly requests "
+         "in progress; Retry-After says when to try again.",
     500: "An unexpected error; it was logged and nothing was changed.",
     503: "The model is missing, unusable or its queue is full (Retry-After when busy).",
     507: "The disk is full, or the model's context could not be allocated.",
@@ -51,18 +58,20 @@ EXTRA: dict[str, tuple[int, ...]] = {
 
 
 def error_statuses(route: HTTPRoute, method: str, handler: Any) -> set[int]:
-    statuses = {500}
+    statuses = {400, 500}  # 400: a Host this server does not answer to
     if not handler.opt.get(PUBLIC):
         statuses.add(401)
-    if handler.opt.get(RATE):
+    if handler.opt.get(RATE) or handler.opt.get(COSTLY):
         statuses.add(429)
+    if method not in ("GET", "HEAD", "OPTIONS"):
+        statuses.add(403)
     params = set(handler.parsed_fn_signature.parameters)
     path_params = set(route.path_parameters)
     if path_params:
         statuses.add(404)
     query = params - path_params - set(handler.resolve_dependencies()) - RESERVED_KWARGS - {"self"}
     if "data" in params:
-        statuses |= {400, 413, 422}
+        statuses |= {400, 413, 415, 422}
     if query:
         statuses.add(422)
     statuses.update(EXTRA.get(f"{method} {route.path_format}", ()))
@@ -107,3 +116,40 @@ def complete_allow_header(message: Message, scope: Scope) -> None:
     headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"allow"]
     headers.append((b"allow", ", ".join(sorted(methods)).encode()))
     message["headers"] = headers
+
+
+# -- the /schema pages, offline ------------------------------------------------------------------------
+
+SWAGGER_ASSETS = "/vendor/swagger-ui"
+
+
+def swagger_assets_router() -> Router:
+    """Swagger UI's own files, from the `swagger-ui-bundle-v2` package: no CDN, works offline, same-origin under
+    the page's CSP (`script-src 'self'`)."""
+    from litestar.static_files import create_static_files_router
+    from swagger_ui_bundle import swagger_ui_path
+
+    from docqa.web.access import PUBLIC
+
+    return create_static_files_router(path=SWAGGER_ASSETS, directories=[str(swagger_ui_path)],
+                                      include_in_schema=False, opt={PUBLIC: True})
+
+
+class OfflineSwaggerUI(OpenAPIRenderPlugin):
+    """Swagger UI at /schema and /schema/swagger, from vendored files; started by /static/swagger-init.js, since
+    the CSP allows no inline script."""
+
+    def __init__(self) -> None:
+        super().__init__(path=["/", "/swagger"])
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        title = escape(str(openapi_schema["info"]["title"]))
+        return (
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{title} API</title><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<link rel=\"icon\" href=\"{SWAGGER_ASSETS}/favicon-32x32.png\">"
+            f"<link rel=\"stylesheet\" href=\"{SWAGGER_ASSETS}/swagger-ui.css\"></head>"
+            "<body><div id=\"swagger-ui\" data-url=\"/schema/openapi.json\"></div>"
+            f"<script src=\"{SWAGGER_ASSETS}/swagger-ui-bundle.js\"></script>"
+            "<script src=\"/static/swagger-init.js\"></script></body></html>\n"
+        ).encode()

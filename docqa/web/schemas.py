@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
 from docqa.store.models import Document, Section
 
@@ -91,3 +94,29 @@ class Health:
     version: str
     documents: int | None  # the caller's own documents; null without a valid API key
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# -- request bodies: the ranges here are the API's rules (and the OpenAPI schema's), checked before any work ----
+
+JSON_BODY_LIMIT = 4 * 1024 * 1024  # a JSON request body, in bytes (a batch of 200 long questions fits)
+MAX_ID = 64  # ids are 32 hex digits; anything longer cannot exist
+DocumentIds = Annotated[list[Annotated[str, Meta(max_length=MAX_ID)]], Meta(max_length=1000)]
+
+
+class SamplingIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Sampling overrides; each left out takes the model's preset. NaN and infinities are refused."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] | UnsetType = UNSET
+    top_p: Annotated[float, Meta(gt=0, le=1)] | UnsetType = UNSET
+    top_k: Annotated[int, Meta(ge=0, le=1000, description="0: no top-k cut")] | UnsetType = UNSET
+    min_p: Annotated[float, Meta(ge=0, le=1)] | UnsetType = UNSET
+    presence_penalty: Annotated[float, Meta(ge=0, le=2)] | UnsetType = UNSET
+    seed: Annotated[int, Meta(ge=-1, le=2**32 - 1, description="-1: a random seed")] | UnsetType = UNSET
+    preset: Literal["documents", "instruct", "thinking", "greedy"] | UnsetType = UNSET
+
+    def to_dict(self) -> dict[str, float | str]:
+        return {k: v for k in self.__struct_fields__ if (v := getattr(self, k)) is not UNSET}
+
+
+MaxTokens = Annotated[int, Meta(ge=1, le=1 << 20)]
+Name = Annotated[str, Meta(max_length=256)]

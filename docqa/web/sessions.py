@@ -7,15 +7,16 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from anyio import to_thread
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from msgspec import Meta
 
 from docqa.engine.engine import Answer, AskOptions
 from docqa.engine.models import ModelRegistry
@@ -23,31 +24,33 @@ from docqa.errors import DocqaError
 from docqa.sessions import Prepared, SessionService
 from docqa.store.models import ChatSession, Message, iso_utc
 from docqa.web.access import RATE
+from docqa.web.costly import COSTLY, run_costly, run_on_lane
+from docqa.web.schemas import JSON_BODY_LIMIT, DocumentIds, MaxTokens, Name, SamplingIn
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class PlanIn:
-    document_ids: list[str]
-    model: str | None = None
-    mode: str | None = None
+    document_ids: DocumentIds
+    model: Name | None = None
+    mode: Name | None = None
 
 
 @dataclass
 class SessionIn:
-    document_ids: list[str]
-    model: str | None = None
-    mode: str | None = None
-    title: str | None = None
+    document_ids: DocumentIds
+    model: Name | None = None
+    mode: Name | None = None
+    title: Annotated[str, Meta(max_length=1024)] | None = None
 
 
 @dataclass
 class QuestionIn:
-    question: str
+    question: str  # its size is checked before it is tokenized (SessionService.prepare)
     thinking: bool | None = None
-    max_tokens: int | None = None
-    sampling: dict[str, float | str] = field(default_factory=dict)
+    max_tokens: MaxTokens | None = None
+    sampling: SamplingIn = field(default_factory=SamplingIn)
     history: bool = True  # false: answer without the session's earlier turns
 
 
@@ -74,16 +77,31 @@ class SessionController(Controller):
     path = "/api"
     tags = ["sessions"]
 
-    @post("/plan", sync_to_thread=True, status_code=200, summary="The budget manager's plan, allocating nothing")
-    def plan(self, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
-             data: JSONBody[PlanIn]) -> dict[str, Any]:
-        _, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
-        return plan.to_dict()
+    @post("/plan", status_code=200, summary="The budget manager's plan, allocating nothing", opt={COSTLY: True},
+          request_max_body_size=JSON_BODY_LIMIT)
+    async def plan(self, request: Request, sessions: NamedDependency[SessionService],
+                   principal: NamedDependency[str], data: JSONBody[PlanIn]) -> Response[dict[str, Any]]:
+        """The plan; its `Server-Timing` header says how long it took and whether the token counts were
+        computed now or came from the count cache."""
 
-    @post("/sessions", sync_to_thread=True, status_code=201, summary="Open a question session over documents")
-    def create(self, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
-               data: JSONBody[SessionIn]) -> dict[str, Any]:
-        return session_out(sessions.create(data.document_ids, data.model, data.mode, data.title, owner=principal))
+        def timed(_cancel: threading.Event) -> tuple[dict[str, Any], str]:
+            started = time.perf_counter()
+            sessions.engine.counts.tally(reset=True)
+            _, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
+            cached, computed = sessions.engine.counts.tally()
+            source = "tokenized" if computed else "cached" if cached else "none"
+            return plan.to_dict(), f'plan;dur={(time.perf_counter() - started) * 1000:.1f};desc="counts {source}"'
+
+        plan, timing = await run_costly(request, timed)
+        return Response(plan, headers={"Server-Timing": timing})
+
+    @post("/sessions", status_code=201, summary="Open a question session over documents", opt={COSTLY: True},
+          request_max_body_size=JSON_BODY_LIMIT)
+    async def create(self, request: Request, sessions: NamedDependency[SessionService],
+                     principal: NamedDependency[str], data: JSONBody[SessionIn]) -> dict[str, Any]:
+        session = await run_costly(request, lambda cancel: sessions.create(
+            data.document_ids, data.model, data.mode, data.title, owner=principal, cancel=cancel))
+        return session_out(session)
 
     @get("/sessions", sync_to_thread=True, summary="List sessions, newest activity first")
     def list_sessions(self, sessions: NamedDependency[SessionService],
@@ -102,16 +120,16 @@ class SessionController(Controller):
 
     @post("/sessions/{session_id:str}/questions", status_code=200,
           summary="Ask a question; send Accept: text/event-stream to stream progress, thinking and tokens",
-          opt={RATE: "questions"})
+          opt={RATE: "questions", COSTLY: True}, request_max_body_size=JSON_BODY_LIMIT)
     async def ask(self, request: Request, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
                   session_id: FromPath[str], data: JSONBody[QuestionIn]) -> Response[dict[str, Any]] | ServerSentEvent:
-        opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling or {},
+        opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling.to_dict(),
                           history=data.history)
         # Every refusal (404, 409, 422, and 503 when the model's queue is full) is answered as JSON here,
         # before a stream could start; an accepted question holds its place in the queue to the end.
         # The session and its documents are looked up as the principal's own (404 otherwise); the answer
         # below works only from `prepared`, so no other principal's text can reach the model.
-        prepared = await to_thread.run_sync(sessions.prepare, session_id, data.question, opts, principal)
+        prepared = await run_on_lane(request, sessions.prepare, session_id, data.question, opts, principal)
         streamed = "text/event-stream" in request.headers.get("accept", "")
         question = _Question(request, sessions, prepared, opts, streamed)
         if streamed:
@@ -204,4 +222,19 @@ def _resolve(future: asyncio.Future[Any], value: Any) -> None:
 
 @get("/api/models", sync_to_thread=True, tags=["models"], summary="Models with context and KV bytes per token")
 def list_models(registry: NamedDependency[ModelRegistry]) -> list[dict[str, Any]]:
-    return [spec.describe() for spec in registry.list()]
+    """Names, sizes and contexts; never where a model's file lives (`docqa models` shows that to the operator)."""
+    return [public_model(spec.describe(), registry) for spec in registry.list()]
+
+
+def public_model(described: dict[str, Any], registry: ModelRegistry) -> dict[str, Any]:
+    out = {k: v for k, v in described.items() if k != "path"}
+    if out.get("error"):
+        out["error"] = without_paths(str(out["error"]), registry)
+    return out
+
+
+def without_paths(text: str, registry: ModelRegistry) -> str:
+    """A sentence about a model with each model file's path replaced by its file name."""
+    for spec in sorted(registry.list(), key=lambda s: -len(str(s.path))):
+        text = text.replace(str(spec.path), spec.path.name)
+    return text

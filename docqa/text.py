@@ -1,0 +1,15 @@
+"""Text from users that is shown back to people: names and titles without invisible tricks."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# C0 and C1 controls (NUL included), and the bidirectional formatting characters: an override such as
+# U+202E makes "invoice\u202etxt.exe" display as "invoiceexe.txt".
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str) -> str:
+    """NFC, without control characters or bidi overrides, embeddings, isolates and marks."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
