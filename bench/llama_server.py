@@ -41,6 +41,7 @@ def _stream(client: httpx.Client, url: str, body: dict[str, Any], token_event: s
     t0 = time.perf_counter()
     first = 0.0
     last = ""
+    timings = ""
     with client.stream("POST", url, json=body, headers={"accept": "text/event-stream"}) as r:
         r.raise_for_status()
         event = ""
@@ -49,9 +50,11 @@ def _stream(client: httpx.Client, url: str, body: dict[str, Any], token_event: s
                 event = line.partition(":")[2].strip()
             elif line.startswith("data:"):
                 last = line.partition(":")[2].strip()
+                if '"timings"' in last:
+                    timings = last
                 if not first and _is_token(event, last, token_event):
                     first = time.perf_counter() - t0
-    return first, time.perf_counter() - t0, last
+    return first, time.perf_counter() - t0, (timings if token_event == "openai" else last)
 
 
 def _is_token(event: str, data: str, token_event: str) -> bool:
@@ -102,9 +105,10 @@ class LlamaServer:
         body = {"messages": [{"role": "user", "content": f"{document}\nQuestion: {question}"}], "stream": True,
                 "max_tokens": MAX_TOKENS, "temperature": 0, "cache_prompt": True, "seed": 1}
         with httpx.Client(base_url=self.url, timeout=600) as c:
-            ttft, total, _ = _stream(c, "/v1/chat/completions", body, "openai")
-            usage = c.get("/slots").json()[0]
-        return {"ttft_s": ttft, "total_s": total, "n_past": float(usage.get("n_past", 0) or 0)}
+            ttft, total, last = _stream(c, "/v1/chat/completions", body, "openai")
+        timings = json.loads(last).get("timings", {}) if last else {}
+        return {"ttft_s": ttft, "total_s": total, "prompt_n": float(timings.get("prompt_n", 0)),
+                "cache_n": float(timings.get("cache_n", 0))}
 
 
 def _docqa(data: Path) -> Any:
@@ -162,7 +166,7 @@ def bench_server(rounds: int = 2) -> None:
                 result = server.ask(text, q)
                 add("llama_server", phase, result)
                 if phase == "cold":
-                    prompt_tokens["llama_server"] = int(result["n_past"]) - MAX_TOKENS
+                    prompt_tokens["llama_server"] = int(result["prompt_n"] + result["cache_n"])
             server.stop()
             server.start()
             add("llama_server", "restart", server.ask(text, BATCH_QUESTIONS[2]))

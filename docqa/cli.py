@@ -127,8 +127,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         click.echo(ocr_status(settings.ocr_langs), err=True)
     click.echo(f"docqa serving on http://{settings.host}:{settings.port}  (data in {settings.data_dir})")
     # uvicorn's h11 protocol with a header timeout and a minimum upload rate (docqa/web/server.py)
+    # On SIGTERM / Ctrl-C, requests still running after 10 s are ended (their questions are cancelled, nothing
+    # is stored), so a stop never waits for a long reading to finish.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                http=guarded_protocol(settings.client_timeout_s, settings.min_upload_rate))
+                http=guarded_protocol(settings.client_timeout_s, settings.min_upload_rate),
+                timeout_graceful_shutdown=10)
 
 
 @main.command()

@@ -381,7 +381,7 @@ class Runtime:
         try:
             r.send(("job", job_id, job.work()))
             while True:
-                if job.cancel.is_set() and not cancel_sent:
+                if (job.cancel.is_set() or self._closed.is_set()) and not cancel_sent:  # closing: end it too
                     r.send(("cancel", job_id))
                     cancel_sent = True
                 message = r.recv(0.1)

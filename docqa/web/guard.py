@@ -29,20 +29,16 @@ from docqa.settings import Settings
 
 JSON = "application/json"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_media: dict[int, str | None] = {}
 
 
 def body_media_type(handler: Any) -> str | None:
-    """The media type a handler's `data` parameter is read as (JSON or multipart), None without a body."""
-    key = id(handler)
-    if key not in _media:
-        data = handler.parsed_fn_signature.parameters.get("data") if handler is not None else None
-        if data is None:
-            _media[key] = None
-        else:
-            media = getattr(data.kwarg_definition, "media_type", None) or RequestEncodingType.JSON
-            _media[key] = str(getattr(media, "value", media))
-    return _media[key]
+    """The media type a handler's `data` parameter is read as (JSON or multipart), None without a body.
+    (Not cached by `id(handler)`: a collected app's handler id is reused by the next app's.)"""
+    data = handler.parsed_fn_signature.parameters.get("data") if handler is not None else None
+    if data is None:
+        return None
+    media = getattr(data.kwarg_definition, "media_type", None) or RequestEncodingType.JSON
+    return str(getattr(media, "value", media))
 
 
 def is_json(content_type: str) -> bool:
