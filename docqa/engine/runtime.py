@@ -237,6 +237,7 @@ class Runtime:
         self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
         self._jobs_done = 0
         self._ids = itertools.count(1)
+        self._idle_upto = 0  # the last job whose end (its snapshot written) the runner has reported
         self._runner: RunnerProcess | None = None
         self._state = "unloaded"
         self._phase = "idle"
@@ -393,7 +394,7 @@ class Runtime:
                 elif kind == "phase":
                     self._phase = message[2]
                 elif kind == "idle":
-                    self._phase = "idle"
+                    self._phase, self._idle_upto = "idle", max(self._idle_upto, message[1])
                 elif message[1] != job_id:
                     continue  # the end of an earlier job, read only now
                 elif kind == "progress" and job.on_progress:
@@ -418,7 +419,9 @@ class Runtime:
         if r is not self._runner:
             return
         try:
-            while not self._closed.is_set():
+            # Jobs run in order: once any job's end has been read (here, or by a later job's loop that ran
+            # first), this one's snapshot is written.
+            while not self._closed.is_set() and self._idle_upto < job_id:
                 message = r.recv(0.5)
                 if message is None:
                     continue
@@ -427,9 +430,7 @@ class Runtime:
                 elif message[0] == "phase":
                     self._phase = message[2]
                 elif message[0] == "idle":
-                    self._phase = "idle"
-                    if message[1] == job_id:
-                        return
+                    self._phase, self._idle_upto = "idle", max(self._idle_upto, message[1])
         except RunnerDied:
             self._record_crash(r, self._phase)
 
