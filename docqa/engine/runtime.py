@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ import psutil
 
 from docqa.engine import cpu, runner
 from docqa.engine.models import ModelSpec
-from docqa.engine.state_cache import ContextConfig
 from docqa.engine.work import (
     Cancelled,
     ContextAllocationFailed,
@@ -93,21 +92,17 @@ class Place:
 
 
 @dataclass
-class Job:
-    config: ContextConfig
-    prefix: list[int]
-    suffix: list[int]
-    state_key: str
-    max_tokens: int
-    sampling: Sampling
-    start_in_thinking: bool = False
+class Job(Work):
+    """A `Work` with what stays in the web process: where its progress and tokens go, and its cancel flag."""
+
     on_progress: Progress | None = None
     on_token: TokenSink | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def work(self) -> Work:
-        return Work(self.config, self.prefix, self.suffix, self.state_key, self.max_tokens, self.sampling,
-                    self.start_in_thinking, stream=self.on_token is not None, progress=self.on_progress is not None)
+        """What crosses the pipe (the callbacks and the event do not)."""
+        values = {f.name: getattr(self, f.name) for f in fields(Work)}
+        return Work(**{**values, "stream": self.on_token is not None, "progress": self.on_progress is not None})
 
 
 class RunnerDied(Exception):
