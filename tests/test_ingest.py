@@ -664,3 +664,11 @@ def test_openapi_schema_lists_document_routes(client):
     assert "/api/documents" in paths
     assert "post" in paths["/api/documents"] and "get" in paths["/api/documents"]
     assert "/api/documents/{document_id}/sections" in paths
+
+
+def test_an_upload_with_too_many_form_fields_is_413_with_a_sentence(client, settings):
+    fields = {f"extra{i}": (None, "x") for i in range(12)}
+    r = client.post("/api/documents", files={"file": ("a.txt", b"hello\n", "text/plain"), **fields})
+    assert r.status_code == 413, r.text
+    assert "more form fields than this server reads" in r.json()["detail"]
+    assert_nothing_stored(client, settings)
