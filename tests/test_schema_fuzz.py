@@ -29,7 +29,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from litestar.testing import TestClient
 from schemathesis.python import asgi
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from docqa.settings import Settings
 from docqa.web.app import create_app
@@ -88,7 +88,10 @@ def test_api_answers_as_its_schema_says(case):
     started = time.perf_counter()
     response = case.call(base_url=LOOPBACK, timeout=30)
     record(case.operation.label, response.status_code, time.perf_counter() - started, case)
-    case.validate_response(response)
+    # A multipart form carries every field as text: a "boolean" or "integer" password is a string on the wire,
+    # so schemathesis' negative cases of field types are not negative there.
+    text_only = case.media_type == "multipart/form-data"
+    case.validate_response(response, excluded_checks=[negative_data_rejection] if text_only else [])
     # The same request as a hostile client would send it (one class per case, chosen by the case):
     # a foreign Host (DNS rebinding), another site's page, a body that is not JSON.
     name, headers, expected = hostile_variant(case)
