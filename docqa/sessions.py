@@ -144,7 +144,8 @@ class SessionService:
         turns = conversation(session.messages) if opts.history else []
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.runtime(spec).reserve(), turns)
+        place = self.engine.runtime(spec).reserve("interactive", owner)
+        return Prepared(session_id, spec, plan, sources, question, owner, place, turns)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,

@@ -294,7 +294,8 @@ class BatchWorker:
             options = batch.options or {}
             opts = AskOptions(thinking=options.get("thinking"), max_tokens=options.get("max_tokens"),
                               sampling=options.get("sampling") or {}, history=False)  # each question alone
-            answer = self.engine.answer(spec, plan, sources, claim.question, opts, None, claim.cancel)
+            answer = self.engine.answer(spec, plan, sources, claim.question, opts, None, claim.cancel,
+                                        klass="batch", principal=batch.owner)
         except Cancelled:
             if self._stop.is_set():  # shutting down: someone else (or the next start) answers it
                 self._finish(claim, "queued", uncount=True)

@@ -258,11 +258,13 @@ class Engine:
 
     def answer(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                on_event: EventSink | None = None, cancel: threading.Event | None = None,
-               place: Place | None = None, turns: Sequence[Turn] = ()) -> Answer:
-        """Answer under the question's `place` in the model's queue (taken here when none is given and
-        released here either way), so every job it runs, one per chunk in chunked mode, is accepted.
-        `turns`: the conversation's earlier (question, answer) pairs, oldest first."""
-        with place or self.runtime(spec).reserve() as held:
+               place: Place | None = None, turns: Sequence[Turn] = (), klass: str = "interactive",
+               principal: str = "") -> Answer:
+        """Answer under the question's `place` in the model's queue (taken here, in priority class `klass`
+        for `principal`, when none is given, and released here either way), so every job it runs, one
+        per chunk in chunked mode, is accepted. `turns`: the conversation's earlier (question, answer)
+        pairs, oldest first."""
+        with place or self.runtime(spec).reserve(klass, principal) as held:
             self.check_question(spec, question, opts, plan)
             sampling = self.sampling(spec, opts.sampling)
             max_tokens = opts.max_tokens or plan.answer_tokens
@@ -487,11 +489,16 @@ def _accumulate(totals: dict[str, Any], gen: Generation, queue_s: float) -> None
 
 def _timings(gen: Generation, queue_s: float, prefill_tokens: int, cached: int, prefill_s: float,
              generate_s: float, generated: int, source: str) -> dict[str, Any]:
-    return {
+    out = {
         "queue_s": round(queue_s, 3), "prefill_s": round(prefill_s, 3), "prefill_tokens": prefill_tokens,
         "cached_tokens": cached, "generate_s": round(generate_s, 3), "generated_tokens": generated,
         "tokens_per_s": round(generated / generate_s, 2) if generate_s else 0.0, "prefix_source": source,
     }
+    if gen.prefix_source == "read-ahead":
+        out["read_ahead_tokens"] = gen.read_ahead_tokens
+    if gen.yields:  # it gave the model to higher-priority work and resumed
+        out.update(yields=gen.yields, resumed_tokens=gen.resumed_tokens)
+    return out
 
 
 __all__ = ["Answer", "AskOptions", "ContextBudgetExceeded", "Engine"]

@@ -17,7 +17,15 @@ Within a job, the document prefix is made resident before the question is append
    cancellation between slices.
 `Llama.generate` then reuses that prefix, so only the question and the answer are evaluated. A
 freshly read prefix is snapshotted *after* the answer has been sent (and the question's and
-answer's cells dropped), so writing the snapshot is never on the path to the first token.
+answer's cells dropped): its state is copied to memory (milliseconds) and a writer thread writes the
+file, so neither this question's first token nor the next question waits for the disk.
+
+Priorities (runtime.py): the web process may ask a running job to yield ("yield", id) for
+higher-priority work. It stops at its next prefill slice or generated token and answers ("yielded",
+id, info): the cells it read stay resident and are kept as a *partial snapshot* (the first tokens of
+the prefix, a valid state of its own, under `partial_key`), so when it is sent again it continues
+where it stopped instead of reading again, even if the job that ran meanwhile used other documents.
+A read-ahead job (Work.read_ahead) only makes its prefix resident and snapshots it.
 
 The runner never outlives the web process: a thread ends it when the pipe closes or the parent
 process is gone (a SIGKILLed server leaves no runner behind).
@@ -42,8 +50,8 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
-from docqa.engine.state_cache import ContextConfig, StateCache
-from docqa.engine.work import Cancelled, ContextAllocationFailed, Generation, Work
+from docqa.engine.state_cache import ContextConfig, StateCache, copy_state, restore_state
+from docqa.engine.work import Cancelled, ContextAllocationFailed, Generation, Work, Yielded
 from docqa.errors import DocqaError
 
 GGML_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
@@ -65,6 +73,60 @@ class HostParams:
     # it to a crash mid-answer would cost more than the write delays the first token (~1-3 % of the read).
     snapshot_first_after_s: float = 120.0
     fault: str | None = None  # tests only: "start" dies of SIGSEGV as soon as the runner starts
+    # A state up to this size is copied to memory and written to disk by a background thread; a larger
+    # one is written directly (after the answer), so a huge context is never held twice in memory.
+    copy_state_bytes: int = 2 * 1024**3
+
+
+class SnapshotWriter:
+    """Writes copied sequence states to disk on a thread of its own, in order, so no question waits for
+    a snapshot file: the question's path holds only a memory copy. Until a state is written it is
+    `pending` and is loaded from memory."""
+
+    def __init__(self, cache: StateCache) -> None:
+        self.cache = cache
+        self._queue: queue.Queue[tuple[str, list[int], Any, float | None]] = queue.Queue()
+        self._pending: dict[str, tuple[list[int], Any]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def put(self, key: str, tokens: list[int], state: Any, evict_before: float | None = None) -> None:
+        with self._lock:
+            self._pending[key] = (tokens, state)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="snapshot-writer")
+                self._thread.start()
+        self._queue.put((key, tokens, state, evict_before))
+
+    def pending(self, key: str) -> tuple[list[int], Any] | None:
+        with self._lock:
+            return self._pending.get(key)
+
+    def forget(self, key: str) -> None:
+        """Drop a pending state (it is not written) and any file already written under `key`."""
+        with self._lock:
+            self._pending.pop(key, None)
+        self.cache.discard(key)
+
+    def flush(self) -> None:
+        if self._thread is not None:
+            self._queue.join()
+
+    def _loop(self) -> None:
+        while True:
+            key, tokens, state, evict_before = self._queue.get()
+            try:
+                with self._lock:
+                    current = self._pending.get(key)
+                if current is not None and current[1] is state:  # not forgotten or replaced meanwhile
+                    self.cache.write(key, tokens, state, evict_before=evict_before)
+            except Exception:  # noqa: BLE001 - a snapshot that cannot be written never fails anything
+                logging.getLogger(__name__).exception("could not write KV snapshot %s", key[:12])
+            finally:
+                with self._lock:
+                    if self._pending.get(key, (None, None))[1] is state:
+                        del self._pending[key]
+                self._queue.task_done()
 
 
 class ModelHost:
@@ -75,7 +137,10 @@ class ModelHost:
         self.cache = StateCache(Path(params.state_dir), params.state_cache_bytes)
         self.llm: Llama | None = None
         self.config: ContextConfig | None = None
-        self._unsaved: tuple[str, list[int]] | None = None  # a prefix read but not yet snapshotted
+        self.writer = SnapshotWriter(self.cache)
+        # a prefix read but not yet snapshotted: (key, tokens, evict_before)
+        self._unsaved: tuple[str, list[int], float | None] | None = None
+        self._read_ahead: dict[str, int] = {}  # state key -> prefix tokens read ahead, until a question uses them
 
     def free(self) -> None:
         if self.llm is not None:
@@ -109,7 +174,11 @@ class ModelHost:
         self.config = config
         return self.llm
 
-    def run(self, work: Work, emit: Emit, cancel: threading.Event) -> Generation:
+    def run(self, work: Work, emit: Emit, cancel: threading.Event,
+            yield_now: threading.Event | None = None) -> Generation:
+        """Make the prefix resident, then generate (nothing for a read-ahead). When `yield_now` is set
+        (higher-priority work arrived), stop at the next slice or token with `Yielded`: the cells read
+        so far stay, and a partial snapshot of them is kept, so the job resumes where it stopped."""
         emit("phase", "loading")
         llm = self.context(work.config)
         emit("phase", "reading")
@@ -117,60 +186,119 @@ class ModelHost:
         t0 = time.perf_counter()
         prompt = work.prefix + work.suffix
         gen.prompt_tokens = len(prompt)
-        gen.prefix_source, gen.cached_tokens = self._resident_prefix(llm, work, prompt, emit, cancel)
-        self._generate(llm, work, prompt, gen, t0, emit, cancel)
+        gen.prefix_source, gen.cached_tokens = self._resident_prefix(llm, work, prompt, emit, cancel, yield_now)
+        if work.read_ahead:
+            self._read_ahead[work.state_key] = max(self._read_ahead.get(work.state_key, 0),
+                                                   min(llm.n_tokens, len(work.prefix)))
+            gen.prefill_s = time.perf_counter() - t0
+            gen.prefill_tokens = max(0, min(llm.n_tokens, len(work.prefix)) - gen.cached_tokens)
+            return gen
+        read = self._read_ahead.pop(work.state_key, 0)
+        if read and gen.cached_tokens:
+            gen.prefix_source, gen.read_ahead_tokens = "read-ahead", min(read, gen.cached_tokens)
+        self._generate(llm, work, prompt, gen, t0, emit, cancel, yield_now)
         return gen
 
     def settle(self) -> None:
         """After a job has answered: keep only the prefix's cells (the next question on these documents
-        starts from it) and write its snapshot if it was just read."""
+        starts from it) and snapshot it if it was just read: a copy in memory, written to disk by the
+        writer thread, so the next question never waits for the file."""
         unsaved, self._unsaved = self._unsaved, None
         if unsaved is None or self.llm is None:
             return
-        key, prefix = unsaved
+        key, prefix, evict_before = unsaved
         llm = self.llm
         if llm.input_ids[: len(prefix)].tolist() != prefix or _cells_held(llm) < len(prefix):
             return
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), 0, len(prefix), -1)
         llm.n_tokens = len(prefix)
-        self.cache.save(llm.ctx, key, prefix)
+        self.snapshot(llm, key, prefix, evict_before)
+        self.writer.forget(partial_key(key))  # the whole prefix is kept now
+
+    def snapshot(self, llm: Llama, key: str, tokens: list[int], evict_before: float | None = None) -> None:
+        """Keep sequence 0 (holding `tokens`) under `key`: copied now, written by the writer thread."""
+        if llama_cpp.llama_state_seq_get_size(llm.ctx, 0) > self.params.copy_state_bytes:
+            self.writer.flush()
+            self.cache.save(llm.ctx, key, tokens)
+            return
+        self.writer.put(key, list(tokens), copy_state(llm.ctx), evict_before)
+
+    def _load(self, llm: Llama, key: str, tokens: list[int]) -> bool:
+        """Restore the snapshot `key` (still in memory, or from disk) holding exactly `tokens`."""
+        pending = self.writer.pending(key)
+        if pending is not None and pending[0] == tokens:
+            ok = restore_state(llm.ctx, pending[1])
+        else:
+            ok = self.cache.load(llm.ctx, key, tokens)
+        if ok:
+            llm.input_ids[: len(tokens)] = tokens
+            llm.n_tokens = len(tokens)
+        return ok
+
+    def _partial(self, key: str, prefix: list[int]) -> int:
+        """How many tokens of `prefix` the partial snapshot of `key` holds (0: none)."""
+        pk = partial_key(key)
+        pending = self.writer.pending(pk)
+        n = len(pending[0]) if pending is not None else (self.cache.n_tokens(pk) or 0)
+        return n if 0 < n <= len(prefix) else 0
 
     def _resident_prefix(self, llm: Llama, work: Work, prompt: list[int], emit: Emit,
-                         cancel: threading.Event) -> tuple[str, int]:
+                         cancel: threading.Event, yield_now: threading.Event | None = None) -> tuple[str, int]:
         """Where the prefix came from, and how many prompt tokens this job did not evaluate."""
         held = llm.input_ids[: llm.n_tokens].tolist()
         resident = _common_prefix(held, work.prefix)
-        if resident == len(work.prefix):
-            return "memory", min(_common_prefix(held, prompt), len(prompt) - 1)
-        if self.cache.load(llm.ctx, work.state_key, work.prefix):
-            llm.input_ids[: len(work.prefix)] = work.prefix
-            llm.n_tokens = len(work.prefix)
+        target = work.prefix[: work.read_limit] if work.read_ahead and work.read_limit else work.prefix
+        if resident >= len(target):
+            return "memory", min(_common_prefix(held, prompt), len(prompt) - 1, len(target))
+        if self._load(llm, work.state_key, work.prefix):
             return "disk", len(work.prefix)
         # A snapshot that failed inside llama.cpp took the sequence's cells with it: keep only
         # what the KV cache really still holds, or the question would be read without its start.
         resident = min(resident, _cells_held(llm))
+        source = "evaluated"
+        partial = self._partial(work.state_key, work.prefix)
+        if partial > resident:  # an earlier job (a read-ahead, a batch item that gave way) read this far
+            if self._load(llm, partial_key(work.state_key), work.prefix[:partial]):
+                resident, source = partial, "partial"
+            else:
+                resident = min(resident, _cells_held(llm))
         llm.n_tokens = resident  # eval() drops the KV cells after this point first
         t0 = time.perf_counter()
-        prefill(llm, work.prefix, resident, work.config.n_batch, emit if work.progress else None, cancel)
-        if time.perf_counter() - t0 > self.params.snapshot_first_after_s:
+        try:
+            prefill(llm, target, resident, work.config.n_batch, emit if work.progress else None, cancel, yield_now)
+        except Yielded as y:
+            done = int(y.info["tokens_done"])
+            if done > max(resident, partial):
+                self.snapshot(llm, partial_key(work.state_key), work.prefix[:done], work.evict_before)
+            y.info.update(cached_tokens=resident, prefix_source=source)
+            raise
+        if len(target) < len(work.prefix):  # a read-ahead limited in tokens: a partial snapshot
+            if len(target) > partial:
+                self.snapshot(llm, partial_key(work.state_key), target, work.evict_before)
+        elif time.perf_counter() - t0 > self.params.snapshot_first_after_s:
             emit("phase", "saving")
-            self.cache.save(llm.ctx, work.state_key, work.prefix)
+            self.snapshot(llm, work.state_key, work.prefix)
+            self.writer.forget(partial_key(work.state_key))
         else:
-            self._unsaved = (work.state_key, list(work.prefix))
-        return "evaluated", resident
+            self._unsaved = (work.state_key, list(work.prefix), work.evict_before)
+        return source, resident
 
     def _generate(self, llm: Llama, work: Work, prompt: list[int], gen: Generation, t0: float, emit: Emit,
-                  cancel: threading.Event) -> None:
+                  cancel: threading.Event, yield_now: threading.Event | None = None) -> None:
         vocab = llm._model.vocab
         splitter = ThinkingSplitter(
             lambda t: llm.detokenize([t]), special_id(llm, "<think>"), special_id(llm, "</think>"),
             thinking=work.start_in_thinking,
         )
+        for token in work.resume:  # what it wrote before it gave way: already sent, not sent again
+            splitter.feed(token)
+        generated = list(work.resume)
+        gen.generated_tokens = len(generated)
         s = work.sampling
         llm.set_seed(s.seed if s.seed >= 0 else random.randrange(2**31))
         t_gen = 0.0
         for token in llm.generate(
-            prompt, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature,
+            prompt + generated, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature,
             presence_penalty=s.presence_penalty, repeat_penalty=1.0, reset=True,
         ):
             if not t_gen:
@@ -180,8 +308,14 @@ class ModelHost:
                 emit("phase", "writing")
             if cancel.is_set():
                 raise Cancelled("The question was cancelled while the answer was being written.")
+            if yield_now is not None and yield_now.is_set():
+                raise Yielded({"phase": "writing", "tokens_done": len(work.prefix), "generated": generated,
+                               "cached_tokens": gen.cached_tokens, "prefix_source": gen.prefix_source,
+                               "prefill_s": gen.prefill_s, "prefill_tokens": gen.prefill_tokens,
+                               "generate_s": time.perf_counter() - t_gen})
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
+            generated.append(token)
             gen.generated_tokens += 1
             kind, piece = splitter.feed(token)
             if piece and work.stream:
@@ -194,16 +328,24 @@ class ModelHost:
         gen.thinking_open = splitter.thinking
 
 
+def partial_key(key: str) -> str:
+    """Where the partial snapshot of the prefix `key` (its first tokens, read before a yield) is kept."""
+    return f"{key}-p"
+
+
 def prefill(llm: Llama, tokens: list[int], start: int, step: int, emit: Emit | None,
-            cancel: threading.Event | None = None) -> None:
+            cancel: threading.Event | None = None, yield_now: threading.Event | None = None) -> None:
     """Evaluate tokens[start:] in slices of `step`, reporting progress and checking for cancellation
-    between slices (the cells before `start` are already in the KV cache)."""
+    and for a request to yield between slices (the cells before `start` are already in the KV cache)."""
     total = len(tokens)
     t0 = time.perf_counter()
     for i in range(start, total, step):
         if cancel is not None and cancel.is_set():
             llm.n_tokens = i
             raise Cancelled("The question was cancelled while the documents were being read.")
+        if yield_now is not None and yield_now.is_set():
+            llm.n_tokens = i
+            raise Yielded({"phase": "reading", "tokens_done": i, "generated": []})
         llm.eval(tokens[i : i + step])
         if emit is not None:
             done = min(i + step, total)
@@ -310,7 +452,8 @@ def _orphan_watch(parent_pid: int) -> None:
         time.sleep(0.25)
 
 
-def _read(inbox: Any, jobs: queue.Queue[tuple[int, Work] | None], cancels: dict[int, threading.Event]) -> None:
+def _read(inbox: Any, jobs: queue.Queue[tuple[int, Work] | None], cancels: dict[int, threading.Event],
+          yields: dict[int, threading.Event]) -> None:
     while True:
         try:
             message = inbox.recv()
@@ -318,9 +461,10 @@ def _read(inbox: Any, jobs: queue.Queue[tuple[int, Work] | None], cancels: dict[
             os._exit(0)
         if message[0] == "job":
             cancels[message[1]] = threading.Event()
+            yields[message[1]] = threading.Event()
             jobs.put((message[1], message[2]))
-        elif message[0] == "cancel":
-            event = cancels.get(message[1])
+        elif message[0] in ("cancel", "yield"):
+            event = (cancels if message[0] == "cancel" else yields).get(message[1])
             if event is not None:
                 event.set()
         elif message[0] == "stop":
@@ -354,15 +498,18 @@ def main(inbox: Any, outbox: Any, params: HostParams) -> None:
     host = ModelHost(params)
     jobs: queue.Queue[tuple[int, Work] | None] = queue.Queue()
     cancels: dict[int, threading.Event] = {}
+    yields: dict[int, threading.Event] = {}
     outbox.send(("hello", {"pid": os.getpid(), "system_info": system_info(),
                            "extra_buffers": params.extra_buffers}))
-    threading.Thread(target=_read, args=(inbox, jobs, cancels), daemon=True).start()
+    threading.Thread(target=_read, args=(inbox, jobs, cancels, yields), daemon=True).start()
     while (item := jobs.get()) is not None:
         job_id, work = item
         emit: Emit = lambda kind, *args, _id=job_id: outbox.send((kind, _id, *args))  # noqa: E731
         try:
-            gen = host.run(work, emit, cancels[job_id])
+            gen = host.run(work, emit, cancels[job_id], yields[job_id])
             outbox.send(("done", job_id, asdict(gen)))
+        except Yielded as y:
+            outbox.send(("yielded", job_id, y.info))
         except DocqaError as exc:
             outbox.send(("error", job_id, exc.code, exc.detail, exc.extra))
         except Exception as exc:  # a bug, not a crash: report it and stay up
@@ -370,10 +517,12 @@ def main(inbox: Any, outbox: Any, params: HostParams) -> None:
                          f"The model process met an unexpected error ({type(exc).__name__}: {exc}).", {}))
         finally:
             cancels.pop(job_id, None)
+            yields.pop(job_id, None)
         outbox.send(("phase", job_id, "saving"))
         with contextlib.suppress(Exception):  # a snapshot that cannot be written never fails anything
             host.settle()
         outbox.send(("idle", job_id))
+    host.writer.flush()  # stopping: the snapshots copied but not yet written are written first
     host.free()
 
 

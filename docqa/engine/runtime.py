@@ -16,6 +16,17 @@ runner (which finds the documents' snapshot on disk, if one was written). A runn
 `crash_limit` times within `crash_window_s` is marked failed: questions get `ModelFailed` at once,
 without starting it again, until the model file changes or docqa restarts. A runner idle for
 `keep_alive_s` is stopped to free its memory (`unloaded`); the next question loads it again.
+
+Priorities: the model's work comes in three classes, served in this order: `interactive` (a
+person's question), `batch` (a batch item), `read_ahead` (reading a document set before it is asked
+about, readahead.py). Within a class, principals take turns (round robin), so one principal's batch
+cannot starve another's. When higher-class work arrives while lower-class work runs, the runner is
+asked to yield: the lower job stops at its next prefill slice or generated token, keeps what it read
+(a partial snapshot, runner.py) and goes back to the head of its class; it resumes from there once
+the higher work is done. An interactive question so waits for at most one slice or token of a batch
+item or a read-ahead, never for a whole one. The queue bound counts interactive and batch places
+(read-ahead never takes one): a question is refused only when the places of its own class and those
+above it are full, and its Retry-After counts only those.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -64,22 +75,29 @@ PHASES = {
 }
 NATIVE_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGABRT, signal.SIGFPE}
 
-__all__ = ["Cancelled", "ContextAllocationFailed", "Generation", "Job", "Place", "QueueFull", "Runtime", "Sampling"]
+__all__ = ["CLASSES", "Cancelled", "ContextAllocationFailed", "Generation", "Job", "Place", "QueueFull", "Runtime",
+           "Sampling"]
+
+CLASSES = ("interactive", "batch", "read_ahead")  # served in this order
+RANK = {"system": -1, **{c: i for i, c in enumerate(CLASSES)}}  # system: the runtime's own short steps
 
 
 class Place:
-    """A question's place in its model's queue, from acceptance to its end (`Runtime.reserve`).
+    """A question's place in its model's queue, from acceptance to its end (`Runtime.reserve`), in a
+    priority class and for a principal (round robin within the class).
 
     Released exactly once, by `release()`, by leaving its `with` block, or, as a safety net, when it
     is garbage-collected unreleased (a request dropped between its acceptance and its start)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, klass: str = "interactive", principal: str = "") -> None:
         self._runtime: Runtime | None = runtime
+        self.klass = klass
+        self.principal = principal
 
     def release(self) -> None:
         rt, self._runtime = self._runtime, None
         if rt is not None:
-            rt._release()
+            rt._release(self.klass)
 
     def __enter__(self) -> Place:
         return self
@@ -98,6 +116,7 @@ class Job(Work):
     on_progress: Progress | None = None
     on_token: TokenSink | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    yielded: list[dict[str, Any]] = field(default_factory=list)  # where each yield left it (runner info)
 
     def work(self) -> Work:
         """What crosses the pipe (the callbacks and the event do not)."""
@@ -107,6 +126,19 @@ class Job(Work):
 
 class RunnerDied(Exception):
     pass
+
+
+class _Requeue(Exception):
+    """A job yielded to higher-priority work: its task goes back to the head of its class."""
+
+
+@dataclass
+class _Task:
+    rank: int
+    principal: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: Future[Any]
 
 
 class RunnerProcess:
@@ -225,10 +257,18 @@ class Runtime:
         self.extra_buffers, self.extra_buffers_reason = cpu.use_extra_buffers(extra_buffers)
         self._auto_buffers = extra_buffers == "auto"
         self.fault: str | None = None  # tests only: passed to the runner (see runner.HostParams.fault)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{spec.name}")
         # Re-entrant: an abandoned Place may be collected (and release itself) while this thread holds it.
         self._lock = threading.RLock()
-        self._pending = 0  # places held: the question being answered and those waiting
+        self._work = threading.Condition(self._lock)
+        # tasks per rank, per principal (round robin: the next principal is the first key)
+        self._queues: dict[int, collections.OrderedDict[str, collections.deque[_Task]]] = {
+            rank: collections.OrderedDict() for rank in RANK.values()}
+        self._current: _Task | None = None
+        self._yield = threading.Event()  # higher-priority work waits: the running job is asked to yield
+        self._places = dict.fromkeys(CLASSES, 0)  # places held per class
+        self._yields = 0
+        self._worker = threading.Thread(target=self._serve, daemon=True, name=f"model-{spec.name}")
+        self._worker.start()
         self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
         self._jobs_done = 0
         self._ids = itertools.count(1)
@@ -249,15 +289,27 @@ class Runtime:
 
     # -- the queue ----------------------------------------------------------------------------------
 
+    @property
+    def _pending(self) -> int:
+        """Places counted against the queue bound: interactive questions and batch items."""
+        return self._places["interactive"] + self._places["batch"]
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             pending = self._pending
+            places = dict(self._places)
+            current = self._current
+            queued = {c: sum(len(d) for d in self._queues[RANK[c]].values()) for c in CLASSES}
         # The oldest place is the question being answered, also in the moment between two of its jobs.
         running, waiting = min(pending, 1), max(pending - 1, 0)
+        now = next((c for c in CLASSES if current is not None and RANK[c] == current.rank), None)
         return {
             "state": "busy" if pending else "idle", "running": running, "waiting": waiting,
             "queue_depth": pending, "queue_size": self.queue_size, "loaded": self.loaded,
             "avg_job_s": round(self._job_s, 3) if self._jobs_done else None,
+            # per priority class: places held (questions, batch items, read-aheads) and jobs queued now
+            "classes": {c: {"places": places[c], "queued_jobs": queued[c]} for c in CLASSES},
+            "running_class": now, "yields": self._yields,
             "runner": self.runner_status(),
         }
 
@@ -298,23 +350,36 @@ class Runtime:
             return 10
         return max(1, min(300, math.ceil(self._job_s * pending / max(1, self.queue_size))))
 
-    def reserve(self) -> Place:
-        """Take a place in the queue for one question, or refuse now (QueueFull, ModelFailed)."""
+    def ahead(self, klass: str) -> int:
+        """Places that come before a new one of `klass`: those of its class and of the classes above it
+        (lower classes yield to it and do not count)."""
+        with self._lock:
+            return sum(self._places[c] for c in CLASSES[: RANK[klass] + 1])
+
+    def reserve(self, klass: str = "interactive", principal: str = "") -> Place:
+        """Take a place in the queue for one question (or batch item, or read-ahead) of `klass`, or
+        refuse now (QueueFull, ModelFailed). Read-ahead places are never refused nor counted in the bound."""
+        if klass not in CLASSES:
+            raise ValueError(f"unknown priority class {klass!r}")
         self._refuse_if_failed()
         with self._lock:
-            self._refuse_if_full()
-            self._pending += 1
-        return Place(self)
+            if klass != "read_ahead":
+                self._refuse_if_full(klass)
+            self._places[klass] += 1
+        return Place(self, klass, principal)
 
-    def _refuse_if_full(self) -> None:
-        if self._pending >= self.queue_size + 1:
-            waiting = self._pending - 1
-            retry = self._retry_after(self._pending)
+    def _refuse_if_full(self, klass: str = "interactive") -> None:
+        ahead = self.ahead(klass)
+        if ahead >= self.queue_size + 1:
+            waiting = ahead - 1
+            retry = self._retry_after(ahead)
+            what = "one question is being answered" if klass == "interactive" else \
+                "one question or batch item is being answered"
             raise QueueFull(
-                f"The model {self.spec.name!r} is busy: one question is being answered and {waiting} "
+                f"The model {self.spec.name!r} is busy: {what} and {waiting} "
                 f"{'is' if waiting == 1 else 'are'} waiting, as many as DOCQA_QUEUE_SIZE allows; "
                 f"try again in about {retry} seconds.",
-                retry_after=retry, running=1, waiting=waiting, queue_size=self.queue_size,
+                retry_after=retry, running=1, waiting=waiting, queue_size=self.queue_size, priority=klass,
             )
 
     def _refuse_if_failed(self) -> None:
@@ -329,18 +394,83 @@ class Runtime:
             raise ModelFailed(self._failed)
 
     def submit(self, fn: Callable[..., Any], *args: Any, place: Place | None = None) -> Future[Any]:
-        """Run `fn` on the worker thread. Under a question's `place` it is not counted again (and never
-        refused); without one it takes a place of its own for as long as it runs."""
+        """Run `fn` on the worker thread, in its place's class and turn. Under a question's `place` it is
+        not counted again (and never refused); without one it takes an interactive place of its own for
+        as long as it runs."""
         if place is not None:
-            return self._executor.submit(self._timed, fn, *args)
+            if place.klass == "read_ahead":  # its time (and its yields) must not skew Retry-After
+                return self._enqueue(RANK[place.klass], place.principal, fn, args)
+            return self._enqueue(RANK[place.klass], place.principal, self._timed, (fn, *args))
         own = self.reserve()
         try:
-            future = self._executor.submit(self._timed, fn, *args)
+            future = self._enqueue(RANK["interactive"], "", self._timed, (fn, *args))
         except BaseException:  # shut down meanwhile
             own.release()
             raise
         future.add_done_callback(lambda _: own.release())
         return future
+
+    def _enqueue(self, rank: int, principal: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._work:
+            if self._closed.is_set():
+                raise RuntimeError("the model's queue is closed")
+            task = _Task(rank, principal, fn, args, future)
+            self._queues[rank].setdefault(principal, collections.deque()).append(task)
+            current = self._current
+            if current is not None and rank >= 0 and current.rank > rank:
+                self._yield.set()  # the running lower-class job gives way at its next slice or token
+            self._work.notify()
+        return future
+
+    def _next(self) -> _Task | None:
+        """The next task: the highest class first; within it, the principal whose turn it is."""
+        for rank in sorted(self._queues):
+            by_principal = self._queues[rank]
+            if not by_principal:
+                continue
+            principal, tasks = next(iter(by_principal.items()))
+            task = tasks.popleft()
+            if tasks:
+                by_principal.move_to_end(principal)  # the others' turn next
+            else:
+                del by_principal[principal]
+            return task
+        return None
+
+    def _serve(self) -> None:
+        """The worker thread: runs one task at a time, in priority order."""
+        while True:
+            with self._work:
+                while (task := self._next()) is None:
+                    if self._closed.is_set():
+                        return
+                    self._work.wait(0.5)
+                self._current = task
+                self._yield.clear()
+                if any(self._queues[r] for r in self._queues if 0 <= r < task.rank):
+                    self._yield.set()
+            if not task.future.set_running_or_notify_cancel():
+                with self._work:
+                    self._current = None
+                continue
+            try:
+                result = task.fn(*task.args)
+            except _Requeue:
+                with self._work:  # back to the head of its class: it resumes once the higher work is done
+                    self._yields += 1
+                    by_principal = self._queues[task.rank]
+                    by_principal.setdefault(task.principal, collections.deque()).appendleft(
+                        _Task(task.rank, task.principal, task.fn, task.args, task.future))
+                    by_principal.move_to_end(task.principal, last=False)
+                    self._current = None
+                continue
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                task.future.set_exception(exc)
+            else:
+                task.future.set_result(result)
+            with self._work:
+                self._current = None
 
     def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()
@@ -353,14 +483,27 @@ class Runtime:
                 self._job_s = elapsed if self._jobs_done == 1 else 0.7 * self._job_s + 0.3 * elapsed
                 self._last_used = time.monotonic()
 
-    def _release(self) -> None:  # by Place.release only
+    def _release(self, klass: str = "interactive") -> None:  # by Place.release only
         with self._lock:
-            self._pending -= 1
+            self._places[klass] -= 1
             self._last_used = time.monotonic()
 
+    def _system(self, fn: Callable[..., Any], *args: Any) -> None:
+        """The runtime's own short steps (following a snapshot, unloading), ahead of every class."""
+        with contextlib.suppress(RuntimeError):  # shut down meanwhile
+            self._enqueue(RANK["system"], "", fn, args)
+
     def close(self) -> None:
-        self._closed.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._work:
+            self._closed.set()
+            for by_principal in self._queues.values():  # what has not started is cancelled
+                for tasks in by_principal.values():
+                    for t in tasks:
+                        t.future.cancel()
+                by_principal.clear()
+            self._work.notify_all()
+        if threading.current_thread() is not self._worker:
+            self._worker.join()
         self._stop_runner("unloaded")
 
     # -- the runner (everything below runs on the worker thread only) -------------------------------
@@ -373,14 +516,17 @@ class Runtime:
         self.spec.require()
         r = self._ensure_runner()
         job_id = next(self._ids)
-        cancel_sent = False
+        cancel_sent = yield_sent = False
         try:
             r.send(("job", job_id, job.work()))
             while True:
                 if (job.cancel.is_set() or self._closed.is_set()) and not cancel_sent:  # closing: end it too
                     r.send(("cancel", job_id))
                     cancel_sent = True
-                message = r.recv(0.1)
+                if self._yield.is_set() and not yield_sent and not cancel_sent:
+                    r.send(("yield", job_id))
+                    yield_sent = True
+                message = r.recv(0.05 if not yield_sent else 0.02)
                 if message is None:
                     continue
                 kind = message[0]
@@ -398,7 +544,12 @@ class Runtime:
                     job.on_token(message[2], message[3])
                 elif kind == "done":
                     self._after(r, job_id)
-                    return Generation(**message[2])
+                    return _merged(job, Generation(**message[2]))
+                elif kind == "yielded":
+                    self._after(r, job_id)
+                    job.yielded.append(message[2])
+                    job.resume = list(message[2].get("generated") or [])
+                    raise _Requeue
                 elif kind == "error":
                     raise runner_error(message[2], message[3], message[4])
         except RunnerDied:
@@ -407,8 +558,7 @@ class Runtime:
     def _after(self, r: RunnerProcess, job_id: int) -> None:
         """Once a job has answered, the runner writes the documents' snapshot (runner.py): follow it on the
         worker thread, before the next job, so its log lines and phase (`saving`) show while it happens."""
-        with contextlib.suppress(RuntimeError):  # shut down meanwhile: close() stops the runner
-            self._executor.submit(self._drain, r, job_id)
+        self._system(self._drain, r, job_id)
 
     def _drain(self, r: RunnerProcess, job_id: int) -> None:
         if r is not self._runner:
@@ -510,17 +660,34 @@ class Runtime:
             with self._lock:
                 idle = self._pending == 0 and time.monotonic() - self._last_used >= self.keep_alive_s
             if idle and self.loaded:
-                try:
-                    self._executor.submit(self._unload_if_idle)
-                except RuntimeError:  # shut down meanwhile
+                if self._closed.is_set():
                     return
+                self._system(self._unload_if_idle)
 
     def _unload_if_idle(self) -> None:
         with self._lock:
-            idle = self._pending == 0 and time.monotonic() - self._last_used >= self.keep_alive_s
+            idle = self._pending == 0 and not self._places["read_ahead"] \
+                and time.monotonic() - self._last_used >= self.keep_alive_s
         if idle and self._runner is not None:
             log.info("model %s: idle for %g s, unloading", self.spec.name, self.keep_alive_s)
             self._stop_runner("unloaded")
+
+
+def _merged(job: Job, gen: Generation) -> Generation:
+    """The answer of a job that yielded on the way: where its prefix first came from, the time it read
+    over all its runs, what it kept across yields (not read again) and how often it gave way."""
+    if not job.yielded:
+        return gen
+    first = job.yielded[0]
+    kept = max(int(y.get("tokens_done", 0)) for y in job.yielded)
+    gen.resumed_tokens = max(0, min(kept, gen.cached_tokens) - int(first.get("cached_tokens", 0)))
+    gen.prefix_source = str(first.get("prefix_source") or gen.prefix_source)
+    gen.cached_tokens = int(first.get("cached_tokens", gen.cached_tokens))
+    gen.prefill_s += sum(float(y.get("prefill_s", 0.0)) for y in job.yielded)
+    gen.generate_s += sum(float(y.get("generate_s", 0.0)) for y in job.yielded)
+    gen.prefill_tokens = max(0, gen.prompt_tokens - gen.cached_tokens)  # read once: the partial kept the rest
+    gen.yields = len(job.yielded)
+    return gen
 
 
 def _file_state(path: Path) -> tuple[int, int, int] | None:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import time
 from array import array
 from dataclasses import asdict, dataclass
@@ -65,6 +66,25 @@ def state_key(model_identity: str, config: ContextConfig, prefix_tokens: list[in
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
+def copy_state(ctx: Any) -> Any:
+    """Sequence 0's KV state copied into memory (`llama_state_seq_get_data`): a memory copy, far quicker
+    than writing it to disk, so the file is written afterwards on another thread (`StateCache.write`)."""
+    size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+    buf = (ctypes.c_uint8 * size)()
+    n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+    if n != size:
+        raise OSError(f"llama.cpp copied {n} of {size} bytes of the sequence state")
+    return buf
+
+
+def restore_state(ctx: Any, state: Any) -> bool:
+    """Put a state copied by `copy_state` back into sequence 0 (True when llama.cpp took it)."""
+    n = llama_cpp.llama_state_seq_set_data(ctx, state, len(state), 0)
+    if not n:
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, -1, -1)
+    return bool(n)
+
+
 class StateCache:
     def __init__(self, root: Path, cap_bytes: int) -> None:
         self.root = root
@@ -104,6 +124,56 @@ class StateCache:
             return False
         self.evict()
         return True
+
+    def write(self, key: str, tokens: list[int], state: Any, *, evict_before: float | None = None) -> bool:
+        """Write a sequence state copied to memory (`copy_state`) under `key`, in exactly the layout
+        `llama_state_seq_save_file` writes (so `load` reads it back with llama.cpp's own loader). Runs
+        on the runner's writer thread, off the path of every question. `evict_before`: make room only
+        by evicting snapshots last used before that time (read-ahead never pushes out a snapshot used
+        since it was asked for); when that is not enough room, this snapshot is not kept."""
+        if self.cap_bytes <= 0:
+            return False
+        data, meta = self._paths(key)
+        unique = f"{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = self.root / f"{key}.{unique}.kv.tmp"
+        meta_tmp = self.root / f"{key}.{unique}.json.tmp"
+        header = struct.pack("<III", llama_cpp.LLAMA_STATE_SEQ_MAGIC, llama_cpp.LLAMA_STATE_SEQ_VERSION, len(tokens))
+        body = array("i", tokens).tobytes()
+        view = memoryview(state).cast("B")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            with tmp.open("wb") as out:
+                for chunk in (header, body, view):
+                    out.write(chunk)
+                    digest.update(chunk)
+            os.replace(tmp, data)
+            sidecar = {"sha256": digest.hexdigest(), "size": data.stat().st_size, "n_tokens": len(tokens),
+                       "tokens_hash": tokens_hash(tokens)}
+            meta_tmp.write_text(json.dumps(sidecar))
+            os.replace(meta_tmp, meta)
+        except OSError as exc:
+            log.warning("could not save KV snapshot %s: %s", key[:12], exc)
+            for leftover in (tmp, meta_tmp):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
+            return False
+        if evict_before is None:
+            self.evict()
+            return True
+        return self.evict(before=evict_before, keep=key)
+
+    def n_tokens(self, key: str) -> int | None:
+        """The token count a snapshot's sidecar names (None when there is none)."""
+        try:
+            sidecar = json.loads(self._paths(key)[1].read_text())
+            return int(sidecar["n_tokens"]) if isinstance(sidecar, dict) else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def has(self, key: str) -> bool:
+        data, meta = self._paths(key)
+        return data.is_file() and meta.is_file()
 
     def load(self, ctx: Any, key: str, tokens: list[int]) -> bool:
         """Restore the state saved under `key` into sequence 0; False (and the files removed) when
@@ -164,13 +234,23 @@ class StateCache:
     def total_bytes(self) -> int:
         return sum(size for _, size, _ in self._sizes())
 
-    def evict(self) -> None:
+    def evict(self, before: float | None = None, keep: str | None = None) -> bool:
+        """Remove the least recently used snapshots until the folder fits its cap. With `before`, only
+        those last used before that time may go; if that is not enough, `keep` itself is removed (and
+        False returned): a read-ahead never evicts a snapshot used since it was asked for."""
         files = sorted(self._sizes(), key=lambda e: e[0])
         total = sum(size for _, size, _ in files)
         while files and total > self.cap_bytes:
-            _, size, victim = files.pop(0)
+            mtime, size, victim = files[0]
+            if before is not None and (mtime >= before or victim.stem == keep):
+                break
+            files.pop(0)
             total -= size
             self.discard(victim.stem)
+        if total > self.cap_bytes and keep is not None:
+            self.discard(keep)
+            return False
+        return True
 
     def sweep(self, min_age_s: float = 60.0) -> list[str]:
         """At start: remove what a crash mid-save leaves (temp files, a snapshot without its sidecar

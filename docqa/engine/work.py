@@ -7,7 +7,7 @@ web process raises the same typed error the runner met.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from docqa.engine.state_cache import ContextConfig
 from docqa.errors import DocqaError
@@ -42,6 +42,15 @@ class ModelFailed(DocqaError):
     code = "model_failed"
 
 
+class Yielded(Exception):
+    """Raised in the runner when a job gives the model to higher-priority work at a slice or token;
+    `info` says where it got to (see runner.ModelHost.run)."""
+
+    def __init__(self, info: dict) -> None:
+        super().__init__("yielded")
+        self.info = info
+
+
 class RunnerError(DocqaError):
     """Something the runner did not expect (a bug, not the model's fault); it stays up."""
 
@@ -73,6 +82,14 @@ class Work:
     start_in_thinking: bool = False
     stream: bool = True
     progress: bool = True
+    # Read-ahead (readahead.py): only make the prefix resident (at most `read_limit` tokens of it when
+    # set) and snapshot it; nothing is generated. `evict_before`: its snapshot may evict only
+    # snapshots last used before that time (time.time()).
+    read_ahead: bool = False
+    read_limit: int = 0
+    evict_before: float | None = None
+    # A job that yielded while writing its answer resumes with the tokens it had generated.
+    resume: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -85,7 +102,10 @@ class Generation:
     prefill_s: float = 0.0
     generate_s: float = 0.0
     generated_tokens: int = 0
-    prefix_source: str = "none"  # memory | disk | evaluated
+    prefix_source: str = "none"  # memory | disk | evaluated | read-ahead
+    read_ahead_tokens: int = 0  # with prefix_source "read-ahead": how many of the prefix's tokens it had read
+    resumed_tokens: int = 0  # tokens this job kept across its yields (read before it gave way, not read again)
+    yields: int = 0  # how often it gave the model to higher-priority work
     stop_reason: str = "eos"  # eos | length
     thinking_open: bool = False
 
