@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -33,6 +34,7 @@ class DocumentService:
         self.settings = settings
         self.db = db
         self.blobs = blobs
+        self.on_delete: list[Callable[[str], object]] = []  # called with a deleted document's id
         # A blob is shared by every owner who uploaded the same bytes: writing a row for it and deleting
         # the last row (then the file) must not interleave, or a delete could remove a file just reused.
         # The lock is per hash and, on PostgreSQL, spans every instance sharing the database and folder
@@ -154,6 +156,8 @@ class DocumentService:
                     raise NotFound(f"There is no document with id {short_id(document_id)}.")
                 s.delete(row)
             self._drop_blob_if_unused(doc.sha256)
+        for listener in self.on_delete:
+            listener(doc.id)
 
     def _drop_blob_if_unused(self, sha: str) -> None:
         """Remove the stored file once no document of any owner refers to it (the file is shared)."""

@@ -104,7 +104,16 @@ class SessionService:
             s.flush()
             s.add_all(SessionDocument(session_id=session.id, document_id=d, position=i)
                       for i, d in enumerate(document_ids))
+        threading.Thread(target=self.read_ahead, args=(spec, plan, list(document_ids), owner), daemon=True,
+                         name="docqa-read-ahead-start").start()
         return self.get(session.id, owner)
+
+    def read_ahead(self, spec: ModelSpec, plan: Plan, document_ids: list[str], owner: str = "") -> dict[str, Any]:
+        """Start reading the documents in the background (readahead.py); never fails the caller."""
+        try:
+            return self.engine.read_ahead.start(spec, plan, self.sources(document_ids, owner), owner)
+        except DocqaError as exc:
+            return {"state": "failed", "document_ids": list(document_ids), "reason": exc.detail}
 
     def get(self, session_id: str, owner: str = "") -> ChatSession:
         with self.db.reader() as s:

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     state_cache_bytes: int = Field(
         4 * 1024**3, description="Disk cap for KV-state snapshots of read documents; least recently used go first."
     )
+    read_ahead: bool = Field(
+        True, description="Read a document set in the background when a session is opened or documents are chosen "
+        "(POST /api/read-ahead), at the lowest priority, so the first answer starts warm.",
+    )
+    read_ahead_tokens: int = Field(
+        65536, ge=0, description="Most prompt tokens read ahead per document set (its first tokens; a question "
+        "reads the rest); 0 reads none.",
+    )
     queue_size: int = Field(
         8, ge=0, description="Questions that may wait per model beside the one answered; past it the API answers 503."
     )

@@ -95,6 +95,9 @@ class Engine:
         self._runtimes: dict[str, Runtime] = {}
         self._lock = threading.Lock()
         self._grounders: OrderedDict[tuple[Any, ...], Grounder] = OrderedDict()  # a few recent source sets
+        from docqa.readahead import ReadAhead
+
+        self.read_ahead = ReadAhead(self)
 
     def runtime(self, spec: ModelSpec) -> Runtime:
         with self._lock:
@@ -331,6 +334,23 @@ class Engine:
 
         gen = runtime.submit(timed, job, place=call.place).result()
         return gen, (started[0] - submitted) if started else 0.0
+
+    def prefixes(self, spec: ModelSpec, plan: Plan, sources: Sources) -> list[tuple[list[int], ContextConfig, str]]:
+        """(prefix tokens, context, snapshot key) of each context a question over `sources` starts from,
+        in the order it reads them: the documents' one in whole mode, each chunk's in chunked mode (the
+        question and the conversation come after them). What read-ahead reads (readahead.py)."""
+        if plan.mode == "whole":
+            thinking = None  # a question without `thinking` set: as _whole renders it
+            prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", thinking)
+            config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+            return [(prefix, config, state_key(spec.identity, config, prefix))]
+        config = self.config_for(spec, plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
+        out = []
+        for chunk in self.chunks(spec, plan, sources):
+            prefix, _ = self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), "",
+                                     False if spec.family == "hybrid" else None)
+            out.append((prefix, config, state_key(spec.identity, config, prefix)))
+        return out
 
     def _starts_thinking(self, spec: ModelSpec, opts: AskOptions) -> bool:
         return spec.family == "thinking" or (spec.family == "hybrid" and opts.thinking is not False)

@@ -268,7 +268,6 @@ class Runtime:
         self._places = dict.fromkeys(CLASSES, 0)  # places held per class
         self._yields = 0
         self._worker = threading.Thread(target=self._serve, daemon=True, name=f"model-{spec.name}")
-        self._worker.start()
         self._job_s = 0.0  # moving average of how long a job holds the model, for Retry-After
         self._jobs_done = 0
         self._ids = itertools.count(1)
@@ -284,6 +283,7 @@ class Runtime:
         self._failed_file: tuple[int, int, int] | None = None
         self._last_used = time.monotonic()
         self._closed = threading.Event()
+        self._worker.start()
         if keep_alive_s > 0:
             threading.Thread(target=self._keep_alive, daemon=True, name=f"keep-alive-{spec.name}").start()
 

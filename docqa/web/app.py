@@ -95,7 +95,8 @@ def health(request: Request, state: State) -> Response[Health]:
               for spec in state.registry.list()}
     ok = "error" not in database
     return Response(Health(status="ok" if ok else "unavailable", version=__version__, documents=n,
-                           details={"models": models, "database": database, "ocr": _ocr(state)}),
+                           details={"models": models, "database": database, "ocr": _ocr(state),
+                                    "read_ahead": state.engine.read_ahead.status(principal)}),
                     status_code=200 if ok else 503)
 
 
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         registry = ModelRegistry(settings)
         engine = Engine(settings, registry)
         batches = BatchService(settings, db, documents, registry, engine)
+        documents.on_delete.append(engine.read_ahead.stop_documents)  # a deleted document is not read ahead
         worker = BatchWorker(batches)
         if keyring.enabled:
             log.info("API keys configured for %d principal(s)", len(keyring.principals))

@@ -87,13 +87,37 @@ class SessionController(Controller):
         def timed(_cancel: threading.Event) -> tuple[dict[str, Any], str]:
             started = time.perf_counter()
             sessions.engine.counts.tally(reset=True)
-            _, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
+            spec, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
             cached, computed = sessions.engine.counts.tally()
             source = "tokenized" if computed else "cached" if cached else "none"
-            return plan.to_dict(), f'plan;dur={(time.perf_counter() - started) * 1000:.1f};desc="counts {source}"'
+            out = plan.to_dict()
+            # "already read": a snapshot of the documents exists (a question or a read-ahead read them)
+            out["already_read"] = sessions.engine.read_ahead.already_read(
+                spec, plan, sessions.sources(data.document_ids, principal))
+            return out, f'plan;dur={(time.perf_counter() - started) * 1000:.1f};desc="counts {source}"'
 
         plan, timing = await run_costly(request, timed)
         return Response(plan, headers={"Server-Timing": timing})
+
+    @post("/read-ahead", status_code=202, summary="Read documents in the background before they are asked about",
+          opt={COSTLY: True}, request_max_body_size=JSON_BODY_LIMIT)
+    async def read_ahead(self, request: Request, sessions: NamedDependency[SessionService],
+                         principal: NamedDependency[str], data: JSONBody[PlanIn]) -> dict[str, Any]:
+        """Start reading the documents' prompt prefix at the lowest priority (whole mode: the documents;
+        chunked: the first chunks), so the first question on them starts warm. 202 with the read-ahead's
+        state (queued, reading, yielded, done, stopped, failed; `off` when DOCQA_READ_AHEAD=false) and
+        `tokens_done` / `tokens_total` / `tokens_limit`; GET /api/read-ahead or /api/health follow it."""
+
+        def start(_cancel: threading.Event) -> dict[str, Any]:
+            spec, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
+            return sessions.read_ahead(spec, plan, data.document_ids, principal)
+
+        return await run_costly(request, start)
+
+    @get("/read-ahead", sync_to_thread=True, summary="The caller's read-aheads and how far each has got")
+    def read_ahead_status(self, sessions: NamedDependency[SessionService],
+                          principal: NamedDependency[str]) -> dict[str, Any]:
+        return sessions.engine.read_ahead.status(principal)
 
     @post("/sessions", status_code=201, summary="Open a question session over documents", opt={COSTLY: True},
           request_max_body_size=JSON_BODY_LIMIT)

@@ -1,0 +1,208 @@
+"""Read-ahead: read a document set's prefix before anyone asks about it.
+
+When a session is opened (or documents are chosen on the page: POST /api/read-ahead), the documents'
+prompt prefix is read into the model's KV cache in the background, in the lowest priority class of
+the model's queue (runtime.py): it runs only when nothing else waits, and yields at its next slice as
+soon as a question or a batch item arrives, keeping what it read (a partial snapshot, runner.py), to
+resume when the model is idle again. In whole-document mode it reads the documents' prefix; in
+chunked mode the first chunks. At most `DOCQA_READ_AHEAD_TOKENS` tokens per set. Its snapshot is
+saved as a question's is, except that it never evicts a snapshot used since the read-ahead was asked
+for (state_cache.StateCache.evict). A question on the set then starts where the reading got to:
+its timings say `prefix_source: "read-ahead"` and `read_ahead_tokens`. A deleted document's
+read-ahead is stopped; `DOCQA_READ_AHEAD=false` turns it all off.
+
+This sits above the backend: it only queues `Work(read_ahead=True)` jobs; the local runner reads them
+in slices. A remote backend (llama-server's `n_predict: 0` with `cache_prompt`) can serve the same
+jobs (not built here).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from docqa.engine.budget import Plan
+from docqa.engine.models import ModelSpec
+from docqa.engine.runtime import Job, _Requeue
+from docqa.engine.work import Cancelled, Sampling
+from docqa.errors import DocqaError
+
+if TYPE_CHECKING:
+    from docqa.engine.engine import Engine, Sources
+
+log = logging.getLogger(__name__)
+KEEP = 64  # read-aheads remembered for health and the plan
+
+
+@dataclass
+class Reading:
+    """One document set's read-ahead, as health shows it."""
+
+    model: str
+    owner: str
+    document_ids: list[str]
+    mode: str
+    tokens_total: int  # the prefix tokens (whole mode) or the chunks' (chunked) that a question reads first
+    tokens_limit: int  # how many of them read-ahead reads (DOCQA_READ_AHEAD_TOKENS)
+    state: str = "queued"  # queued | reading | yielded | done | stopped | failed
+    tokens_done: int = 0
+    reason: str | None = None
+    started_at: float = field(default_factory=time.time)
+    jobs: list[Job] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "document_ids": self.document_ids, "mode": self.mode, "state": self.state,
+                "tokens_done": self.tokens_done, "tokens_total": self.tokens_total,
+                "tokens_limit": self.tokens_limit, "reason": self.reason}
+
+
+class ReadAhead:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self._lock = threading.Lock()
+        self._readings: OrderedDict[tuple[str, ...], Reading] = OrderedDict()
+        self._keys: dict[tuple[Any, ...], list[str]] = {}  # (model, documents, layout) -> snapshot keys
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.read_ahead) and self.settings.read_ahead_tokens > 0
+
+    def start(self, spec: ModelSpec, plan: Plan, sources: Sources, owner: str = "") -> dict[str, Any]:
+        """Start reading `sources` ahead under `plan` (idempotent: a set already read, queued or being read
+        is left as it is). Returns what health shows for it."""
+        ids = [d.id for d, _ in sources]
+        if not self.enabled:
+            return {"state": "off", "document_ids": ids, "reason": "read-ahead is turned off (DOCQA_READ_AHEAD)"}
+        prefixes = self.engine.prefixes(spec, plan, sources)
+        keys = tuple(k for _, _, k in prefixes)
+        self._remember(self._layout(spec, plan, sources), list(keys))
+        limit = self.settings.read_ahead_tokens
+        total = sum(len(p) for p, _, _ in prefixes)
+        with self._lock:
+            found = self._readings.get(keys)
+            if found is not None and found.state not in ("stopped", "failed"):
+                self._readings.move_to_end(keys)
+                return found.to_dict()
+            reading = Reading(spec.name, owner, ids, plan.mode, total, min(total, limit))
+            self._readings[keys] = reading
+            while len(self._readings) > KEEP:
+                self._readings.popitem(last=False)
+        runtime = self.engine.runtime(spec)
+        budget = limit
+        for prefix, config, key in prefixes:
+            if budget <= 0:
+                break
+            n = min(len(prefix), budget)
+            budget -= n
+            if self.engine.cache.has(key):  # read before (a question, an earlier read-ahead): nothing to do
+                reading.tokens_done += n
+                continue
+            job = Job(config=config, prefix=prefix, suffix=[], state_key=key, max_tokens=0, sampling=Sampling(),
+                      stream=False, progress=True, read_ahead=True, read_limit=n if n < len(prefix) else 0,
+                      evict_before=reading.started_at)
+            base = reading.tokens_done
+            job.on_progress = lambda p, _r=reading, _b=base: self._progress(_r, _b, p)
+            reading.jobs.append(job)
+        if not reading.jobs:
+            reading.state, reading.reason = "done", "already read"
+            return reading.to_dict()
+        place = runtime.reserve("read_ahead", owner)
+        self._chain(runtime, place, reading, list(reading.jobs))
+        return reading.to_dict()
+
+    def _chain(self, runtime: Any, place: Any, reading: Reading, jobs: list[Job]) -> None:
+        """Run the set's jobs one after another (each queued when the previous ends), under one place."""
+        if not jobs or reading.state in ("stopped", "failed"):
+            place.release()
+            if reading.state not in ("stopped", "failed"):
+                reading.state = "done"
+            return
+        job, rest = jobs[0], jobs[1:]
+        base = reading.tokens_done
+
+        def run(j: Job) -> Any:
+            reading.state = "reading"
+            try:
+                return runtime._run(j)
+            except _Requeue:
+                reading.state = "yielded"
+                raise
+
+        try:
+            future: Future[Any] = runtime.submit(run, job, place=place)
+        except RuntimeError:  # the model's queue closed meanwhile
+            place.release()
+            return
+
+        def finished(f: Future[Any]) -> None:
+            try:
+                f.result()
+            except Cancelled:
+                reading.state = "stopped"
+                reading.reason = reading.reason or "cancelled"
+            except DocqaError as exc:
+                reading.state, reading.reason = "failed", exc.detail
+            except Exception as exc:  # noqa: BLE001 - a read-ahead never fails anything else
+                if not f.cancelled():
+                    log.warning("read-ahead of %s failed: %s", reading.document_ids, exc)
+                reading.state, reading.reason = "failed", str(exc) or type(exc).__name__
+            else:
+                reading.tokens_done = base + (job.read_limit or len(job.prefix))
+            self._chain(runtime, place, reading, rest)
+
+        future.add_done_callback(finished)
+
+    @staticmethod
+    def _progress(reading: Reading, base: int, p: dict[str, Any]) -> None:
+        reading.tokens_done = max(reading.tokens_done, base + int(p.get("tokens_done", 0)))
+
+    def stop_documents(self, document_ids: list[str] | str) -> int:
+        """Stop every read-ahead that reads one of `document_ids` (they were deleted). Returns how many."""
+        gone = {document_ids} if isinstance(document_ids, str) else set(document_ids)
+        stopped = 0
+        with self._lock:
+            readings = list(self._readings.values())
+        for r in readings:
+            if gone & set(r.document_ids) and r.state in ("queued", "reading", "yielded"):
+                r.state, r.reason = "stopped", "a document was deleted"
+                for job in r.jobs:
+                    job.cancel.set()
+                stopped += 1
+        return stopped
+
+    def status(self, principal: str | None) -> dict[str, Any]:
+        """For /api/health: the caller's read-aheads (none without a valid key), and counts for all."""
+        with self._lock:
+            readings = list(self._readings.values())
+        counts: dict[str, int] = {}
+        for r in readings:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        mine = [r.to_dict() for r in readings if principal is not None and r.owner == principal]
+        return {"enabled": self.enabled, "tokens_limit": self.settings.read_ahead_tokens, "counts": counts,
+                "sets": mine[-16:]}
+
+    def already_read(self, spec: ModelSpec, plan: Plan, sources: Sources) -> bool:
+        """True when a question on `sources` would start from a snapshot (a question or a read-ahead read
+        it before): the first context's prefix is on disk."""
+        keys = self._keys.get(self._layout(spec, plan, sources))
+        if keys is None:
+            keys = [k for _, _, k in self.engine.prefixes(spec, plan, sources)[:1]]
+            self._remember(self._layout(spec, plan, sources), keys)
+        return bool(keys) and self.engine.cache.has(keys[0])
+
+    def _remember(self, layout: tuple[Any, ...], keys: list[str]) -> None:
+        with self._lock:
+            if len(self._keys) > 4 * KEEP:
+                self._keys.clear()
+            self._keys[layout] = keys
+
+    @staticmethod
+    def _layout(spec: ModelSpec, plan: Plan, sources: Sources) -> tuple[Any, ...]:
+        return (spec.identity, tuple((d.id, d.sha256) for d, _ in sources), plan.mode, plan.n_ctx,
+                plan.chunk_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
