@@ -6,6 +6,7 @@ from a template migrated once).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from tests.pg import Cluster
 from tests.support import LOOPBACK
 
 BACKENDS = ("sqlite", "postgresql")
+# Read-ahead (readahead.py) would read every session's documents in the background and change what the
+# other tests measure (prefix sources, restarts, timings); its own tests (test_readahead.py) turn it on.
+os.environ.setdefault("DOCQA_READ_AHEAD", "false")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

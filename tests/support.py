@@ -30,6 +30,10 @@ def settled(client: Any, model: str = "default", timeout: float = 60.0) -> None:
     """Wait until a model's runner is idle again: it writes a document's KV snapshot after the answer
     (off the path to the first token), so a test that looks at the snapshot files waits for it."""
     deadline = time.monotonic() + timeout
-    while client.get("/api/health").json()["details"]["models"][model]["runner"]["phase"] not in ("idle", None):
+    def busy() -> bool:
+        runner = client.get("/api/health").json()["details"]["models"][model]["runner"]
+        return runner["phase"] not in ("idle", None) or bool(runner.get("snapshots_writing"))
+
+    while busy():  # the snapshot is copied after the answer, then written to disk by a thread of the runner
         assert time.monotonic() < deadline, "the runner never became idle"
         time.sleep(0.05)

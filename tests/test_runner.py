@@ -117,6 +117,8 @@ def test_sigsegv_while_reading_then_sigkill_while_streaming(server: Server) -> N
         assert first.json()["timings"]["prefix_source"] == "evaluated"
         status = runner_of(http)
         assert status["state"] == "ready" and status["restarts"] == 1 and status["pid"] != pid
+        # its snapshot is copied after the answer and written by the runner's writer thread: wait for the file
+        wait_for(lambda: not (r := runner_of(http))["snapshots_writing"] and r["phase"] == "idle")
 
         # 3. SIGKILL while a streamed answer is being written: an SSE error event, nothing stored
         killed: list[int] = []

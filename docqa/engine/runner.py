@@ -91,6 +91,9 @@ class SnapshotWriter:
         self._thread: threading.Thread | None = None
 
     def put(self, key: str, tokens: list[int], state: Any, evict_before: float | None = None) -> None:
+        with contextlib.suppress(OSError):  # a marker while it is written (health: snapshots_writing)
+            self.cache.root.mkdir(parents=True, exist_ok=True)
+            self._marker(key).touch()
         with self._lock:
             self._pending[key] = (tokens, state)
             if self._thread is None:
@@ -105,12 +108,17 @@ class SnapshotWriter:
     def forget(self, key: str) -> None:
         """Drop a pending state (it is not written) and any file already written under `key`."""
         with self._lock:
-            self._pending.pop(key, None)
+            if self._pending.pop(key, None) is not None:
+                with contextlib.suppress(OSError):
+                    self._marker(key).unlink(missing_ok=True)
         self.cache.discard(key)
 
     def flush(self) -> None:
         if self._thread is not None:
             self._queue.join()
+
+    def _marker(self, key: str) -> Path:
+        return self.cache.root / f"{key}.{os.getpid()}.pending"
 
     def _loop(self) -> None:
         while True:
@@ -126,6 +134,8 @@ class SnapshotWriter:
                 with self._lock:
                     if self._pending.get(key, (None, None))[1] is state:
                         del self._pending[key]
+                        with contextlib.suppress(OSError):
+                            self._marker(key).unlink(missing_ok=True)
                 self._queue.task_done()
 
 
@@ -472,6 +482,18 @@ def _read(inbox: Any, jobs: queue.Queue[tuple[int, Work] | None], cancels: dict[
             return
 
 
+class _Outbox:
+    """The pipe to the web process, shared by the main thread, the log handler and the snapshot writer."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+
 class _PipeLog(logging.Handler):
     """The runner's log records go to the web process, which logs them under the same logger names."""
 
@@ -487,6 +509,7 @@ class _PipeLog(logging.Handler):
 def main(inbox: Any, outbox: Any, params: HostParams) -> None:
     """The runner's work, once its pipes are open and its parameters read."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal reaches the whole group: the server stops us
+    outbox = _Outbox(outbox)
     root = logging.getLogger()
     root.handlers, root.level = [_PipeLog(outbox)], logging.INFO
     if params.parent_pid:

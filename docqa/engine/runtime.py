@@ -53,6 +53,7 @@ import psutil
 
 from docqa.engine import cpu, runner
 from docqa.engine.models import ModelSpec
+from docqa.engine.state_cache import StateCache
 from docqa.engine.work import (
     Cancelled,
     ContextAllocationFailed,
@@ -330,6 +331,7 @@ class Runtime:
             "last_exit": self._last_exit, "failed": self._failed, "extra_buffers": self.extra_buffers,
             "extra_buffers_reason": self.extra_buffers_reason, "keep_alive_s": self.keep_alive_s,
             "resident_bytes": self.resident_bytes(),
+            "snapshots_writing": StateCache(self.state_dir, 0).writing(),
             "system_info": (r.info.get("system_info") if r is not None else None) or cpu.system_info(),
         }
 

@@ -231,6 +231,13 @@ class StateCache:
             out.append((st.st_mtime, st.st_size, p))
         return out
 
+    def writing(self) -> int:
+        """Snapshots copied from a context and being written now (runner.SnapshotWriter's markers)."""
+        try:
+            return len(list(self.root.glob("*.pending"))) if self.root.is_dir() else 0
+        except OSError:
+            return 0
+
     def total_bytes(self) -> int:
         return sum(size for _, size, _ in self._sizes())
 
@@ -266,7 +273,7 @@ class StateCache:
             return removed
         for name in sorted(names):
             stem, _, ext = name.partition(".")
-            orphan = (name.endswith(".tmp")
+            orphan = (name.endswith((".tmp", ".pending"))
                       or (ext == "kv" and f"{stem}.json" not in names)
                       or (ext == "json" and f"{stem}.kv" not in names))
             path = self.root / name
