@@ -66,6 +66,9 @@ def state_key(model_identity: str, config: ContextConfig, prefix_tokens: list[in
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
+GET_DATA_HEADER = 8
+
+
 def copy_state(ctx: Any) -> Any:
     """Sequence 0's KV state copied into memory (`llama_state_seq_get_data`): a memory copy, far quicker
     than writing it to disk, so the file is written afterwards on another thread (`StateCache.write`)."""
@@ -139,7 +142,10 @@ class StateCache:
         meta_tmp = self.root / f"{key}.{unique}.json.tmp"
         header = struct.pack("<III", llama_cpp.LLAMA_STATE_SEQ_MAGIC, llama_cpp.LLAMA_STATE_SEQ_VERSION, len(tokens))
         body = array("i", tokens).tobytes()
-        view = memoryview(state).cast("B")
+        # llama_state_seq_get_data puts its own 8-byte header (an io magic and the sequence id) before
+        # the stream that llama_state_seq_save_file writes after the tokens (tests/test_readahead.py
+        # checks the two files are byte for byte the same)
+        view = memoryview(state).cast("B")[GET_DATA_HEADER:]
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()
