@@ -41,7 +41,7 @@ def haystack(n_lines: int, key: str = "52817") -> str:
 
 
 def app(tmp_path: Path, **kw: Any) -> TestClient:
-    settings = Settings(data_dir=tmp_path / "data", seed=1, rate_uploads=0, rate_questions=0, **kw)
+    settings = Settings(data_dir=tmp_path / "data", seed=1, rate_uploads="0", rate_questions="0", **kw)
     return TestClient(create_app(settings), base_url=LOOPBACK)
 
 
@@ -76,7 +76,7 @@ def model(client: TestClient) -> dict[str, Any]:
     return dict(client.get("/api/health").json()["details"]["models"]["default"])
 
 
-def ask(client: TestClient, sid: str, question: str = "What is the pass key?", n: int = 6) -> dict[str, Any]:
+def ask(client: TestClient, sid: str, question: str = "What is the pass key?", n: int = 12) -> dict[str, Any]:
     r = client.post(f"/api/sessions/{sid}/questions", json={"question": question, "max_tokens": n,
                                                             "sampling": GREEDY})
     assert r.status_code == 200, r.text

@@ -196,7 +196,13 @@ class ModelHost:
         t0 = time.perf_counter()
         prompt = work.prefix + work.suffix
         gen.prompt_tokens = len(prompt)
-        gen.prefix_source, gen.cached_tokens = self._resident_prefix(llm, work, prompt, emit, cancel, yield_now)
+        try:
+            gen.prefix_source, gen.cached_tokens = self._resident_prefix(llm, work, prompt, emit, cancel, yield_now)
+        except Yielded as y:
+            if work.read_ahead:  # a question on these documents next starts from what it read
+                self._read_ahead[work.state_key] = max(self._read_ahead.get(work.state_key, 0),
+                                                       int(y.info["tokens_done"]))
+            raise
         if work.read_ahead:
             self._read_ahead[work.state_key] = max(self._read_ahead.get(work.state_key, 0),
                                                    min(llm.n_tokens, len(work.prefix)))

@@ -452,7 +452,7 @@ class Runtime:
                 self._yield.clear()
                 if any(self._queues[r] for r in self._queues if 0 <= r < task.rank):
                     self._yield.set()
-            if not task.future.set_running_or_notify_cancel():
+            if not task.future.running() and not task.future.set_running_or_notify_cancel():
                 with self._work:
                     self._current = None
                 continue
@@ -553,6 +553,7 @@ class Runtime:
                     job.resume = list(message[2].get("generated") or [])
                     raise _Requeue
                 elif kind == "error":
+                    self._after(r, job_id)
                     raise runner_error(message[2], message[3], message[4])
         except RunnerDied:
             raise self._crashed(r) from None
