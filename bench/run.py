@@ -7,6 +7,8 @@
     python -m bench.run memory      # plan weights + KV + compute bytes vs measured RSS growth (bench/sidebyside.py)
     python -m bench.run batch       # 10-question batch over a ~4,000-token document vs answering each from scratch
     python -m bench.run server      # docqa vs llama-server: cold, warm and after-restart answers, 4K-token lease
+    python -m bench.run readahead   # TTFT 20 s after a session opens: read-ahead vs without vs llama-server
+    python -m bench.run priority    # an interactive question's TTFT while a 20-item batch runs vs idle
     python -m bench.run formats     # OCR pages/s (20-page scan); DOCX and HTML ingest vs the library alone; peak RSS
     python -m bench.run llamabench  # prefill tok/s through docqa vs llama.cpp's llama-bench, fa off/on, n_batch 256/512
     python -m bench.run fast        # what `make bench` runs: ingest, memory, cache (a few minutes)
@@ -262,7 +264,17 @@ def bench_server() -> None:
     run()
 
 
-BENCHES = {"server": bench_server, "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
+def _priorities(name: str) -> Callable[[], None]:
+    def run() -> None:
+        from bench import priorities
+
+        getattr(priorities, f"bench_{name}")()
+
+    return run
+
+
+BENCHES = {"server": bench_server, "readahead": _priorities("readahead"), "priority": _priorities("priority"),
+           "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
            "cache": bench_cache, "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),
            "llamabench": _sidebyside("llamabench")}
 GROUPS = {
