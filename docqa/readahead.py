@@ -112,7 +112,11 @@ class ReadAhead:
         if not reading.jobs:
             reading.state, reading.reason = "done", "already read"
             return reading.to_dict()
-        place = runtime.reserve("read_ahead", owner)
+        try:
+            place = runtime.reserve("read_ahead", owner)
+        except DocqaError as exc:  # the model is stopped (it kept crashing): nothing is read
+            reading.state, reading.reason = "failed", exc.detail
+            return reading.to_dict()
         self._chain(runtime, place, reading, list(reading.jobs))
         return reading.to_dict()
 

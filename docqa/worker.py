@@ -79,6 +79,8 @@ class BatchWorker:
         self._thread: threading.Thread | None = None
         self._current: Claim | None = None
         self._last: tuple[str, str | None] | None = None  # (batch, document) answered last
+        self._last_owner: str | None = None  # the principal served last (round robin between principals)
+        self._last_by_owner: dict[str, tuple[str, str | None]] = {}  # each principal's set answered last
         self._sources: tuple[tuple[str, str | None], Sources] | None = None
         self._alive: Any = None  # the advisory lock marking this worker alive (PostgreSQL)
         _LIVE_OWNERS.add(self.owner)
@@ -196,9 +198,15 @@ class BatchWorker:
                          .with_for_update(skip_locked=True))
                 if batch_id is not None:
                     query = query.where(BatchItem.batch_id == batch_id)
+                # Principals take turns (round robin): the next owner after the last one served, among
+                # those with items to answer, so one principal's long batch cannot starve another's.
+                owner = self._next_owner(s, claimable, batch_id)
+                if owner is not None:
+                    query = query.where(BatchItem.batch_id.in_(select(Batch.id).where(Batch.owner == owner)))
                 item = None
-                if self._last is not None:  # the same document set first: its prefix is resident
-                    last_batch, last_doc = self._last
+                last = self._last_by_owner.get(owner or "") if owner is not None else self._last
+                if last is not None:  # the same document set first: its prefix is resident (or snapshotted)
+                    last_batch, last_doc = last
                     item = s.scalars(query.where(BatchItem.batch_id == last_batch,
                                                  BatchItem.document_id.is_(None) if last_doc is None
                                                  else BatchItem.document_id == last_doc)).first()
@@ -215,6 +223,9 @@ class BatchWorker:
                     refresh_status(s, item.batch_id)
                     continue
                 item.status = "running"
+                if owner is not None:
+                    self._last_owner = owner
+                    self._last_by_owner[owner] = (item.batch_id, item.document_id)
                 item.lease_owner = self.owner
                 item.lease_expires_at = now + self.lease
                 item.attempts += 1
@@ -222,6 +233,17 @@ class BatchWorker:
                 s.flush()
                 refresh_status(s, item.batch_id)
                 return Claim(item.id, item.batch_id, item.document_id, item.question, item.attempts)
+
+    def _next_owner(self, s: Any, claimable: Any, batch_id: str | None) -> str | None:
+        """The principal whose turn it is; None when only one has items (no turns to take)."""
+        if batch_id is not None:
+            return None
+        owners = sorted(set(s.scalars(select(Batch.owner).join(BatchItem, BatchItem.batch_id == Batch.id)
+                                      .where(claimable))))
+        if len(owners) < 2:
+            return None
+        after = [o for o in owners if self._last_owner is not None and o > self._last_owner]
+        return after[0] if after else owners[0]
 
     def _heartbeat(self, claim: Claim, done: threading.Event) -> None:
         while not done.wait(self.heartbeat_s):

@@ -34,9 +34,9 @@ def _service(settings: Settings) -> BatchService:
     return BatchService(settings, db, documents, registry, Engine(settings, registry))
 
 
-def _batch(db: Database, n: int) -> str:
+def _batch(db: Database, n: int, owner: str = "") -> str:
     with db.transaction() as s:
-        batch = Batch(owner="", status="queued", document_ids=[], questions=[f"q{i}" for i in range(n)],
+        batch = Batch(owner=owner, status="queued", document_ids=[], questions=[f"q{i}" for i in range(n)],
                       model="default", options={}, plans={})
         s.add(batch)
         s.flush()
@@ -115,3 +115,26 @@ def test_reclaim_gives_back_only_what_a_dead_worker_held(settings: Settings) -> 
         live_service.db.release(live._alive)
         live_service.db.dispose()
         other_service.db.dispose()
+
+
+@pytest.mark.both_databases
+def test_principals_batches_take_turns(settings: Settings) -> None:
+    """Round robin between principals: a long batch queued first does not keep another's waiting."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.resolved_database_url)
+    service = _service(settings)
+    first = _batch(service.db, 6, owner="alice")  # queued first, and long
+    _batch(service.db, 2, owner="bob")
+    _batch(service.db, 2, owner="carol")
+    worker = BatchWorker(service, lease_s=60)
+    try:
+        owners = []
+        while (claim := worker.claim()) is not None:
+            with service.db.reader() as s:
+                owners.append(s.get(Batch, claim.batch_id).owner)
+            worker._finish(claim, "done", answer="a")
+        assert owners == ["alice", "bob", "carol", "alice", "bob", "carol", "alice", "alice", "alice", "alice"], owners
+        with service.db.reader() as s:
+            assert s.get(Batch, first).status == "done"
+    finally:
+        _LIVE_OWNERS.discard(worker.owner)

@@ -91,9 +91,14 @@ class SnapshotWriter:
         self._thread: threading.Thread | None = None
 
     def put(self, key: str, tokens: list[int], state: Any, evict_before: float | None = None) -> None:
-        with contextlib.suppress(OSError):  # a marker while it is written (health: snapshots_writing)
-            self.cache.root.mkdir(parents=True, exist_ok=True)
+        if self.cache.cap_bytes <= 0:
+            return
+        try:  # a marker while it is written (health: snapshots_writing); a folder that cannot be written is
+            self.cache.root.mkdir(parents=True, exist_ok=True)  # said now, not after the next question
             self._marker(key).touch()
+        except OSError as exc:
+            logging.getLogger("docqa.engine.state_cache").warning("could not save KV snapshot %s: %s", key[:12], exc)
+            return
         with self._lock:
             self._pending[key] = (tokens, state)
             if self._thread is None:
