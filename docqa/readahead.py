@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from docqa.engine.budget import Plan
 from docqa.engine.models import ModelSpec
-from docqa.engine.runtime import Job, _Requeue
+from docqa.engine.runtime import YIELD_SLICE, Job, _Requeue
 from docqa.engine.work import Cancelled, Sampling
 from docqa.errors import DocqaError
 
@@ -105,6 +105,7 @@ class ReadAhead:
                 continue
             job = Job(config=config, prefix=prefix, suffix=[], state_key=key, max_tokens=0, sampling=Sampling(),
                       stream=False, progress=True, read_ahead=True, read_limit=n if n < len(prefix) else 0,
+                      slice_tokens=YIELD_SLICE,
                       evict_before=reading.started_at)
             base = reading.tokens_done
             job.on_progress = lambda p, _r=reading, _b=base: self._progress(_r, _b, p)

@@ -27,7 +27,7 @@ from docqa.engine.chunking import Part, pack, parts_of
 from docqa.engine.citations import extract_citations, verbatim_spans
 from docqa.engine.grounding import Grounder, Passage
 from docqa.engine.models import ModelRegistry, ModelSpec
-from docqa.engine.runtime import Job, Place, Runtime
+from docqa.engine.runtime import YIELD_SLICE, Job, Place, Runtime
 from docqa.engine.sampling import document_sampling
 from docqa.engine.state_cache import ContextConfig, StateCache, state_key
 from docqa.engine.template import ChatTemplate, tokenize_pieces
@@ -322,6 +322,7 @@ class Engine:
         job = Job(
             config=config, prefix=prefix, suffix=suffix, state_key=state_key(spec.identity, config, prefix),
             max_tokens=max_tokens, sampling=sampling, start_in_thinking=start_thinking, cancel=call.cancel,
+            slice_tokens=YIELD_SLICE if call.place.klass != "interactive" else 0,
             on_progress=(lambda p: on_event("progress", {**p, **(progress_extra or {})})) if on_event else None,
             on_token=(lambda kind, text: on_event(kind, {"text": text})) if on_event and stream else None,
         )

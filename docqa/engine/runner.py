@@ -286,7 +286,8 @@ class ModelHost:
         llm.n_tokens = resident  # eval() drops the KV cells after this point first
         t0 = time.perf_counter()
         try:
-            prefill(llm, target, resident, work.config.n_batch, emit if work.progress else None, cancel, yield_now)
+            step = min(work.slice_tokens or work.config.n_batch, work.config.n_batch)
+            prefill(llm, target, resident, step, emit if work.progress else None, cancel, yield_now)
         except Yielded as y:
             done = int(y.info["tokens_done"])
             if done > max(resident, partial):

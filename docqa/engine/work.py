@@ -88,6 +88,9 @@ class Work:
     read_ahead: bool = False
     read_limit: int = 0
     evict_before: float | None = None
+    # Prefill slice for work that may have to yield (batch items, read-ahead): a person's question waits
+    # for at most one slice of it; 0 = the context's n_batch.
+    slice_tokens: int = 0
     # A job that yielded while writing its answer resumes with the tokens it had generated.
     resume: list[int] = field(default_factory=list)
 
