@@ -17,11 +17,12 @@ from typing import Any
 from sqlalchemy import select, update
 
 from docqa.documents import DocumentService
+from docqa.engine.backend import Slot
 from docqa.engine.budget import Plan, Step
 from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
-from docqa.engine.models import ModelRegistry, ModelSpec
-from docqa.engine.runtime import Place
-from docqa.errors import ClientGone, DocqaError, InvalidRequest, NotFound, short_id
+from docqa.engine.models import ModelRegistry, Spec
+from docqa.errors import ClientGone, DocqaError, NotFound, short_id
+from docqa.rules import check_document_ids, clean_question
 from docqa.store.db import Database
 from docqa.store.models import ChatSession, Message, SessionDocument
 from docqa.text import clean_text
@@ -37,27 +38,13 @@ class Prepared:
     """A question that passed every check, with what answering it needs."""
 
     session_id: str
-    spec: ModelSpec
+    spec: Spec
     plan: Plan
     sources: Sources
     question: str
     owner: str  # the principal the session and every source document belong to
-    place: Place  # in the model's queue; released when the question ends (Engine.answer), or if dropped
+    place: Slot  # in the model's queue; released when the question ends (Engine.answer), or if dropped
     turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (question, answer), oldest first
-
-
-BYTES_PER_TOKEN = 32  # more than any tokenizer packs into one token of text
-
-
-def check_question_size(question: str, question_tokens: int) -> None:
-    """A question far too long to fit DOCQA_QUESTION_TOKENS is refused by its size, before it is tokenized."""
-    limit = question_tokens * BYTES_PER_TOKEN
-    size = len(question.encode("utf-8", "surrogatepass"))
-    if size > limit:
-        raise InvalidRequest(
-            f"The question is {size:,} bytes long; the limit is {limit:,} bytes (and {question_tokens:,} tokens, "
-            "DOCQA_QUESTION_TOKENS).", limit=limit, bytes=size,
-        )
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
@@ -75,16 +62,13 @@ class SessionService:
         self.engine = engine
 
     def sources(self, document_ids: list[str], owner: str = "") -> Sources:
-        if not document_ids:
-            raise InvalidRequest("Choose at least one document (document_ids is empty).")
-        if len(set(document_ids)) != len(document_ids):
-            raise InvalidRequest("document_ids lists the same document twice.")
+        check_document_ids(document_ids)
         docs = [self.documents.get(i, owner) for i in document_ids]
         self.engine.counts.check_estimate(docs)  # far past the ceiling: refused before reading any text
         return [(d, self.documents.all_sections(d.id)) for d in docs]
 
     def plan(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
-             owner: str = "") -> tuple[ModelSpec, Plan]:
+             owner: str = "") -> tuple[Spec, Plan]:
         spec = self.registry.get(model)
         return spec, self.engine.plan(spec, self.sources(document_ids, owner), mode)
 
@@ -136,15 +120,14 @@ class SessionService:
             raise DocumentsGone("The documents of this session were deleted; open a new session.")
         spec = self.registry.get(session.model)
         plan = plan_from_dict(session.plan)
-        question = question.strip()
-        check_question_size(question, self.engine.settings.question_tokens)
+        question = clean_question(question, self.engine.settings.question_tokens)
         self.engine.check_question(spec, question, opts, plan)
         self.engine.sampling(spec, opts.sampling)
         sources = self.sources(ids, owner)
         turns = conversation(session.messages) if opts.history else []
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.runtime(spec).reserve(), turns)
+        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.reserve(spec), turns)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,

@@ -7,7 +7,7 @@ web process raises the same typed error the runner met.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from docqa.engine.state_cache import ContextConfig
 from docqa.errors import DocqaError
@@ -88,6 +88,7 @@ class Generation:
     prefix_source: str = "none"  # memory | disk | evaluated
     stop_reason: str = "eos"  # eos | length
     thinking_open: bool = False
+    notes: list[str] = field(default_factory=list)  # for the answer's notes (a remote retry on another server)
 
     @property
     def tokens_per_s(self) -> float:

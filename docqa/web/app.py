@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         registry = ModelRegistry(settings)
         engine = Engine(settings, registry)
         batches = BatchService(settings, db, documents, registry, engine)
-        worker = BatchWorker(batches)
+        workers = [BatchWorker(batches) for _ in range(settings.batch_workers)]
         if keyring.enabled:
             log.info("API keys configured for %d principal(s)", len(keyring.principals))
         else:
@@ -159,11 +159,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             log.info("%s", ocr_status(settings.ocr_langs))
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
                          sessions=SessionService(db, documents, registry, engine), batches=batches)
-        worker.start()  # answers queued batch items in the background, resuming after a restart
+        for worker in workers:  # answer queued batch items in the background, resuming after a restart
+            worker.start()
         try:
             yield
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             engine.close()
             db.dispose()
 
