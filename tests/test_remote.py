@@ -198,19 +198,41 @@ def test_a_cancelled_question_closes_the_upstream_stream(client: TestClient, ser
         if kind == "progress":
             cancel.set()
 
-    t0 = time.monotonic()
+    logged = [s.log.stat().st_size for s in servers]
     with pytest.raises(Exception) as caught:
-        engine.answer(spec, plan, sources, QUESTION, AskOptions(max_tokens=64, sampling={"temperature": 1.0}),
-                      on_event, cancel)
+        engine.answer(spec, plan, sources, QUESTION, AskOptions(max_tokens=64), on_event, cancel)
     assert type(caught.value).__name__ == "Cancelled" and "progress" in seen
-    deadline = time.monotonic() + 10
-    slots: list[dict] = []
-    while time.monotonic() < deadline:
-        slots = [slot for s in servers for slot in httpx.get(f"{s.url}/slots", timeout=5).json()]
-        if not any(slot["is_processing"] for slot in slots):
-            break
-        time.sleep(0.1)
-    assert not any(slot["is_processing"] for slot in slots)
-    # the server stopped early: fewer tokens decoded than the 64 asked for (or none: stopped while reading)
-    assert all(slot["next_token"][0]["n_decoded"] < 64 for slot in slots), slots
-    assert time.monotonic() - t0 < 30
+    # llama-server notices the closed stream after the batch it is computing and cancels the task
+    deadline = time.monotonic() + 120
+    said = ""
+    while time.monotonic() < deadline and "cancel task" not in said:
+        said = "".join(s.log.read_bytes()[n:].decode("utf-8", "replace") for s, n in zip(servers, logged, strict=True))
+        time.sleep(0.2)
+    assert "cancel task" in said, said[-2000:]
+    deadline = time.monotonic() + 30
+    busy = True
+    while busy and time.monotonic() < deadline:
+        busy = any(slot["is_processing"] for s in servers for slot in httpx.get(f"{s.url}/slots", timeout=5).json())
+        time.sleep(0.2)
+    assert not busy
+
+
+def test_the_cli_works_with_a_remote_model(tmp_path: Path, servers: list[LlamaServer]) -> None:
+    from click.testing import CliRunner
+
+    from docqa.cli import main as cli
+
+    path = tmp_path / "haystack.txt"
+    path.write_text(haystack(60))
+    env = {"DOCQA_DATA_DIR": str(tmp_path / "data"), "DOCQA_SEED": "1", "DOCQA_MODELS": f"big={servers[0].url}",
+           "DOCQA_QUESTION_TOKENS": "64", "DOCQA_ANSWER_TOKENS": "64", "DOCQA_HISTORY_TOKENS": "128"}
+    runner = CliRunner()
+    result = runner.invoke(cli, ["models"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"big  llama-server  {servers[0].url}  up  ctx {CTX:,} × 1 slot(s)" in result.output
+    result = runner.invoke(cli, ["plan", str(path), "--model", "big"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"served context {CTX:,} tokens on {servers[0].url}" in result.output
+    result = runner.invoke(cli, ["ask", str(path), "--model", "big", "-q", QUESTION, "--max-tokens", "24"], env=env)
+    assert result.exit_code == 0, result.output
+    assert PASS_KEY in result.stdout and "(whole; read" in result.output

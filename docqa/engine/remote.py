@@ -47,6 +47,7 @@ from docqa.errors import RemoteRefused, RemoteStreamCut, RemoteUnavailable
 from docqa.settings import Settings
 
 log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per tokenize call otherwise; failures are ours
 
 LLAMA_SERVER = "llama-server"
 CONNECT_S = 5.0
