@@ -262,7 +262,14 @@ def bench_server() -> None:
     run()
 
 
-BENCHES = {"server": bench_server, "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
+def bench_remote() -> None:
+    from bench.remote import bench_remote as run
+
+    run()
+
+
+BENCHES = {"server": bench_server, "remote": bench_remote,
+           "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
            "cache": bench_cache, "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),
            "llamabench": _sidebyside("llamabench")}
 GROUPS = {

@@ -21,6 +21,7 @@ from docqa.engine.backend import Slot
 from docqa.engine.budget import Plan, Step
 from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
 from docqa.engine.models import ModelRegistry, Spec
+from docqa.engine.sources import from_rows
 from docqa.errors import ClientGone, DocqaError, NotFound, short_id
 from docqa.rules import check_document_ids, clean_question
 from docqa.store.db import Database
@@ -65,7 +66,7 @@ class SessionService:
         check_document_ids(document_ids)
         docs = [self.documents.get(i, owner) for i in document_ids]
         self.engine.counts.check_estimate(docs)  # far past the ceiling: refused before reading any text
-        return [(d, self.documents.all_sections(d.id)) for d in docs]
+        return [from_rows(d, self.documents.all_sections(d.id)) for d in docs]
 
     def plan(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
              owner: str = "") -> tuple[Spec, Plan]:

@@ -26,7 +26,7 @@ def binary() -> Path:
 
 class LlamaServer:
     def __init__(self, model: Path, log: Path, ctx: int = 2048, threads: int = 1, slots: int = 1,
-                 slot_save: Path | None = None, api_key: str | None = None) -> None:
+                 slot_save: Path | None = None, api_key: str | None = None, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.args = [str(binary()), "-m", str(model), "-c", str(ctx * slots), "-t", str(threads), "-tb", str(threads),
                      "--port", str(self.port), "--host", "127.0.0.1", "-np", str(slots), "-fa", "on", "--no-webui",
@@ -36,6 +36,7 @@ class LlamaServer:
         if api_key:
             self.args += ["--api-key", api_key]
         self.log = log
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,7 +44,7 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 120) -> LlamaServer:
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout_s

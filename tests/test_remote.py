@@ -236,3 +236,36 @@ def test_the_cli_works_with_a_remote_model(tmp_path: Path, servers: list[LlamaSe
     result = runner.invoke(cli, ["ask", str(path), "--model", "big", "-q", QUESTION, "--max-tokens", "24"], env=env)
     assert result.exit_code == 0, result.output
     assert PASS_KEY in result.stdout and "(whole; read" in result.output
+
+
+def test_a_prefix_survives_a_server_restart_in_its_slot_file(tmp_path: Path) -> None:
+    """With --slot-save-path, the documents' prefix is saved after it is read and restored into the slot
+    after llama-server restarts, so the next question does not read the documents again."""
+    model = embedded_model_path(Settings().models_dir)
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    server = LlamaServer(model, tmp_path / "save.log", ctx=CTX, slot_save=slots).start()
+    try:
+        with TestClient(create_app(remote_settings(tmp_path, [server.url])), base_url=LOOPBACK) as client:
+            doc = upload(client, "haystack.txt", haystack(80))
+            s = session(client, doc["id"])
+            first = ask(client, s["id"])
+            assert first.status_code == 200, first.text
+            assert first.json()["timings"]["prefix_source"] == "evaluated"
+            deadline = time.monotonic() + 30
+            while not list(slots.glob("docqa-*.bin")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(list(slots.glob("docqa-*.bin"))) == 1
+            health = client.get("/api/health").json()["details"]["models"]["big"]
+            assert health["capabilities"]["state_snapshots"] is True
+            server.stop()
+            server.start()
+            again = ask(client, s["id"], "Say the pass key again.")
+            assert again.status_code == 200, again.text
+            timings = again.json()["timings"]
+            assert timings["prefix_source"] == "restored", timings
+            assert timings["cached_tokens"] >= 0.9 * s["plan"]["prompt_tokens"], timings
+            snapshots = client.get("/api/health").json()["details"]["models"]["big"]["servers"][0]["snapshots"]
+            assert snapshots["saved"] >= 1 and snapshots["restored"] == 1 and snapshots["bytes"] > 0
+    finally:
+        server.stop()

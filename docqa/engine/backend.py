@@ -90,7 +90,9 @@ class Slot(Protocol):
 
 class Backend(Protocol):
     name: str
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     @property
     def identity(self) -> str:

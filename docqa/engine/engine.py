@@ -28,15 +28,14 @@ from docqa.engine.citations import extract_citations, verbatim_spans
 from docqa.engine.grounding import Grounder, Passage
 from docqa.engine.models import ModelRegistry, Spec
 from docqa.engine.sampling import document_sampling
+from docqa.engine.sources import Document, Sources
 from docqa.engine.state_cache import StateCache
 from docqa.engine.token_counts import TokenCounts
 from docqa.engine.work import ContextAllocationFailed, Generation, Sampling
 from docqa.errors import InvalidRequest
 from docqa.rules import check_max_tokens, check_mode, check_question_tokens
 from docqa.settings import Settings
-from docqa.store.models import Document, Section
 
-Sources = list[tuple[Document, list[Section]]]
 EventSink = Callable[[str, dict[str, Any]], None]
 Turn = tuple[str, str]  # an earlier (question, answer) of the conversation
 MAP_ANSWER_TOKENS = 256

@@ -93,6 +93,8 @@ class Server:
         self.slot_holds: dict[int, str] = {}  # slot → the prefix hash it last read
         self.slot_used: dict[int, float] = {}
         self.busy: set[int] = set()
+        self.slot_save: bool | None = None  # started with --slot-save-path (probed)
+        self.snapshots = {"saved": 0, "restored": 0, "save_ms": 0.0, "restore_ms": 0.0, "bytes": 0}
 
     def __repr__(self) -> str:
         return f"Server({self.url!r}, {self.state})"
@@ -120,6 +122,7 @@ class Server:
                     self.meta = (data[0].get("meta") or {}) if data else {}
                     self.n_ctx = int(props["default_generation_settings"].get("n_ctx") or 0)
                     self.slots = max(1, int(props.get("total_slots") or 1))
+                    self.slot_save = self._probe_slot_save(c)
                     self.state, self.error = "up", None
                     return
                 self.kind = self._other_kind(c)
@@ -132,6 +135,55 @@ class Server:
         self.state = "unsupported"
         self.error = (f"it is {self.kind}, not llama-server: docqa answers through llama-server only so far "
                       "(nothing else was tested here)")
+
+    @staticmethod
+    def _probe_slot_save(c: httpx.Client) -> bool:
+        """Whether it keeps slot files (`--slot-save-path`): an invalid name is refused with 400 there, 501
+        without; nothing is written either way."""
+        r = c.post("/slots/0?action=save", json={"filename": "../docqa-probe"})
+        return r.status_code == 400
+
+    # -- prefix states on the server's disk (llama-server's slot files) --------------------------------
+
+    def save_slot(self, slot: int, filename: str) -> None:
+        try:
+            with self.client() as c:
+                r = c.post(f"/slots/{slot}?action=save", json={"filename": filename})
+            if r.status_code == 200:
+                body = r.json()
+                with self.lock:
+                    self.snapshots["saved"] += 1
+                    self.snapshots["save_ms"] += float(body.get("timings", {}).get("save_ms", 0.0))
+                    self.snapshots["bytes"] += int(body.get("n_written", 0))
+            else:
+                log.warning("remote server %s could not save slot %d: HTTP %d", self.url, slot, r.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("remote server %s could not save slot %d: %s", self.url, slot, _what(exc))
+
+    def slot_kept(self, slot: int) -> bool:
+        """Whether `slot` still holds a prompt: a server restarted since its last answer holds none. (Asked
+        only of servers keeping slot files, where a lost prefix can be read back instead of re-read.)"""
+        try:
+            with self.client(PROBE_TIMEOUT_S) as c:
+                slots = c.get("/slots").json()
+            return any(x.get("id") == slot and x.get("n_prompt_tokens") for x in slots)
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+
+    def restore_slot(self, slot: int, filename: str) -> int:
+        """Tokens read back into `slot` from `filename` (0: none, e.g. never saved here)."""
+        try:
+            with self.client() as c:
+                r = c.post(f"/slots/{slot}?action=restore", json={"filename": filename})
+        except httpx.HTTPError:
+            return 0
+        if r.status_code != 200:
+            return 0
+        body = r.json()
+        with self.lock:
+            self.snapshots["restored"] += 1
+            self.snapshots["restore_ms"] += float(body.get("timings", {}).get("restore_ms", 0.0))
+        return int(body.get("n_restored", 0))
 
     def _other_kind(self, c: httpx.Client) -> str:
         for path in ("/v1/models", "/models"):
@@ -158,12 +210,15 @@ class Server:
             self.probe()
             if was == "down" and self.state == "up":
                 log.info("remote server %s back in rotation", self.url)
+                with self.lock:
+                    self.slot_holds.clear()  # restarted, most likely: its slots hold nothing
         return self.state == "up"
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.url, "state": self.state, "kind": self.kind, "n_ctx": self.n_ctx or None,
                 "total_slots": self.slots if self.kind == LLAMA_SERVER else None, "in_flight": self.in_flight,
-                "model": Path(str(self.props.get("model_path") or "")).name or None, "error": self.error}
+                "model": Path(str(self.props.get("model_path") or "")).name or None, "error": self.error,
+                "slot_save": self.slot_save, "snapshots": dict(self.snapshots) if self.slot_save else None}
 
     # -- tokens ---------------------------------------------------------------------------------------
 
@@ -296,7 +351,6 @@ class _Place:
 
 
 class RemoteBackend:
-    capabilities = Capabilities(kv_budget=False, prefix_cache=True, state_snapshots=False, progress=True)
 
     def __init__(self, spec: RemoteSpec, settings: Settings) -> None:
         self.spec = spec
@@ -305,6 +359,13 @@ class RemoteBackend:
         self._lock = threading.Lock()
         self._pending = 0
         self._template: ChatTemplate | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Snapshots where every server in rotation keeps slot files (a question may go to any of them)."""
+        up = [s for s in self.spec.servers if s.state == "up"]
+        snapshots = bool(up) and all(s.slot_save for s in up)
+        return Capabilities(kv_budget=False, prefix_cache=True, state_snapshots=snapshots, progress=True)
 
     @property
     def identity(self) -> str:
@@ -457,6 +518,10 @@ class RemoteBackend:
         while True:
             server, slot_id = self._route(prefix_hash, set(failed))
             queue_s = time.perf_counter() - t0
+            filename = f"docqa-{self.identity[:16]}-{prefix_hash[:32]}.bin"
+            restored = 0
+            if server.slot_save and not (server.slot_holds.get(slot_id) == prefix_hash and server.slot_kept(slot_id)):
+                restored = server.restore_slot(slot_id, filename)  # read before a restart, or by another slot
             try:
                 gen = self._complete(server, slot_id, request, streamed)
             except (httpx.HTTPError, RemoteStreamCut) as exc:
@@ -477,6 +542,11 @@ class RemoteBackend:
                 self._free(server, slot_id, None)
                 raise
             self._free(server, slot_id, prefix_hash)
+            if restored and gen.cached_tokens:
+                gen.prefix_source = "restored"
+            elif server.slot_save and gen.cached_tokens < len(request.prefix):  # read now: keep it for later
+                threading.Thread(target=server.save_slot, args=(slot_id, filename), daemon=True,
+                                 name="remote-slot-save").start()
             if failed:
                 gen.notes.append("Retried on " + server.url + " after " + "; ".join(
                     f"{u} failed ({w})" for u, w in failed.items()) + ".")
