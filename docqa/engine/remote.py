@@ -31,6 +31,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,6 +360,7 @@ class RemoteBackend:
         self._lock = threading.Lock()
         self._pending = 0
         self._template: ChatTemplate | None = None
+        self._tokens = _TokenCache()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -405,11 +407,21 @@ class RemoteBackend:
         tokens: list[int] = []
         for i, (text, trusted) in enumerate(pieces):
             bos = i == 0 and add_bos and not (bos_text and text.startswith(bos_text))
-            tokens += self._call(lambda s, t=text, tr=trusted, b=bos: s.tokenize(t, special=tr, add_bos=b))
+            tokens += self._tokenized(text, trusted, bos)
         return tokens
 
     def count(self, text: str) -> int:
-        return len(self._call(lambda s: s.tokenize(text, special=False, add_bos=False)))
+        return len(self._tokenized(text, False, False))
+
+    def _tokenized(self, text: str, special: bool, add_bos: bool) -> list[int]:
+        """The server's tokens of `text`, asked once: the documents' piece and the template's own text are
+        the same for every question of a session (a follow-up then sends only its question to /tokenize)."""
+        key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), special, add_bos)
+        found = self._tokens.get(key)
+        if found is None:
+            found = self._call(lambda s: s.tokenize(text, special=special, add_bos=add_bos))
+            self._tokens.put(key, found)
+        return list(found)
 
     def _call(self, fn: Any) -> Any:
         """A short request (tokenize) on a server in rotation, the next one if it fails."""
@@ -643,6 +655,35 @@ class RemoteBackend:
 
     def close(self) -> None:
         pass
+
+
+class _TokenCache:
+    """Recent tokenizations, bounded by their total tokens (a long document's are kept while it is asked about)."""
+
+    def __init__(self, max_tokens: int = 4_000_000) -> None:
+        self.max_tokens = max_tokens
+        self._items: OrderedDict[tuple[str, bool, bool], tuple[int, ...]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bool, bool]) -> tuple[int, ...] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, bool, bool], tokens: list[int]) -> None:
+        if len(tokens) > self.max_tokens // 2:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = tuple(tokens)
+            self._total += len(tokens)
+            while self._total > self.max_tokens:
+                _, dropped = self._items.popitem(last=False)
+                self._total -= len(dropped)
 
 
 class ThinkingSplit:
