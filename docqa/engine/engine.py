@@ -199,6 +199,15 @@ class Engine:
                                                lambda: len(self.chunks(spec, plan, sources)))
         return plan
 
+    def has_snapshot(self, spec: ModelSpec, plan: Plan, sources: Sources) -> bool:
+        """Whether a KV snapshot of this plan's document prefix is on disk (a whole-document answer
+        then loads it instead of reading). Tokenizes the prefix only when some snapshot exists."""
+        if plan.mode != "whole" or not self.cache.entries():
+            return False
+        prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
+        config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+        return (self.cache.root / f"{state_key(spec.identity, config, prefix)}.kv").exists()
+
     def memory_for(self, spec: ModelSpec) -> Memory:
         """The memory probe, counting this model's loaded runner as free: planning a new context for it
         replaces the one it holds (its private memory is given back first), while other models' runners

@@ -143,6 +143,10 @@ class ModelSpec:
                 family=self.family,
                 kv_bytes_per_token={ct: self.shape.kv_bytes_per_token(ct, ct) for ct in CACHE_TYPES},
                 sampling=self.preset,
+                parameters=self.info.n_params or None,
+                size_label=self.info.get("general.size_label"),
+                quantization=self.info.quantization,
+                display_name=self.info.get("general.name"),
             )
         return out
 
