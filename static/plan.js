@@ -65,7 +65,24 @@ function readingWords(p) {
   return `about ${duration(r.seconds)} before the first word (${r.basis})`;
 }
 
+/** Answer lengths within the plan's answer budget (max_tokens may not exceed it); "Continue" goes further. */
+function lengthOptions(budget) {
+  const select = $("answer-length");
+  if (!budget || select.dataset.budget === String(budget)) return;
+  const keep = select.value;
+  const short = Math.max(16, Math.round(budget / 4));
+  const medium = Math.max(short + 1, Math.round(budget / 2));
+  select.replaceChildren(
+    el("option", { value: "" }, `full (${num(budget)} tokens)`),
+    el("option", { value: String(medium) }, `medium (${num(medium)} tokens)`),
+    el("option", { value: String(short) }, `short (${num(short)} tokens)`),
+  );
+  select.dataset.budget = String(budget);
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
 export function showPlan(p) {
+  lengthOptions(p.answer_tokens);
   const summary = p.summary || `${p.mode}, ${num(p.prompt_tokens)} tokens`;
   setStatus($("plan-text"), `${capitalised(summary)}.`);
   $("plan-text").classList.remove("muted");

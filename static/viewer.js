@@ -325,8 +325,9 @@ export async function openReadme(heading, opener) {
     const start = text.search(new RegExp(`^#+ ${heading.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`, "m"));
     const rest = start >= 0 ? text.slice(start) : text;
     const level = /^#+/.exec(rest)?.[0].length ?? 2;
-    const end = rest.slice(1).search(new RegExp(`^#{1,${level}} `, "m"));
-    const part = end >= 0 ? rest.slice(0, end + 1) : rest;
+    const body = rest.indexOf("\n") + 1; // the next heading of the same level or above ends the section
+    const end = body > 0 ? rest.slice(body).search(new RegExp(`^#{1,${level}} `, "m")) : -1;
+    const part = end >= 0 ? rest.slice(0, body + end) : rest;
     $("viewer-where").replaceChildren(`README — ${heading}`);
     $("viewer-body").replaceChildren(el("div", { class: "markdown readme" }, renderMarkdown(part)));
   } catch (err) {
