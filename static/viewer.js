@@ -126,9 +126,11 @@ function numberedLines(text, first, prefix, range, markAttrs) {
   return out;
 }
 
+const isArchive = (doc) => doc?.kind === "archive" || doc?.kind === "zip";
+
 function isCode(s, doc) {
   if (doc?.kind === "code") return true;
-  return doc?.kind === "zip" && s.path && !PROSE.test(s.path);
+  return isArchive(doc) && s.path && !PROSE.test(s.path);
 }
 
 function sectionBlock(s, filename, citation, doc) {
@@ -284,7 +286,7 @@ export async function openDocument(doc, opener) {
   showViewer("Document", opener);
   const where = $("viewer-where");
   where.replaceChildren(userText("bdi", doc.filename, { class: "filename" }), ` — ${documentUnits(doc)}`);
-  if (doc.kind === "zip") {
+  if (isArchive(doc)) {
     try {
       const { nodes, files } = fileTree(doc, await allSections(doc.id));
       where.append(` · ${files === 1 ? "1 file" : `${files} files`}`);
