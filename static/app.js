@@ -75,7 +75,8 @@ async function hasAccess() {
 }
 
 async function loadAll() {
-  await Promise.all([loadModels(), loadDocuments(), loadSessions()]);
+  await Promise.all([loadModels(), loadDocuments()]);
+  await loadSessions(); // names each session's documents, so after them
   const wanted = sessionInUrl();
   if (wanted) await openSession(wanted);
   else choiceChanged();
