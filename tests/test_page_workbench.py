@@ -414,9 +414,11 @@ def test_viewer_code_lines_zip_tree_pdf_pages_and_headings(page: Any, server: Se
     pdf = make_pdf(["Lorem ipsum dolor sit amet, consectetur adip-\niscing elit, sed do eiusmod.",
                     "The second page says the fee is 4,200 euros."])
     notes = b"# Terms\n\nThe term is one year.\n\n## Payment\n\nRent is due monthly.\n\n## Notice\n\nSixty days.\n"
+    from tests.doc_builders import contract_docx
+
     open_page(page)
     upload(page, ("codebase.zip", codebase, "application/zip"), ("contract.pdf", pdf, "application/pdf"),
-           ("notes.md", notes, "text/markdown"))
+           ("notes.md", notes, "text/markdown"), ("msa.docx", contract_docx(), "application/octet-stream"))
 
     doc_item(page, "codebase.zip").get_by_role("button", name="View codebase.zip").click()
     viewer = page.locator("#viewer")
@@ -447,6 +449,10 @@ def test_viewer_code_lines_zip_tree_pdf_pages_and_headings(page: Any, server: Se
     expect(toc.get_by_role("button")).to_have_text(["Terms", "Payment", "Notice"])
     toc.get_by_role("button", name="Notice").click()
     expect(viewer.locator(".line.md-h2", has_text="Notice")).to_be_in_viewport()
+
+    doc_item(page, "msa.docx").get_by_role("button", name="View msa.docx").click()  # Word: by heading
+    expect(viewer.locator("nav.toc").get_by_role("button", name="4 Termination › 4.2 Notice")).to_have_count(1)
+    expect(viewer.locator(".section-text .line").first).to_have_attribute("data-n", re.compile(r"^¶\d+$"))
 
 
 # ---- batches --------------------------------------------------------------------------------------
