@@ -47,11 +47,15 @@ function sourcesCell(r) {
   const cell = el("td", { class: "sources-cell" });
   const seen = new Set();
   const chips = [];
-  for (const c of r.citations || []) chips.push(sourceChip(c));
+  const keyOf = (c) => `${c.document_id}:${c.page}:${c.path}:${c.line_start}:${c.line_end}`;
+  for (const c of r.citations || []) {
+    seen.add(keyOf(c));
+    chips.push(sourceChip(c));
+  }
   for (const claim of r.claims || []) {
     const p = claim.passage;
     if (!p) continue;
-    const key = `${p.document_id}:${p.page}:${p.path}:${p.line_start}:${p.text}`;
+    const key = keyOf(p); // a passage already cited is shown once
     if (seen.has(key)) continue;
     seen.add(key);
     chips.push(sourceChip({ ...p, quote: p.quote || p.text, verified: true }, { label: "Passage", extraClass: " passage" }));
