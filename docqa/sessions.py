@@ -80,6 +80,8 @@ class SessionService:
         self.registry = registry
         self.engine = engine
         self.rates = ReadingRates(db)
+        self._snapshot_keys: dict[tuple[Any, ...], str] = {}  # plan → its prefix's state key (oldest first)
+        self._keys_lock = threading.Lock()
 
     def sources(self, document_ids: list[str], owner: str = "") -> Sources:
         if not document_ids:
@@ -102,10 +104,27 @@ class SessionService:
         spec = self.registry.get(model)
         sources = self.sources(document_ids, owner)
         plan = self.engine.plan(spec, sources, mode)
-        snapshot = self.engine.has_snapshot(spec, plan, sources)
+        snapshot = self._has_snapshot(spec, plan, sources)
         tokens = plan.prompt_tokens if plan.mode == "whole" else plan.prompt_tokens + (plan.n_chunks or 0) * 200
         reading = self.rates.estimate(spec.identity, tokens).to_dict()
         return {**plan.to_dict(), "reading": reading, "snapshot": snapshot}
+
+    def _has_snapshot(self, spec: ModelSpec, plan: Plan, sources: Sources) -> bool:
+        """Whether a KV snapshot of the plan's reading is on disk. The prefix is tokenized only when some
+        snapshot exists, and its key is kept per (model, documents, context), so ticking boxes stays cheap."""
+        if plan.mode != "whole" or not self.engine.cache.entries():
+            return False
+        ident = (spec.identity, tuple((d.id, d.sha256) for d, _ in sources), plan.n_ctx, plan.type_k,
+                 plan.flash_attn, plan.yarn_factor)
+        with self._keys_lock:
+            key = self._snapshot_keys.get(ident)
+        if key is None:
+            key = self.engine.prefix_state_key(spec, plan, sources) or ""
+            with self._keys_lock:
+                self._snapshot_keys[ident] = key
+                while len(self._snapshot_keys) > 64:
+                    self._snapshot_keys.pop(next(iter(self._snapshot_keys)))
+        return bool(key) and (self.engine.cache.root / f"{key}.kv").exists()
 
     def create(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
                title: str | None = None, owner: str = "", cancel: threading.Event | None = None) -> ChatSession:

@@ -199,14 +199,14 @@ class Engine:
                                                lambda: len(self.chunks(spec, plan, sources)))
         return plan
 
-    def has_snapshot(self, spec: ModelSpec, plan: Plan, sources: Sources) -> bool:
-        """Whether a KV snapshot of this plan's document prefix is on disk (a whole-document answer
-        then loads it instead of reading). Tokenizes the prefix only when some snapshot exists."""
-        if plan.mode != "whole" or not self.cache.entries():
-            return False
+    def prefix_state_key(self, spec: ModelSpec, plan: Plan, sources: Sources) -> str | None:
+        """The state-cache key of this plan's document prefix (whole mode; None for chunked): a
+        whole-document answer loads the snapshot under it instead of reading. Tokenizes the prefix."""
+        if plan.mode != "whole":
+            return None
         prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
         config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
-        return (self.cache.root / f"{state_key(spec.identity, config, prefix)}.kv").exists()
+        return state_key(spec.identity, config, prefix)
 
     def memory_for(self, spec: ModelSpec) -> Memory:
         """The memory probe, counting this model's loaded runner as free: planning a new context for it
