@@ -253,9 +253,9 @@ def test_deep_link_survives_reload(page: Any, server: Server) -> None:
 def test_status_through_queue_reading_writing_and_done(page: Any, server: Server) -> None:
     """Another client's long answer holds the model: the page's question waits in the queue (its position
     shown), then reads, writes and is done."""
-    # the other client reads a ~1,500-token document: that holds the model for a while
+    # the other client reads a ~3,000-token document: that holds the model for a while (~12 s on an idle machine)
     long_doc = "".join(f"Clause {i}. The tenant shall keep room {i} clean and return its key {i} on time.\n"
-                       for i in range(80)).encode()
+                       for i in range(160)).encode()  # ~3,000 tokens: still reading when the page asks
     stored = httpx.post(f"{server.url}/api/documents", files={"file": ("rules.txt", long_doc, "text/plain")}).json()
     other = httpx.post(f"{server.url}/api/sessions", json={"document_ids": [stored["id"]]}).json()["id"]
     held = threading.Event()
