@@ -22,7 +22,8 @@ from docqa.engine.budget import Plan, Step
 from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
 from docqa.engine.models import ModelRegistry, Spec
 from docqa.engine.sources import from_rows
-from docqa.errors import ClientGone, DocqaError, NotFound, short_id
+from docqa.errors import ClientGone, DocqaError, InvalidRequest, NotFound, short_id
+from docqa.reading import ReadingRates
 from docqa.rules import check_document_ids, clean_question
 from docqa.store.db import Database
 from docqa.store.models import ChatSession, Message, SessionDocument
@@ -46,6 +47,12 @@ class Prepared:
     owner: str  # the principal the session and every source document belong to
     place: Slot  # in the model's queue; released when the question ends (Engine.answer), or if dropped
     turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (question, answer), oldest first
+    continues: bool = False  # the question asks to continue the last answer (stored as such)
+
+
+CONTINUE_QUESTION = ("Continue your previous answer exactly where it stopped. Do not repeat what you already "
+                     "wrote and do not start over.")
+TITLE_CHARS = 80  # a session titled by its first question keeps this much of it
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
@@ -61,6 +68,9 @@ class SessionService:
         self.documents = documents
         self.registry = registry
         self.engine = engine
+        self.rates = ReadingRates(db)
+        self._snapshot_keys: dict[tuple[Any, ...], str] = {}  # plan → its prefix's state key (oldest first)
+        self._keys_lock = threading.Lock()
 
     def sources(self, document_ids: list[str], owner: str = "") -> Sources:
         check_document_ids(document_ids)
@@ -73,6 +83,35 @@ class SessionService:
         spec = self.registry.get(model)
         return spec, self.engine.plan(spec, self.sources(document_ids, owner), mode)
 
+    def plan_view(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
+                  owner: str = "") -> dict[str, Any]:
+        """The plan as /api/plan shows it: with how long reading will take at the rate measured for this
+        model (reading.py) and whether a snapshot of the reading already exists (then it is near-instant)."""
+        spec = self.registry.get(model)
+        sources = self.sources(document_ids, owner)
+        plan = self.engine.plan(spec, sources, mode)
+        snapshot = self._has_snapshot(spec, plan, sources)
+        tokens = plan.prompt_tokens if plan.mode == "whole" else plan.prompt_tokens + (plan.n_chunks or 0) * 200
+        reading = self.rates.estimate(spec.identity, tokens).to_dict()
+        return {**plan.to_dict(), "reading": reading, "snapshot": snapshot}
+
+    def _has_snapshot(self, spec: Spec, plan: Plan, sources: Sources) -> bool:
+        """Whether a KV snapshot of the plan's reading is on disk. The prefix is tokenized only when some
+        snapshot exists, and its key is kept per (model, documents, context), so ticking boxes stays cheap."""
+        if plan.mode != "whole" or not self.engine.cache.entries():
+            return False
+        ident = (spec.identity, tuple((d.id, d.sha256) for d, _ in sources), plan.n_ctx, plan.type_k,
+                 plan.flash_attn, plan.yarn_factor)
+        with self._keys_lock:
+            key = self._snapshot_keys.get(ident)
+        if key is None:
+            key = self.engine.prefix_state_key(spec, plan, sources) or ""
+            with self._keys_lock:
+                self._snapshot_keys[ident] = key
+                while len(self._snapshot_keys) > 64:
+                    self._snapshot_keys.pop(next(iter(self._snapshot_keys)))
+        return bool(key) and (self.engine.cache.root / f"{key}.kv").exists()
+
     def create(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
                title: str | None = None, owner: str = "", cancel: threading.Event | None = None) -> ChatSession:
         """Plan and store a session; once `cancel` is set (the client went away) nothing is stored."""
@@ -80,11 +119,12 @@ class SessionService:
         if cancel is not None and cancel.is_set():
             raise ClientGone("The client went away before the session was ready; nothing was created.")
         with self.db.transaction() as s:
+            auto = not title  # then the first question names the session (ask)
             if not title:
                 first = self.documents.get(document_ids[0], owner).filename
                 title = first if len(document_ids) == 1 else f"{first} + {len(document_ids) - 1} more"
             session = ChatSession(owner=owner, title=clean_text(title)[:256], model=spec.name, mode=plan.mode,
-                                  plan={**plan.to_dict(), "document_ids": list(document_ids)})
+                                  plan={**plan.to_dict(), "document_ids": list(document_ids), "title_auto": auto})
             s.add(session)
             s.flush()
             s.add_all(SessionDocument(session_id=session.id, document_id=d, position=i)
@@ -112,7 +152,8 @@ class SessionService:
         with self.db.transaction() as s:
             s.delete(s.get(ChatSession, session_id))
 
-    def prepare(self, session_id: str, question: str, opts: AskOptions, owner: str = "") -> Prepared:
+    def prepare(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
+                continues: bool = False) -> Prepared:
         """Every check that can refuse a question, run before any work starts: a streamed answer
         has already sent its 200 once the first event is out, so a refusal must come first."""
         session = self.get(session_id, owner)
@@ -126,9 +167,11 @@ class SessionService:
         self.engine.sampling(spec, opts.sampling)
         sources = self.sources(ids, owner)
         turns = conversation(session.messages) if opts.history else []
+        if continues and not turns:
+            raise InvalidRequest("There is no earlier answer in this session to continue.")
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.reserve(spec), turns)
+        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.reserve(spec), turns, continues)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
@@ -140,14 +183,21 @@ class SessionService:
         answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel, p.place,
                                     turns=p.turns)
         with self.db.transaction() as s:
-            s.add(Message(session_id=session_id, role="user", content=p.question, timings={}))
+            s.add(Message(session_id=session_id, role="user", content=p.question, timings={},
+                          extra={"continues": True} if p.continues else {}))
             s.add(Message(
                 session_id=session_id, role="assistant", content=answer.answer, thinking=answer.thinking or None,
-                citations=answer.citations, mode=answer.mode, timings=answer.timings,
+                citations=answer.citations, mode=answer.mode,
+                timings={**answer.timings, "model_identity": p.spec.identity},  # reading.py keys rates by it
                 extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason,
                        "claims": answer.claims, "grounding": answer.grounding, "history": answer.history},
             ))
             s.execute(update(ChatSession).where(ChatSession.id == session_id).values(updated_at=_now()))
+            session = s.get(ChatSession, session_id)
+            if session is not None and session.plan.get("title_auto") and not p.continues:
+                # the first question names a session opened without a title
+                session.title = _title_of(p.question)
+                session.plan = {**session.plan, "title_auto": False}
         return answer
 
 
@@ -162,6 +212,14 @@ def conversation(messages: list[Message]) -> list[tuple[str, str]]:
             turns.append((question, m.content))
             question = None
     return turns
+
+
+def _title_of(question: str) -> str:
+    text = " ".join(clean_text(question).split())
+    if len(text) <= TITLE_CHARS:
+        return text
+    cut = text[:TITLE_CHARS].rsplit(" ", 1)[0] or text[:TITLE_CHARS]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def _now():  # noqa: ANN202

@@ -322,7 +322,7 @@ class BatchWorker:
             else:
                 self._finish(claim, "queued", error=reason)
         else:
-            timings = {**answer.timings, "item_s": round(time.perf_counter() - t0, 3)}
+            timings = {**answer.timings, "item_s": round(time.perf_counter() - t0, 3), "model_identity": spec.identity}
             self._finish(claim, "done", answer=answer.answer, thinking=answer.thinking or None,
                          citations=answer.citations, mode=answer.mode, timings=timings, error=None,
                          extra={"claims": answer.claims, "grounding": answer.grounding, "notes": answer.notes,

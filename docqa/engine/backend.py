@@ -119,6 +119,9 @@ class Backend(Protocol):
     def degrade(self, plan: Plan) -> Plan | None:
         """After a failed context allocation: the next cheaper whole-document layout, or None."""
 
+    def prefix_key(self, plan: Plan, prefix: list[int]) -> str | None:
+        """The key docqa's own state cache keeps this prefix's snapshot under (None: it keeps none)."""
+
     def reserve(self) -> Slot:
         """A place in the model's queue for one question, or a refusal now (QueueFull, …)."""
 

@@ -236,7 +236,8 @@ class Plan:
                 f"whole document, {self.prompt_tokens:,} tokens in a {self.n_ctx:,}-token context{yarn}, "
                 f"KV {gb(self.kv_bytes)} ({self.type_k}) of {gb(self.available_bytes)} available"
             )
-        return f"chunked: {self.n_chunks} chunks of {self.chunk_ctx:,} tokens — {self.reason}"
+        chunks = f"{self.n_chunks} chunk{'' if self.n_chunks == 1 else 's'}"
+        return f"chunked: {chunks} of {self.chunk_ctx:,} tokens — {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,15 @@ class Engine:
             plan.reason = plan.reason.replace("{n_chunks}", f"{plan.n_chunks:,}")
         return plan
 
+    def prefix_state_key(self, spec: Spec, plan: Plan, sources: Sources) -> str | None:
+        """The state-cache key of this plan's document prefix (whole mode; None for chunked, and for a
+        backend without docqa's own snapshots): a whole-document answer loads the snapshot under it
+        instead of reading. Tokenizes the prefix."""
+        if plan.mode != "whole":
+            return None
+        prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
+        return self.backend(spec).prefix_key(plan, prefix)
+
     # -- answering ----------------------------------------------------------------------------------
 
     def check_question(self, spec: Spec, question: str, opts: AskOptions, plan: Plan) -> None:

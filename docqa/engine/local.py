@@ -99,6 +99,11 @@ class LocalBackend:
                        kv_bytes=self.spec.shape.kv_bytes(plan.n_ctx, ct, ct),
                        reason=f"{plan.reason}; fell back to {ct} KV after an allocation failure")
 
+    def prefix_key(self, plan: Plan, prefix: list[int]) -> str | None:
+        """The state-cache key of a whole-document plan's prefix (what the runner snapshots it under)."""
+        return state_key(self.spec.identity, self.config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor),
+                         prefix)
+
     def config(self, n_ctx: int, ct: str, flash: bool, yarn: float | None) -> ContextConfig:
         assert self.spec.shape is not None
         return ContextConfig(n_ctx=n_ctx, type_k=ct, type_v=ct, flash_attn=flash, yarn_factor=yarn,

@@ -53,6 +53,9 @@ class Spec(Protocol):
     name: str
 
     @property
+    def identity(self) -> str: ...  # the tokenizer's identity: token counts and reading rates are kept by it
+
+    @property
     def path(self) -> Path: ...  # a local model's file; a remote one's name (never a server's address)
 
     @property
@@ -183,6 +186,10 @@ class ModelSpec:
                 family=self.family,
                 kv_bytes_per_token={ct: self.shape.kv_bytes_per_token(ct, ct) for ct in CACHE_TYPES},
                 sampling=self.preset,
+                parameters=self.info.n_params or None,
+                size_label=self.info.get("general.size_label"),
+                quantization=self.info.quantization,
+                display_name=self.info.get("general.name"),
             )
         return out
 

@@ -272,6 +272,14 @@ class RemoteSpec:
     def path(self) -> Path:
         return Path(self.name)  # nothing on disk; web/ strips paths from sentences, there are none here
 
+    @property
+    def identity(self) -> str:
+        """The served model (its file name, vocabulary and size as the servers report them), not a server."""
+        props = self._props()
+        meta = next((s.meta for s in self.servers if s.meta), {})
+        seed = f"remote:{Path(str(props.get('model_path', ''))).name}:{meta.get('n_vocab')}:{meta.get('size')}"
+        return hashlib.sha256(seed.encode()).hexdigest()
+
     def _props(self) -> dict[str, Any]:
         for s in self.servers:
             if s.props:
@@ -322,7 +330,8 @@ class RemoteSpec:
         if first is not None:
             out.update(kind=first.kind, n_ctx=min(s.n_ctx for s in up), n_ctx_train=first.meta.get("n_ctx_train"),
                        n_vocab=first.meta.get("n_vocab"), size_bytes=first.meta.get("size"), family=self.family,
-                       sampling=self.preset)
+                       sampling=self.preset, parameters=first.meta.get("n_params"), embedded=False,
+                       display_name=Path(str(first.props.get("model_path") or self.name)).stem)
         return out
 
     def open(self, settings: Settings) -> RemoteBackend:
@@ -371,10 +380,7 @@ class RemoteBackend:
 
     @property
     def identity(self) -> str:
-        props = self.spec._props()
-        meta = next((s.meta for s in self.spec.servers if s.meta), {})
-        seed = f"remote:{Path(str(props.get('model_path', ''))).name}:{meta.get('n_vocab')}:{meta.get('size')}"
-        return hashlib.sha256(seed.encode()).hexdigest()
+        return self.spec.identity
 
     @property
     def n_ctx_train(self) -> int | None:
@@ -487,6 +493,9 @@ class RemoteBackend:
 
     def degrade(self, plan: Plan) -> Plan | None:
         return None
+
+    def prefix_key(self, plan: Plan, prefix: list[int]) -> str | None:
+        return None  # no snapshot in docqa's own state cache: the server keeps its slot files (see generate)
 
     # -- running ------------------------------------------------------------------------------------
 

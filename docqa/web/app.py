@@ -43,6 +43,7 @@ from docqa.worker import BatchWorker
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+README = STATIC_DIR.parent / "README.md"
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -118,6 +119,12 @@ async def index() -> File:
     return File(STATIC_DIR / "index.html", content_disposition_type="inline")
 
 
+@get("/readme", media_type="text/markdown; charset=utf-8", include_in_schema=False, opt={PUBLIC: True})
+async def readme() -> File:
+    """The README, for the page's help (it shows a section of it, e.g. how to bring a model)."""
+    return File(path=README, content_disposition_type="inline", media_type="text/markdown; charset=utf-8")
+
+
 def _documents(state: State) -> DocumentService:
     return state.documents
 
@@ -171,7 +178,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[
-            health, index, DocumentController, SessionController, BatchController, list_models,
+            health, index, readme, DocumentController, SessionController, BatchController, list_models,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
                                        opt={PUBLIC: True}),
             swagger_assets_router(),
