@@ -196,9 +196,9 @@ class _Question:
         try:
             # Where the question stands in the model's queue when it is accepted (it holds its place):
             # the page shows "n ahead" until reading starts, and refreshes it from /api/health.
-            status = sessions.engine.runtime(prepared.spec).status()
+            status = sessions.engine.model_health(prepared.spec)  # any backend: local runner or remote servers
             self._emit("queue", {"ahead": max(int(status["queue_depth"]) - 1, 0),
-                                 "queue_size": status["queue_size"], "avg_job_s": status["avg_job_s"]})
+                                 "queue_size": status["queue_size"], "avg_job_s": status.get("avg_job_s")})
             answer = sessions.ask(prepared.session_id, prepared.question, opts, prepared.owner,
                                   on_event=self._emit if self.queue is not None else None, cancel=self.cancel,
                                   prepared=prepared)
