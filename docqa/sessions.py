@@ -11,7 +11,7 @@ assistant message's `extra`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -48,6 +48,8 @@ class Prepared:
     place: Slot  # in the model's queue; released when the question ends (Engine.answer), or if dropped
     turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (question, answer), oldest first
     continues: bool = False  # the question asks to continue the last answer (stored as such)
+    asked: str = ""  # continues: the question the unfinished answer answers (what the model is asked again)
+    partial: str = ""  # continues: that answer's text so far, which the model goes on from
 
 
 CONTINUE_QUESTION = ("Continue your previous answer exactly where it stopped. Do not repeat what you already "
@@ -167,11 +169,15 @@ class SessionService:
         self.engine.sampling(spec, opts.sampling)
         sources = self.sources(ids, owner)
         turns = conversation(session.messages) if opts.history else []
-        if continues and not turns:
-            raise InvalidRequest("There is no earlier answer in this session to continue.")
+        asked = partial = ""
+        if continues:
+            if not turns:
+                raise InvalidRequest("There is no earlier answer in this session to continue.")
+            (asked, partial), turns = turns[-1], turns[:-1]  # the cut answer goes on in its own turn
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.reserve(spec), turns, continues)
+        return Prepared(session_id, spec, plan, sources, question, owner, self.engine.reserve(spec), turns, continues,
+                        asked, partial)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
@@ -180,8 +186,10 @@ class SessionService:
         if p.session_id != session_id or p.owner != owner:
             p.place.release()
             raise NotFound(f"There is no session with id {short_id(session_id)}.")
-        answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel, p.place,
-                                    turns=p.turns)
+        if p.continues:
+            opts = replace(opts, continue_from=p.partial)
+        answer = self.engine.answer(p.spec, p.plan, p.sources, p.asked or p.question, opts, on_event, cancel,
+                                    p.place, turns=p.turns)
         with self.db.transaction() as s:
             s.add(Message(session_id=session_id, role="user", content=p.question, timings={},
                           extra={"continues": True} if p.continues else {}))
@@ -202,14 +210,19 @@ class SessionService:
 
 
 def conversation(messages: list[Message]) -> list[tuple[str, str]]:
-    """The (question, answer) pairs of a session's messages, oldest first (thinking never included)."""
+    """The (question, answer) pairs of a session's messages, oldest first (thinking never included).
+    A continuation belongs to the answer it continues: the model sees that answer whole."""
     turns: list[tuple[str, str]] = []
     question: str | None = None
+    continues = False
     for m in messages:
         if m.role == "user":
-            question = m.content
+            question, continues = m.content, bool((m.extra or {}).get("continues"))
         elif m.role == "assistant" and question is not None:
-            turns.append((question, m.content))
+            if continues and turns:
+                turns[-1] = (turns[-1][0], turns[-1][1] + m.content)
+            else:
+                turns.append((question, m.content))
             question = None
     return turns
 

@@ -74,13 +74,21 @@ def test_reading_estimate_snapshot_title_queue_event_and_continue(client: TestCl
     assert reading["samples"] == 1 and reading["similar_depth"] is True and reading["rate_tokens_per_s"] > 0
     assert reading["seconds"] == pytest.approx(plan["prompt_tokens"] / reading["rate_tokens_per_s"], rel=0.05)
 
+    cut = client.get(f"/api/sessions/{sid}").json()["messages"][-1]
+    assert cut["stop_reason"] == "length"
     cont = client.post(f"/api/sessions/{sid}/questions", json={"question": "", "continue_answer": True,
                                                                "sampling": GREEDY, "max_tokens": 8})
     assert cont.status_code == 200, cont.text
-    assert cont.json()["history"]["turns"] == 1  # the answer to continue was carried
+    assert cont.json()["history"]["turns"] == 0  # the cut answer goes on in its own turn, not as an earlier one
     messages = client.get(f"/api/sessions/{sid}").json()["messages"]
     assert [m.get("continues") for m in messages if m["role"] == "user"] == [False, True]
     assert client.get(f"/api/sessions/{sid}").json()["title"] == "What is the monthly rent?"  # kept
+    # a true continuation: greedy, the cut answer and its continuation read as the one 16-token answer
+    other = client.post("/api/sessions", json={"document_ids": [doc["id"]]}).json()["id"]
+    whole = client.post(f"/api/sessions/{other}/questions", json={"question": "What is the monthly rent?",
+                                                                  "sampling": GREEDY, "max_tokens": 16}).json()
+    joined = {" ".join((cut["content"] + sep + cont.json()["answer"]).split()) for sep in ("", " ")}
+    assert " ".join(whole["answer"].split()) in joined, (cut["content"], cont.json()["answer"], whole["answer"])
 
 
 def test_an_explicit_title_is_kept(client: TestClient) -> None:

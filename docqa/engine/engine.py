@@ -48,6 +48,7 @@ class AskOptions:
     max_tokens: int | None = None
     sampling: dict[str, float | str] = field(default_factory=dict)
     history: bool = True  # False: answer as if the conversation had just started
+    continue_from: str | None = None  # an answer cut at its limit: generate on from its last word
 
 
 @dataclass
@@ -82,6 +83,7 @@ class _Call:
     turns: list[Turn] = field(default_factory=list)
     dropped: int = 0  # turns left out for room (the most over every context of the question)
     notes: list[str] = field(default_factory=list)  # what the backend said of its jobs (a retry elsewhere)
+    partial: str = ""  # AskOptions.continue_from: the answer's text so far, already in the assistant's turn
 
 
 class Engine:
@@ -233,7 +235,7 @@ class Engine:
             cap = self.settings.history_turns if opts.history else 0
             earlier = list(turns)
             kept = earlier[len(earlier) - cap:] if cap else []
-            call = _Call(on_event, cancel or threading.Event(), held, kept)
+            call = _Call(on_event, cancel or threading.Event(), held, kept, partial=opts.continue_from or "")
             notes: list[str] = []
             if len(kept) < len(earlier) and opts.history:
                 notes.append(f"The {len(earlier) - len(kept)} oldest earlier turn(s) of this conversation were left "
@@ -282,13 +284,24 @@ class Engine:
         return gen, queue_s
 
     def _starts_thinking(self, spec: Spec, opts: AskOptions) -> bool:
+        if opts.continue_from:  # the answer is under way: its thinking (if any) is over
+            return False
         return spec.family == "thinking" or (spec.family == "hybrid" and opts.thinking is not False)
+
+    def _continuation(self, spec: Spec, partial: str) -> list[int]:
+        """The tokens that put an unfinished answer into the assistant's open turn, so the model goes
+        on from its last word (what llama-server's and LM Studio's "continue" do). A thinking model's
+        template opens the turn with <think>: close it first."""
+        if not partial:
+            return []
+        pieces: list[tuple[str, bool]] = [("\n</think>\n\n", True)] if spec.family == "thinking" else []
+        return self.backend(spec).tokenize([*pieces, (partial, False)], add_bos=False)
 
     def _whole(self, spec: Spec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
-        thinking_flag = opts.thinking if spec.family == "hybrid" else None
+        thinking_flag = (False if opts.continue_from else opts.thinking) if spec.family == "hybrid" else None
         prefix, suffix = self._conversation(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
-                                            thinking_flag, call, plan.n_ctx - max_tokens)
+                                            thinking_flag, call, plan.n_ctx - max_tokens, final=True)
         gen, queue_s = self._run(spec, plan, plan.n_ctx, prefix, suffix, max_tokens, sampling,
                                  self._starts_thinking(spec, opts) and spec.family == "thinking", call)
         claims = self.grounder(sources).ground(gen.text, question)
@@ -300,16 +313,18 @@ class Engine:
         )
 
     def _conversation(self, spec: Spec, system: str, body: str, question: str, thinking: bool | None,
-                      call: _Call, room: int) -> tuple[list[int], list[int]]:
+                      call: _Call, room: int, *, final: bool = False) -> tuple[list[int], list[int]]:
         """(prefix, suffix) with as many of the latest earlier turns as fit in `room` tokens (the
-        context less the answer budget). The prefix does not depend on the turns: tokenized once."""
+        context less the answer budget). The prefix does not depend on the turns: tokenized once.
+        `final`: this context writes the answer (not a map step), so an unfinished answer goes on in it."""
         turns = call.turns
+        tail = self._continuation(spec, call.partial) if final else []
         prefix, suffix = self._tokens(spec, system, body, question, thinking, turns)
-        while turns and len(prefix) + len(suffix) > room:
+        while turns and len(prefix) + len(suffix) + len(tail) > room:
             turns = turns[1:]
             _, suffix = self._tokens(spec, system, "", question, thinking, turns)
         call.dropped = max(call.dropped, len(call.turns) - len(turns))
-        return prefix, suffix
+        return prefix, suffix + tail
 
     def grounder(self, sources: Sources) -> Grounder:
         """The grounder of a source set (its passages split once), kept for the next questions."""
@@ -366,9 +381,10 @@ class Engine:
         evidence, left_out = self._fit_evidence(spec, plan, evidence, max_tokens)
         body = EVIDENCE_HEADER + ("\n\n".join(evidence) if evidence else "(none found)")
         prefix, suffix = self._conversation(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
-                                            opts.thinking if spec.family == "hybrid" else None, call, ctx - max_tokens)
+                                            (False if opts.continue_from else opts.thinking)
+                                            if spec.family == "hybrid" else None, call, ctx - max_tokens, final=True)
         gen, queue_s = self._run(spec, plan, ctx, prefix, suffix, max_tokens, sampling,
-                                 spec.family == "thinking", call, yarn=False)
+                                 spec.family == "thinking" and not opts.continue_from, call, yarn=False)
         claims = self.grounder(sources).ground(gen.text, question, passages)
         _accumulate(totals, gen, queue_s)
         timings = _timings(gen, totals["queue_s"], totals["prefill_tokens"], totals["cached_tokens"],

@@ -55,7 +55,7 @@ class QuestionIn:
     sampling: SamplingIn = field(default_factory=SamplingIn)
     history: bool = True  # false: answer without the session's earlier turns
     # true: go on with the session's last answer where it stopped (cut at its token limit); `question`
-    # may then be empty: the model is asked to continue, with the conversation carried
+    # may then be empty: that answer is put back into its own assistant turn and the model writes on
     continue_answer: bool = False
 
 
