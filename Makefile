@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup serve test lint bench clean browser-deps pg-deps ocr-deps
+.PHONY: setup serve test lint bench clean browser-deps pg-deps ocr-deps llama-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,14 @@ ocr-deps:
 		&& test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf) \
 		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(OCR_PACKAGES))
 
-test: setup lint browser-deps pg-deps ocr-deps
+# The remote-model tests (tests/test_remote.py) run real llama-server instances, built once from the llama.cpp
+# that llama-cpp-python vendors and cached under ~/.cache/docqa/llama.cpp-src/build (keep that folder between CI
+# runs: a clean build with -j2 takes tens of minutes of CPU, a cached one nothing).
+llama-server: $(STAMP)
+	command -v cmake >/dev/null && command -v g++ >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y cmake g++ ninja-build)
+	$(BIN)/python -m bench.llama_bench build-server
+
+test: setup lint browser-deps pg-deps ocr-deps llama-server
 	$(BIN)/python -m tests.assets
 	$(BIN)/python -m pytest
 

@@ -173,7 +173,7 @@ def _values_in(needle: str) -> set[str]:
 
 
 def run_cell(engine: Any, spec: Any, length: int, mode: str, samplings: list[str], seed: int,
-             only: list[str] | None = None) -> list[Cell]:
+             only: list[str] | None = None, done: dict[tuple[Any, ...], Cell] | None = None) -> list[Cell]:
     from docqa.engine.engine import AskOptions
 
     rng = random.Random(seed * 1000 + length)
@@ -183,10 +183,11 @@ def run_cell(engine: Any, spec: Any, length: int, mode: str, samplings: list[str
     plan = engine.plan(spec, sources, mode)
     needles = [n for t in tasks for n in t.needles]
     cells = []
+    done = done or {}
     for name in samplings:
-        cell = Cell(length, mode, name, seed)
+        cell = done.pop((length, mode, name, seed), None) or Cell(length, mode, name, seed)
         for task in tasks:
-            if only and task.name not in only:
+            if (only and task.name not in only) or any(r["task"] == task.name for r in cell.results):
                 continue
             opts = AskOptions(max_tokens=MAX_TOKENS, sampling={**SAMPLINGS[name], "seed": seed}, history=False)
             t0 = time.perf_counter()
@@ -278,6 +279,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--full", action="store_true", help="every length x sampling in both modes")
     ap.add_argument("--seeds", type=int, default=3, help="with --full")
     ap.add_argument("--smoke", action="store_true", help="one question whole, one chunked: does it run")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the answers already in bench/results/quality.json and run only the missing ones")
     ap.add_argument("--report", action="store_true",
                     help="recompute the summary and the chart from bench/results/quality.json (a run cut short)")
     args = ap.parse_args(argv)
@@ -318,16 +321,33 @@ def main(argv: list[str]) -> None:
         registry = ModelRegistry(settings)
         spec = registry.get(None)
         engine = Engine(settings, registry)
+        done = stored_cells() if args.resume else {}
         cells: list[Cell] = []
         for length, mode, samplings, only, seeds in grid:
             for seed in seeds:
-                cells += run_cell(engine, spec, length, mode, samplings, seed, only)
-                report(spec, args, cells, t0)
+                cells += run_cell(engine, spec, length, mode, samplings, seed, only, done)
+                report(spec, args, [*cells, *done.values()], t0)
+        cells += done.values()
         engine.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(spec, args, cells, t0)
     chart(summarize(cells))
+
+
+def stored_cells() -> dict[tuple[Any, ...], Cell]:
+    """The answers stored in quality.json, by (length, mode, sampling, seed)."""
+    import json
+
+    path = RESULTS / "quality.json"
+    cells: dict[tuple[Any, ...], Cell] = {}
+    if not path.is_file():
+        return cells
+    for a in json.loads(path.read_text())["answers"]:
+        key = (a["length"], a["mode"], a["sampling"], a["seed"])
+        r = {k: v for k, v in a.items() if k not in ("length", "mode", "sampling", "seed")}
+        cells.setdefault(key, Cell(*key)).results.append(r)
+    return cells
 
 
 def resummarize() -> None:
@@ -336,10 +356,7 @@ def resummarize() -> None:
 
     path = RESULTS / "quality.json"
     data = json.loads(path.read_text())
-    cells: dict[tuple[Any, ...], Cell] = {}
-    for a in data["answers"]:
-        key = (a["length"], a["mode"], a["sampling"], a["seed"])
-        cells.setdefault(key, Cell(*key)).results.append(a)
+    cells = stored_cells()
     data.update(summarize(list(cells.values())))
     path.write_text(json.dumps(data, indent=2) + "\n")
     chart(summarize(list(cells.values())))

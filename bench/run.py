@@ -273,7 +273,14 @@ def _priorities(name: str) -> Callable[[], None]:
     return run
 
 
-BENCHES = {"server": bench_server, "readahead": _priorities("readahead"), "priority": _priorities("priority"),
+def bench_remote() -> None:
+    from bench.remote import bench_remote as run
+
+    run()
+
+
+BENCHES = {"server": bench_server, "remote": bench_remote, "readahead": _priorities("readahead"),
+           "priority": _priorities("priority"),
            "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
            "cache": bench_cache, "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),
            "llamabench": _sidebyside("llamabench")}

@@ -45,7 +45,7 @@ def bench_prefill(pairs: int = 3, lines: int = 22) -> None:
             spec = load_spec(label, path)
             spec.require()
             plan = engine.plan(spec, sources, "whole")
-            config = engine.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+            config = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
             prefix, _ = engine._tokens(spec, "x", engine.render_documents(sources), "q", None)
             variants = [prefix, [prefix[0], prefix[2], *prefix[2:]]]
             for extra in (True, False):

@@ -116,7 +116,7 @@ def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
         engine = Engine(settings, registry)
         sources = _sources_from_text(document_text(4 * 86))  # long enough for every depth + prompt
         plan = engine.plan(spec, _sources_from_text(document_text()))  # the ~4,000-token document's plan
-        chosen = engine.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+        chosen = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         tokens, _ = engine._tokens(spec, "x", engine.render_documents(sources), "q", None)
         need = max(max(DEPTHS) + PROMPT, GEN_DEPTH + GEN_TOKENS + 2)
         assert len(tokens) >= need, (len(tokens), need)
@@ -336,7 +336,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
         engine = Engine(settings, registry)
         spec = registry.get(None)
         plan = engine.plan(spec, sources)
-        config = engine.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+        config = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         prompts_ = []
         for q in questions:
             prefix, suffix = engine._tokens(spec, prompts.INSTRUCTIONS, engine.render_documents(sources), q, None)
@@ -454,7 +454,7 @@ def _memory_child(lines: int, kv: str, read: int) -> None:
         engine = Engine(settings, registry)
         sources = _sources_from_text(document_text(lines))
         plan = engine.plan(spec, sources)
-        config = engine.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+        config = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
         prefix, _ = engine._tokens(spec, prompts_instructions(), engine.render_documents(sources), "q", None)
         runtime = local_host(spec, tmp / "s", n_threads=settings.n_threads)
         gc.collect()

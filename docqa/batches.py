@@ -36,6 +36,7 @@ from docqa.documents import DocumentService
 from docqa.engine.engine import Engine
 from docqa.engine.models import ModelRegistry
 from docqa.errors import InvalidRequest, NotFound, short_id
+from docqa.rules import check_document_ids, check_max_tokens, check_mode, check_question_tokens, clean_question
 from docqa.settings import Settings
 from docqa.store.db import Database
 from docqa.store.models import Batch, BatchItem, Document, iso_utc, utcnow
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 OPEN = ("queued", "running")
 TERMINAL = ("done", "failed", "cancelled")
-MAX_QUESTION_CHARS = 4000
 ALL_DOCUMENTS = "*"  # the plans key of a batch that asks its questions of the whole document set
 CSV_COLUMNS = ["filename", "question_no", "question", "answer", "citations", "grounding", "sources", "mode",
                "status", "error"]
@@ -170,10 +170,7 @@ class BatchService:
                sampling: dict[str, float | str] | None = None, thinking: bool | None = None,
                owner: str = "") -> dict[str, Any]:
         s = self.settings
-        if not document_ids:
-            raise InvalidRequest("Choose at least one document (document_ids is empty).")
-        if len(set(document_ids)) != len(document_ids):
-            raise InvalidRequest("document_ids lists the same document twice.")
+        check_document_ids(document_ids)
         if not questions:
             raise InvalidRequest("Add at least one question (questions is empty).")
         if len(questions) > s.batch_max_questions:
@@ -187,10 +184,9 @@ class BatchService:
                 f"This batch would produce {n_items:,} answers; the limit is {s.batch_max_items:,}. "
                 "Ask fewer questions or of fewer documents.", limit=s.batch_max_items,
             )
-        if mode not in (None, "auto", "whole", "chunked"):
-            raise InvalidRequest(f"Unknown mode {mode!r}; use 'whole', 'chunked' or leave it out.")
-        if max_tokens is not None and not 1 <= max_tokens <= s.answer_tokens:
-            raise InvalidRequest(f"max_tokens must be between 1 and {s.answer_tokens:,}.", limit=s.answer_tokens)
+        check_mode(mode)
+        # The plan is made later, per document set (worker.py), so the cap here is the settings' budget.
+        check_max_tokens(max_tokens, s.answer_tokens, "the answer budget (DOCQA_ANSWER_TOKENS)")
         docs = [self.documents.get(doc_id, owner) for doc_id in document_ids]  # 404 with a sentence when unknown
         for group in ([d] for d in docs) if per_document else [docs]:
             self.engine.counts.check_estimate(group)  # a set far past DOCQA_MAX_SET_TOKENS: refused now
@@ -217,20 +213,9 @@ class BatchService:
         return {"id": batch.id, "status": "queued", "total": n_items}
 
     def _check_question(self, spec: Any, index: int, question: Any) -> str:
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidRequest(f"Question {index + 1} is empty.")
-        q = question.strip()
-        if len(q) > MAX_QUESTION_CHARS:
-            raise InvalidRequest(
-                f"Question {index + 1} is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}.",
-                limit=MAX_QUESTION_CHARS,
-            )
-        n = self.engine.count(spec, q)
-        if n > self.settings.question_tokens:
-            raise InvalidRequest(
-                f"Question {index + 1} is {n:,} tokens long; the limit is {self.settings.question_tokens:,} tokens "
-                "(DOCQA_QUESTION_TOKENS).", limit=self.settings.question_tokens, tokens=n,
-            )
+        label = f"Question {index + 1}"
+        q = clean_question(question, self.settings.question_tokens, label)
+        check_question_tokens(q, self.engine.count(spec, q), self.settings.question_tokens, label)
         return q
 
     # -- read -----------------------------------------------------------------------------------------

@@ -233,6 +233,10 @@ def plan(settings: Settings, files: tuple[Path, ...], model: str | None, mode: s
         return
     mib = 1024**2
     click.echo(p.summary())
+    if p.backend != "local":  # a remote server's context: no KV bytes or ladder to show
+        click.echo(f"  tokens        {p.prompt_tokens:,} prompt + {p.question_tokens:,} question + "
+                   f"{p.answer_tokens:,} answer; served context {p.n_ctx:,} (trained {p.n_ctx_train:,})")
+        return
     click.echo(f"  mode          {p.mode} — {p.reason}")
     click.echo(f"  tokens        {p.prompt_tokens:,} prompt + {p.question_tokens:,} question + "
                f"{p.answer_tokens:,} answer → n_ctx {p.n_ctx:,} (trained {p.n_ctx_train:,})")
@@ -315,6 +319,12 @@ def models(settings: Settings) -> None:
         d = spec.describe()
         if d["error"]:
             click.echo(f"{d['name']}  {d['path']}  UNAVAILABLE: {d['error']}")
+            continue
+        if d["backend"] == "remote":
+            for s in d["servers"]:
+                click.echo(f"{d['name']}  {s['kind'] or '?'}  {s['url']}  {s['state']}  "
+                           f"ctx {s['n_ctx'] or 0:,} × {s['total_slots'] or 0} slot(s)  {s['model'] or ''}"
+                           + (f"  ({s['error']})" if s["error"] else ""))
             continue
         kv = ", ".join(f"{k} {v:,} B" for k, v in d["kv_bytes_per_token"].items())
         click.echo(f"{d['name']}  {d['architecture']}  trained ctx {d['n_ctx_train']:,}  KV/token {kv}  "

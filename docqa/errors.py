@@ -118,3 +118,24 @@ def short_id(value: str, limit: int = 40) -> str:
     """An id as a sentence may quote it: at most `limit` characters of it, so a huge id is not echoed back."""
     text = str(value)
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"
+
+
+class RemoteUnavailable(DocqaError):
+    """No server of a remote model answers (each named, with what happened)."""
+
+    status_code = 503
+    code = "remote_unavailable"
+
+
+class RemoteRefused(DocqaError):
+    """A remote server refused a request; its own message is quoted."""
+
+    status_code = 502
+    code = "remote_refused"
+
+
+class RemoteStreamCut(DocqaError):
+    """A remote server's stream ended before the answer did."""
+
+    status_code = 502
+    code = "remote_stream_cut"

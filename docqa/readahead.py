@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from docqa.engine.budget import Plan
-from docqa.engine.models import ModelSpec
+from docqa.engine.models import Spec
 from docqa.engine.runtime import YIELD_SLICE, Job, _Requeue
 from docqa.engine.work import Cancelled, Sampling
 from docqa.errors import DocqaError
@@ -73,12 +73,14 @@ class ReadAhead:
     def enabled(self) -> bool:
         return bool(self.settings.read_ahead) and self.settings.read_ahead_tokens > 0
 
-    def start(self, spec: ModelSpec, plan: Plan, sources: Sources, owner: str = "") -> dict[str, Any]:
+    def start(self, spec: Spec, plan: Plan, sources: Sources, owner: str = "") -> dict[str, Any]:
         """Start reading `sources` ahead under `plan` (idempotent: a set already read, queued or being read
         is left as it is). Returns what health shows for it."""
-        ids = [d.id for d, _ in sources]
+        ids = [str(d.id) for d, _ in sources]
         if not self.enabled:
             return {"state": "off", "document_ids": ids, "reason": "read-ahead is turned off (DOCQA_READ_AHEAD)"}
+        if not hasattr(self.engine.backend(spec), "runtime"):  # remote: llama-server's n_predict 0 (not built)
+            return {"state": "off", "document_ids": ids, "reason": "read-ahead runs on local models only"}
         prefixes = self.engine.prefixes(spec, plan, sources)
         keys = tuple(k for _, _, k in prefixes)
         self._remember(self._layout(spec, plan, sources), list(keys))
@@ -192,7 +194,7 @@ class ReadAhead:
         return {"enabled": self.enabled, "tokens_limit": self.settings.read_ahead_tokens, "counts": counts,
                 "sets": mine[-16:]}
 
-    def already_read(self, spec: ModelSpec, plan: Plan, sources: Sources) -> bool:
+    def already_read(self, spec: Spec, plan: Plan, sources: Sources) -> bool:
         """True when a question on `sources` would start from a snapshot (a question or a read-ahead read
         it before): the first context's prefix is on disk."""
         keys = self._keys.get(self._layout(spec, plan, sources))
@@ -208,6 +210,6 @@ class ReadAhead:
             self._keys[layout] = keys
 
     @staticmethod
-    def _layout(spec: ModelSpec, plan: Plan, sources: Sources) -> tuple[Any, ...]:
+    def _layout(spec: Spec, plan: Plan, sources: Sources) -> tuple[Any, ...]:
         return (spec.identity, tuple((d.id, d.sha256) for d, _ in sources), plan.mode, plan.n_ctx,
                 plan.chunk_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)

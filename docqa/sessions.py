@@ -11,17 +11,20 @@ assistant message's `extra`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy import select, update
 
 from docqa.documents import DocumentService
+from docqa.engine.backend import Slot
 from docqa.engine.budget import Plan, Step
 from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
-from docqa.engine.models import ModelRegistry, ModelSpec
-from docqa.engine.runtime import Place
+from docqa.engine.models import ModelRegistry, Spec
+from docqa.engine.sources import from_rows
 from docqa.errors import ClientGone, DocqaError, InvalidRequest, NotFound, short_id
+from docqa.reading import ReadingRates
+from docqa.rules import check_document_ids, clean_question
 from docqa.store.db import Database
 from docqa.store.models import ChatSession, Message, SessionDocument
 from docqa.text import clean_text
@@ -37,27 +40,21 @@ class Prepared:
     """A question that passed every check, with what answering it needs."""
 
     session_id: str
-    spec: ModelSpec
+    spec: Spec
     plan: Plan
     sources: Sources
     question: str
     owner: str  # the principal the session and every source document belong to
-    place: Place  # in the model's queue; released when the question ends (Engine.answer), or if dropped
+    place: Slot  # in the model's queue; released when the question ends (Engine.answer), or if dropped
     turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (question, answer), oldest first
+    continues: bool = False  # the question asks to continue the last answer (stored as such)
+    asked: str = ""  # continues: the question the unfinished answer answers (what the model is asked again)
+    partial: str = ""  # continues: that answer's text so far, which the model goes on from
 
 
-BYTES_PER_TOKEN = 32  # more than any tokenizer packs into one token of text
-
-
-def check_question_size(question: str, question_tokens: int) -> None:
-    """A question far too long to fit DOCQA_QUESTION_TOKENS is refused by its size, before it is tokenized."""
-    limit = question_tokens * BYTES_PER_TOKEN
-    size = len(question.encode("utf-8", "surrogatepass"))
-    if size > limit:
-        raise InvalidRequest(
-            f"The question is {size:,} bytes long; the limit is {limit:,} bytes (and {question_tokens:,} tokens, "
-            "DOCQA_QUESTION_TOKENS).", limit=limit, bytes=size,
-        )
+CONTINUE_QUESTION = ("Continue your previous answer exactly where it stopped. Do not repeat what you already "
+                     "wrote and do not start over.")
+TITLE_CHARS = 80  # a session titled by its first question keeps this much of it
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
@@ -73,20 +70,51 @@ class SessionService:
         self.documents = documents
         self.registry = registry
         self.engine = engine
+        self.rates = ReadingRates(db)
+        self._snapshot_keys: dict[tuple[Any, ...], str] = {}  # plan → its prefix's state key (oldest first)
+        self._keys_lock = threading.Lock()
 
     def sources(self, document_ids: list[str], owner: str = "") -> Sources:
-        if not document_ids:
-            raise InvalidRequest("Choose at least one document (document_ids is empty).")
-        if len(set(document_ids)) != len(document_ids):
-            raise InvalidRequest("document_ids lists the same document twice.")
+        check_document_ids(document_ids)
         docs = [self.documents.get(i, owner) for i in document_ids]
         self.engine.counts.check_estimate(docs)  # far past the ceiling: refused before reading any text
-        return [(d, self.documents.all_sections(d.id)) for d in docs]
+        return [from_rows(d, self.documents.all_sections(d.id)) for d in docs]
 
     def plan(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
-             owner: str = "") -> tuple[ModelSpec, Plan]:
+             owner: str = "") -> tuple[Spec, Plan]:
         spec = self.registry.get(model)
         return spec, self.engine.plan(spec, self.sources(document_ids, owner), mode)
+
+    def plan_view(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
+                  owner: str = "") -> dict[str, Any]:
+        """The plan as /api/plan shows it: with how long reading will take at the rate measured for this
+        model (reading.py) and whether a snapshot of the reading already exists (then it is near-instant)."""
+        spec = self.registry.get(model)
+        sources = self.sources(document_ids, owner)
+        plan = self.engine.plan(spec, sources, mode)
+        snapshot = self._has_snapshot(spec, plan, sources)
+        tokens = plan.prompt_tokens if plan.mode == "whole" else plan.prompt_tokens + (plan.n_chunks or 0) * 200
+        reading = self.rates.estimate(spec.identity, tokens).to_dict()
+        # already_read: a question or a read-ahead (readahead.py) read these documents; the first question
+        # starts from the snapshot
+        return {**plan.to_dict(), "reading": reading, "snapshot": snapshot, "already_read": snapshot}
+
+    def _has_snapshot(self, spec: Spec, plan: Plan, sources: Sources) -> bool:
+        """Whether a KV snapshot of the plan's reading is on disk. The prefix is tokenized only when some
+        snapshot exists, and its key is kept per (model, documents, context), so ticking boxes stays cheap."""
+        if plan.mode != "whole" or not self.engine.cache.entries():
+            return False
+        ident = (spec.identity, tuple((d.id, d.sha256) for d, _ in sources), plan.n_ctx, plan.type_k,
+                 plan.flash_attn, plan.yarn_factor)
+        with self._keys_lock:
+            key = self._snapshot_keys.get(ident)
+        if key is None:
+            key = self.engine.prefix_state_key(spec, plan, sources) or ""
+            with self._keys_lock:
+                self._snapshot_keys[ident] = key
+                while len(self._snapshot_keys) > 64:
+                    self._snapshot_keys.pop(next(iter(self._snapshot_keys)))
+        return bool(key) and (self.engine.cache.root / f"{key}.kv").exists()
 
     def create(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
                title: str | None = None, owner: str = "", cancel: threading.Event | None = None) -> ChatSession:
@@ -95,11 +123,12 @@ class SessionService:
         if cancel is not None and cancel.is_set():
             raise ClientGone("The client went away before the session was ready; nothing was created.")
         with self.db.transaction() as s:
+            auto = not title  # then the first question names the session (ask)
             if not title:
                 first = self.documents.get(document_ids[0], owner).filename
                 title = first if len(document_ids) == 1 else f"{first} + {len(document_ids) - 1} more"
             session = ChatSession(owner=owner, title=clean_text(title)[:256], model=spec.name, mode=plan.mode,
-                                  plan={**plan.to_dict(), "document_ids": list(document_ids)})
+                                  plan={**plan.to_dict(), "document_ids": list(document_ids), "title_auto": auto})
             s.add(session)
             s.flush()
             s.add_all(SessionDocument(session_id=session.id, document_id=d, position=i)
@@ -108,7 +137,7 @@ class SessionService:
                          name="docqa-read-ahead-start").start()
         return self.get(session.id, owner)
 
-    def read_ahead(self, spec: ModelSpec, plan: Plan, document_ids: list[str], owner: str = "") -> dict[str, Any]:
+    def read_ahead(self, spec: Spec, plan: Plan, document_ids: list[str], owner: str = "") -> dict[str, Any]:
         """Start reading the documents in the background (readahead.py); never fails the caller."""
         try:
             return self.engine.read_ahead.start(spec, plan, self.sources(document_ids, owner), owner)
@@ -136,7 +165,8 @@ class SessionService:
         with self.db.transaction() as s:
             s.delete(s.get(ChatSession, session_id))
 
-    def prepare(self, session_id: str, question: str, opts: AskOptions, owner: str = "") -> Prepared:
+    def prepare(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
+                continues: bool = False) -> Prepared:
         """Every check that can refuse a question, run before any work starts: a streamed answer
         has already sent its 200 once the first event is out, so a refusal must come first."""
         session = self.get(session_id, owner)
@@ -145,16 +175,20 @@ class SessionService:
             raise DocumentsGone("The documents of this session were deleted; open a new session.")
         spec = self.registry.get(session.model)
         plan = plan_from_dict(session.plan)
-        question = question.strip()
-        check_question_size(question, self.engine.settings.question_tokens)
+        question = clean_question(question, self.engine.settings.question_tokens)
         self.engine.check_question(spec, question, opts, plan)
         self.engine.sampling(spec, opts.sampling)
         sources = self.sources(ids, owner)
         turns = conversation(session.messages) if opts.history else []
+        asked = partial = ""
+        if continues:
+            if not turns:
+                raise InvalidRequest("There is no earlier answer in this session to continue.")
+            (asked, partial), turns = turns[-1], turns[:-1]  # the cut answer goes on in its own turn
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        place = self.engine.runtime(spec).reserve("interactive", owner)
-        return Prepared(session_id, spec, plan, sources, question, owner, place, turns)
+        place = self.engine.reserve(spec, "interactive", owner)
+        return Prepared(session_id, spec, plan, sources, question, owner, place, turns, continues, asked, partial)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
@@ -163,31 +197,53 @@ class SessionService:
         if p.session_id != session_id or p.owner != owner:
             p.place.release()
             raise NotFound(f"There is no session with id {short_id(session_id)}.")
-        answer = self.engine.answer(p.spec, p.plan, p.sources, p.question, opts, on_event, cancel, p.place,
-                                    turns=p.turns)
+        if p.continues:
+            opts = replace(opts, continue_from=p.partial)
+        answer = self.engine.answer(p.spec, p.plan, p.sources, p.asked or p.question, opts, on_event, cancel,
+                                    p.place, turns=p.turns)
         with self.db.transaction() as s:
-            s.add(Message(session_id=session_id, role="user", content=p.question, timings={}))
+            s.add(Message(session_id=session_id, role="user", content=p.question, timings={},
+                          extra={"continues": True} if p.continues else {}))
             s.add(Message(
                 session_id=session_id, role="assistant", content=answer.answer, thinking=answer.thinking or None,
-                citations=answer.citations, mode=answer.mode, timings=answer.timings,
+                citations=answer.citations, mode=answer.mode,
+                timings={**answer.timings, "model_identity": p.spec.identity},  # reading.py keys rates by it
                 extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason,
                        "claims": answer.claims, "grounding": answer.grounding, "history": answer.history},
             ))
             s.execute(update(ChatSession).where(ChatSession.id == session_id).values(updated_at=_now()))
+            session = s.get(ChatSession, session_id)
+            if session is not None and session.plan.get("title_auto") and not p.continues:
+                # the first question names a session opened without a title
+                session.title = _title_of(p.question)
+                session.plan = {**session.plan, "title_auto": False}
         return answer
 
 
 def conversation(messages: list[Message]) -> list[tuple[str, str]]:
-    """The (question, answer) pairs of a session's messages, oldest first (thinking never included)."""
+    """The (question, answer) pairs of a session's messages, oldest first (thinking never included).
+    A continuation belongs to the answer it continues: the model sees that answer whole."""
     turns: list[tuple[str, str]] = []
     question: str | None = None
+    continues = False
     for m in messages:
         if m.role == "user":
-            question = m.content
+            question, continues = m.content, bool((m.extra or {}).get("continues"))
         elif m.role == "assistant" and question is not None:
-            turns.append((question, m.content))
+            if continues and turns:
+                turns[-1] = (turns[-1][0], turns[-1][1] + m.content)
+            else:
+                turns.append((question, m.content))
             question = None
     return turns
+
+
+def _title_of(question: str) -> str:
+    text = " ".join(clean_text(question).split())
+    if len(text) <= TITLE_CHARS:
+        return text
+    cut = text[:TITLE_CHARS].rsplit(" ", 1)[0] or text[:TITLE_CHARS]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def _now():  # noqa: ANN202

@@ -78,7 +78,21 @@ class Settings(BaseSettings):
 
     models: str | None = Field(
         None,
-        description="Extra named models, comma-separated NAME=PATH pairs (e.g. qwen=/models/Qwen3-4B.gguf).",
+        description="Extra named models, comma-separated NAME=PATH (a GGUF) or NAME=URL (a llama-server) pairs, e.g. "
+        "qwen=/models/Qwen3-4B.gguf,big=http://gpu-1:8080,big=http://gpu-2:8080; a name repeated is one model on "
+        "several servers.",
+    )
+    remote_api_keys: SecretStr | None = Field(
+        None,
+        description="API keys of remote model servers, comma-separated URL=KEY pairs, or one KEY for every server; "
+        "sent as a Bearer token, never logged or shown.",
+    )
+    remote_timeout_s: float = Field(
+        300.0, description="Longest wait for a remote server's next bytes (connect: 5 s), in seconds; past it the "
+        "server is taken out of rotation.",
+    )
+    remote_probe_s: float = Field(
+        10.0, description="How often a remote server out of rotation is probed to bring it back, in seconds.",
     )
     memory_budget: int | None = Field(
         None,
@@ -158,6 +172,10 @@ class Settings(BaseSettings):
         "renewed while it answers."
     )
     batch_max_attempts: int = Field(3, description="Tries per batch question before it is marked failed.")
+    batch_workers: int = Field(
+        1, ge=1, le=64, description="Batch questions this instance answers at once; a remote model on several servers "
+        "answers as many as their slots together (a local model answers one at a time whatever this says).",
+    )
 
     api_keys: SecretStr | None = Field(
         None,

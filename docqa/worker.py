@@ -42,6 +42,7 @@ from sqlalchemy.exc import OperationalError
 from docqa.batches import ALL_DOCUMENTS, BatchService, refresh_status
 from docqa.engine.budget import Plan
 from docqa.engine.engine import AskOptions, Sources
+from docqa.engine.sources import from_rows
 from docqa.engine.work import Cancelled, ModelCrashed, ModelFailed, QueueFull
 from docqa.errors import DocqaError, NotFound
 from docqa.sessions import plan_from_dict
@@ -344,7 +345,7 @@ class BatchWorker:
             else:
                 self._finish(claim, "queued", error=reason)
         else:
-            timings = {**answer.timings, "item_s": round(time.perf_counter() - t0, 3)}
+            timings = {**answer.timings, "item_s": round(time.perf_counter() - t0, 3), "model_identity": spec.identity}
             self._finish(claim, "done", answer=answer.answer, thinking=answer.thinking or None,
                          citations=answer.citations, mode=answer.mode, timings=timings, error=None,
                          extra={"claims": answer.claims, "grounding": answer.grounding, "notes": answer.notes,
@@ -362,7 +363,7 @@ class BatchWorker:
                 doc = documents.get(i, batch.owner)
             except NotFound as exc:
                 raise NotFound(f"The document {i!r} was deleted before this question was answered.") from exc
-            sources.append((doc, documents.all_sections(i)))
+            sources.append(from_rows(doc, documents.all_sections(i)))
         self._sources = (key, sources)
         return sources
 

@@ -89,3 +89,37 @@ export function marked(text, range, markAttrs = {}) {
     document.createTextNode(text.slice(end)),
   ];
 }
+
+export const $ = (id) => document.getElementById(id);
+
+export function setStatus(node, text, kind = "") {
+  node.textContent = text;
+  node.classList.toggle("error", kind === "error");
+  node.classList.toggle("ok", kind === "ok");
+}
+
+export const capitalised = (s) => (s ? s[0].toUpperCase() + s.slice(1) : s);
+
+/** A server timestamp (UTC, maybe without its offset) as a local date and time. */
+export function when(iso) {
+  if (!iso) return "";
+  const date = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** Seconds with one decimal under a minute ("0.8 s", "12.4 s"), else as duration(). */
+export function seconds(s) {
+  if (typeof s !== "number" || !Number.isFinite(s)) return "";
+  return s < 60 ? `${s.toFixed(1)} s` : duration(s);
+}
+
+/** Parameters as a person says them: 135M, 4.0B. */
+export function params(n) {
+  if (typeof n !== "number" || !n) return "";
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)}B`;
+  if (n >= 1e6) return `${Math.round(n / 1e6)}M`;
+  return `${Math.round(n / 1e3)}K`;
+}
+
+/** True on a narrow screen, where the columns stack. */
+export const narrow = () => window.matchMedia("(max-width: 899px)").matches;

@@ -124,8 +124,11 @@ def assistant_view(answer: dict) -> dict:
 
 
 def stored_view(message: dict) -> dict:
-    return {k: message.get(k) for k in ("content", "thinking", "citations", "mode", "timings", "coverage", "notes",
+    """A stored answer without what only the history keeps (the model's identity, for reading.py's rates)."""
+    view = {k: message.get(k) for k in ("content", "thinking", "citations", "mode", "timings", "coverage", "notes",
                                         "stop_reason", "claims", "grounding", "history")}
+    view["timings"] = {k: v for k, v in (view["timings"] or {}).items() if k != "model_identity"}
+    return view
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -384,7 +387,8 @@ def test_streaming_progress_tokens_then_one_done(shared: TestClient) -> None:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
-    kinds = [k for k, _ in events]
+    assert events[0][0] == "queue"  # where the question stands in the model's queue, first
+    kinds = [k for k, _ in events[1:]]
     n_progress = kinds.count("progress")
     assert n_progress >= 1  # a new document is read, in n_batch slices
     assert kinds == ["progress"] * n_progress + ["token"] * (len(kinds) - n_progress - 1) + ["done"], kinds
@@ -410,7 +414,7 @@ def test_streaming_progress_tokens_then_one_done(shared: TestClient) -> None:
     assert r.status_code == 200, r.text
     kinds = [k for k, _ in sse_events(r.text)]
     assert "progress" not in kinds and kinds.count("done") == 1 and kinds[-1] == "done"
-    assert kinds[:-1] and set(kinds[:-1]) == {"token"}
+    assert kinds[0] == "queue" and kinds[1:-1] and set(kinds[1:-1]) == {"token"}
     done = sse_events(r.text)[-1][1]
     assert done["timings"]["prefix_source"] == "memory"
     assert stored_view(messages(shared, sid)[3]) == assistant_view(done)

@@ -205,7 +205,7 @@ def test_refused_batches_store_nothing(client, settings):
         ({"document_ids": [doc, doc], "questions": ["Why?"]}, 422, "twice"),
         ({"document_ids": [doc], "questions": ["Why?", "   "]}, 422, "Question 2 is empty"),
         ({"document_ids": [doc], "questions": ["Why?"] * (settings.batch_max_questions + 1)}, 422, "at most"),
-        ({"document_ids": [doc], "questions": ["why " * 1500]}, 422, "characters long"),
+        ({"document_ids": [doc], "questions": ["why " * 5000]}, 422, "Question 1 is 19,999 bytes long"),
         ({"document_ids": [doc], "questions": ["why " * 700]}, 422, "tokens long"),
         ({"document_ids": [doc], "questions": ["Why?"], "mode": "fast"}, 422, "Unknown mode"),
         ({"document_ids": [doc], "questions": ["Why?"], "max_tokens": 0}, 422, "max_tokens"),

@@ -116,7 +116,7 @@ def test_load_spec_records_the_error_instead_of_raising(tmp_path: Path) -> None:
     spec = load_spec("bad", bad)
     assert spec.error == "bad.gguf is not a valid GGUF model file (its header is damaged)."
     assert spec.info is None and spec.shape is None
-    assert spec.describe() == {"name": "bad", "path": str(bad), "error": spec.error}
+    assert spec.describe() == {"name": "bad", "path": str(bad), "error": spec.error, "backend": "local"}
     with pytest.raises(ModelUnavailable) as exc:
         spec.require()
     assert exc.value.status_code == 503 and spec.error in exc.value.detail

@@ -214,6 +214,7 @@ class Plan:
     chunk_ctx: int | None = None
     steps: list[Step] = field(default_factory=list)
     history_tokens: int = 0  # room reserved for a conversation's earlier turns (oldest dropped past it)
+    backend: str = "local"  # local: KV bytes and the ladder; remote: the served context (reason says it)
 
     @property
     def needed_bytes(self) -> int:
@@ -226,6 +227,8 @@ class Plan:
         return d
 
     def summary(self) -> str:
+        if self.backend != "local":
+            return self.reason
         gb = lambda b: f"{b / GIB:.1f} GB" if b >= GIB / 10 else f"{b / 1024**2:.0f} MB"  # noqa: E731
         if self.mode == "whole":
             yarn = f", YaRN ×{self.yarn_factor:g}" if self.yarn_factor else ""
@@ -233,7 +236,8 @@ class Plan:
                 f"whole document, {self.prompt_tokens:,} tokens in a {self.n_ctx:,}-token context{yarn}, "
                 f"KV {gb(self.kv_bytes)} ({self.type_k}) of {gb(self.available_bytes)} available"
             )
-        return f"chunked: {self.n_chunks} chunks of {self.chunk_ctx:,} tokens — {self.reason}"
+        chunks = f"{self.n_chunks} chunk{'' if self.n_chunks == 1 else 's'}"
+        return f"chunked: {chunks} of {self.chunk_ctx:,} tokens — {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from docqa.store.models import Document, Section
+from docqa.engine.sources import Document, Section
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from docqa.engine import clause_cites
-from docqa.store.models import Document, Section
+from docqa.engine.sources import Document, Section
 
 _MARKER = re.compile(
     r"\[(?:p(?:age)?\.?\s*(?P<page>\d+)|(?P<path>[^\[\]\n:]{1,300}):L(?P<start>\d+)(?:\s*-\s*L?(?P<end>\d+))?)\]",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from docqa.store.models import Document, Section
+from docqa.engine.sources import Document, Section
 
 if TYPE_CHECKING:
     from docqa.engine.citations import Citation

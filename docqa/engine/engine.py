@@ -15,29 +15,27 @@ dropped first (said in the notes). Every answer is grounded claim by claim (grou
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from docqa.engine import grounding, prompts
-from docqa.engine.budget import ContextBudgetExceeded, Memory, Plan, PlanRequest, make_plan, probe_memory
+from docqa.engine.backend import Backend, PlanNeeds, Request, Slot
+from docqa.engine.budget import ContextBudgetExceeded, Memory, Plan
 from docqa.engine.chunking import Part, pack, parts_of
 from docqa.engine.citations import extract_citations, verbatim_spans
 from docqa.engine.grounding import Grounder, Passage
-from docqa.engine.models import ModelRegistry, ModelSpec
-from docqa.engine.runtime import YIELD_SLICE, Job, Place, Runtime
+from docqa.engine.models import ModelRegistry, Spec
 from docqa.engine.sampling import document_sampling
-from docqa.engine.state_cache import ContextConfig, StateCache, state_key
-from docqa.engine.template import ChatTemplate, tokenize_pieces
+from docqa.engine.sources import Document, Sources
+from docqa.engine.state_cache import StateCache, state_key
 from docqa.engine.token_counts import TokenCounts
 from docqa.engine.work import ContextAllocationFailed, Generation, Sampling
 from docqa.errors import InvalidRequest
+from docqa.rules import check_max_tokens, check_mode, check_question_tokens
 from docqa.settings import Settings
-from docqa.store.models import Document, Section
 
-Sources = list[tuple[Document, list[Section]]]
 EventSink = Callable[[str, dict[str, Any]], None]
 Turn = tuple[str, str]  # an earlier (question, answer) of the conversation
 MAP_ANSWER_TOKENS = 256
@@ -50,6 +48,7 @@ class AskOptions:
     max_tokens: int | None = None
     sampling: dict[str, float | str] = field(default_factory=dict)
     history: bool = True  # False: answer as if the conversation had just started
+    continue_from: str | None = None  # an answer cut at its limit: generate on from its last word
 
 
 @dataclass
@@ -80,9 +79,11 @@ class _Call:
 
     on_event: EventSink | None
     cancel: threading.Event
-    place: Place
+    place: Slot
     turns: list[Turn] = field(default_factory=list)
     dropped: int = 0  # turns left out for room (the most over every context of the question)
+    notes: list[str] = field(default_factory=list)  # what the backend said of its jobs (a retry elsewhere)
+    partial: str = ""  # AskOptions.continue_from: the answer's text so far, already in the assistant's turn
 
 
 class Engine:
@@ -92,64 +93,58 @@ class Engine:
         self.cache = StateCache(settings.state_dir, settings.state_cache_bytes)
         self.counts = TokenCounts(settings.max_set_tokens)  # exact counts per (tokenizer, set), computed once
         self.cache.sweep()  # what a crash mid-save left behind
-        self._runtimes: dict[str, Runtime] = {}
+        self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
         self._grounders: OrderedDict[tuple[Any, ...], Grounder] = OrderedDict()  # a few recent source sets
         from docqa.readahead import ReadAhead
 
         self.read_ahead = ReadAhead(self)
 
-    def runtime(self, spec: ModelSpec) -> Runtime:
+    def backend(self, spec: Spec) -> Backend:
+        """The backend that runs `spec` (made on first use, one per model name)."""
         with self._lock:
-            if spec.name not in self._runtimes:
-                s = self.settings
-                self._runtimes[spec.name] = Runtime(
-                    spec, s.state_dir, s.state_cache_bytes, queue_size=s.queue_size, n_threads=s.n_threads,
-                    use_mmap=s.mmap, extra_buffers=s.extra_buffers, keep_alive_s=s.model_keep_alive,
-                )
-            return self._runtimes[spec.name]
+            if spec.name not in self._backends:
+                self._backends[spec.name] = spec.open(self.settings)
+            return self._backends[spec.name]
+
+    def runtime(self, spec: Spec) -> Any:
+        """The local runner's queue and process (tests and benches look inside it)."""
+        return self.backend(spec).runtime  # type: ignore[attr-defined]
+
+    def reserve(self, spec: Spec, klass: str = "interactive", principal: str = "") -> Slot:
+        """A place in the model's queue, in priority class `klass` (interactive, batch, read_ahead) for
+        `principal` (runtime.py: classes served in order, principals in turn)."""
+        return self.backend(spec).reserve(klass, principal)
 
     def close(self) -> None:
-        for rt in self._runtimes.values():
-            rt.close()
-
-    def model_health(self, spec: ModelSpec) -> dict[str, Any]:
-        """What /api/health reports per model: ready or why not (checked now, so a model file that
-        vanished or was truncated after start shows here), and its queue: state (idle, busy or
-        unavailable), running, waiting, queue_depth (running + waiting) and queue_size."""
-        problem = spec.problem()
         with self._lock:
-            rt = self._runtimes.get(spec.name)
-        status = (rt or self.runtime(spec)).status()
-        if problem:
-            status["state"] = "unavailable"
-        return {"ready": problem is None, "error": problem, **status}
+            backends = list(self._backends.values())
+        for b in backends:
+            b.close()
+
+    def model_health(self, spec: Spec) -> dict[str, Any]:
+        """What /api/health reports per model: ready or why not, its queue, its backend's details."""
+        return self.backend(spec).health()
+
+    def memory_for(self, spec: Spec) -> Memory:
+        return self.backend(spec).memory()  # type: ignore[attr-defined]
 
     # -- prompts ------------------------------------------------------------------------------------
 
-    def _template(self, spec: ModelSpec) -> ChatTemplate:
-        vocab = spec.vocab()
-        bos = vocab._model.token_get_text(vocab.token_bos()) if vocab.token_bos() >= 0 else ""
-        eos = vocab._model.token_get_text(vocab.token_eos()) if vocab.token_eos() >= 0 else ""
-        return ChatTemplate(spec.info.chat_template if spec.info else None, bos, eos)
-
-    def _tokens(self, spec: ModelSpec, system: str, body: str, question: str,
+    def _tokens(self, spec: Spec, system: str, body: str, question: str,
                 thinking: bool | None, turns: Sequence[Turn] = ()) -> tuple[list[int], list[int]]:
         """(prefix, suffix): the prefix ends after the documents; the suffix holds the earlier turns
         and the question."""
-        template = self._template(spec)
-        rendered = template.render(system, [body, prompts.question_text(question)], enable_thinking=thinking,
-                                   turns=[(prompts.question_text(q), a) for q, a in turns])
+        backend = self.backend(spec)
+        rendered = backend.template().render(system, [body, prompts.question_text(question)],
+                                             enable_thinking=thinking,
+                                             turns=[(prompts.question_text(q), a) for q, a in turns])
         pieces = rendered.pieces
         cut = next(i for i, (_, trusted) in enumerate(pieces) if not trusted) + 1  # the documents' piece
-        vocab = spec.vocab()
-        add_bos = bool(vocab._model.add_bos_token())
-        prefix = tokenize_pieces(vocab, pieces[:cut], add_bos=add_bos, bos_text=template.bos_text)
-        suffix = tokenize_pieces(vocab, pieces[cut:], add_bos=False, bos_text="")
-        return prefix, suffix
+        return backend.tokenize(pieces[:cut], add_bos=True), backend.tokenize(pieces[cut:], add_bos=False)
 
-    def count(self, spec: ModelSpec, text: str) -> int:
-        return len(spec.vocab().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    def count(self, spec: Spec, text: str) -> int:
+        return self.backend(spec).count(text)
 
     @staticmethod
     def render_documents(sources: Sources) -> str:
@@ -177,70 +172,43 @@ class Engine:
 
     # -- planning -----------------------------------------------------------------------------------
 
-    def plan(self, spec: ModelSpec, sources: Sources, mode: str | None = None,
+    def plan(self, spec: Spec, sources: Sources, mode: str | None = None,
              answer_tokens: int | None = None) -> Plan:
-        if mode not in (None, "auto", "whole", "chunked"):
-            raise InvalidRequest(f"Unknown mode {mode!r}; use 'whole', 'chunked' or leave it out.")
+        """The backend's plan for the document set (explained in its terms), counting nothing twice."""
+        check_mode(mode)
+        backend = self.backend(spec)
         docs = [d for d, _ in sources]  # counted once per (tokenizer, set): token_counts.py
-        prompt_tokens = self.counts.prompt_tokens(spec.identity, docs, lambda: sum(map(len, self._tokens(
+        prompt_tokens = self.counts.prompt_tokens(backend.identity, docs, lambda: sum(map(len, self._tokens(
             spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None))))
         s = self.settings
-        assert spec.shape is not None
-        plan = make_plan(PlanRequest(
-            model_name=spec.name, shape=spec.shape, prompt_tokens=prompt_tokens,
-            question_tokens=s.question_tokens, answer_tokens=answer_tokens or s.answer_tokens,
-            history_tokens=s.history_tokens if s.history_turns else 0,
-            memory=self.memory_for(spec), margin_bytes=s.memory_margin, n_ubatch=s.n_batch,
-            max_ctx=s.max_context, max_yarn_factor=s.max_yarn_factor, chunk_ctx=s.chunk_context,
-            forced_mode=None if mode in (None, "auto") else mode,
-            flash_attn=True if s.flash_attn is None else s.flash_attn,
-            cache_types=tuple(t.strip() for t in s.kv_types.split(",") if t.strip()),
+        plan = backend.plan(PlanNeeds(
+            model_name=spec.name, prompt_tokens=prompt_tokens, question_tokens=s.question_tokens,
+            answer_tokens=answer_tokens or s.answer_tokens, history_tokens=s.history_tokens if s.history_turns else 0,
+            chunk_ctx=s.chunk_context, forced_mode=None if mode in (None, "auto") else mode,
         ))
         if plan.mode == "chunked":  # count the chunks exactly as answering will cut them
             layout = f"{plan.chunk_ctx or plan.n_ctx}:{plan.question_tokens}:{plan.answer_tokens}"
-            plan.n_chunks = self.counts.chunks(spec.identity, docs, layout,
+            plan.n_chunks = self.counts.chunks(backend.identity, docs, layout,
                                                lambda: len(self.chunks(spec, plan, sources)))
+            plan.reason = plan.reason.replace("{n_chunks}", f"{plan.n_chunks:,}")
         return plan
 
-    def memory_for(self, spec: ModelSpec) -> Memory:
-        """The memory probe, counting this model's loaded runner as free: planning a new context for it
-        replaces the one it holds (its private memory is given back first), while other models' runners
-        stay loaded and are already missing from MemAvailable and the cgroup's free bytes."""
-        memory = probe_memory(self.settings.memory_budget)
-        with self._lock:
-            rt = self._runtimes.get(spec.name)
-        held = rt.resident_bytes() if rt is not None else 0
-        if not held:
-            return memory
-        grow = lambda v: None if v is None else v + held  # noqa: E731
-        cgroup, available = grow(memory.cgroup), grow(memory.mem_available)
-        values = [v for v in (memory.budget, cgroup, available) if v is not None]
-        return replace(memory, available=min(values), cgroup=cgroup, mem_available=available)
-
-    def config_for(self, spec: ModelSpec, n_ctx: int, ct: str, flash: bool, yarn: float | None) -> ContextConfig:
-        assert spec.shape is not None
-        return ContextConfig(n_ctx=n_ctx, type_k=ct, type_v=ct, flash_attn=flash, yarn_factor=yarn,
-                             n_ctx_train=spec.shape.n_ctx_train, n_batch=self.settings.n_batch,
-                             n_ubatch=self.settings.n_batch)
+    def prefix_state_key(self, spec: Spec, plan: Plan, sources: Sources) -> str | None:
+        """The state-cache key of this plan's document prefix (whole mode; None for chunked, and for a
+        backend without docqa's own snapshots): a whole-document answer loads the snapshot under it
+        instead of reading. Tokenizes the prefix."""
+        if plan.mode != "whole":
+            return None
+        prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
+        return self.backend(spec).prefix_key(plan, prefix)
 
     # -- answering ----------------------------------------------------------------------------------
 
-    def check_question(self, spec: ModelSpec, question: str, opts: AskOptions, plan: Plan) -> None:
-        if not question.strip():
-            raise InvalidRequest("The question is empty.")
-        n = self.count(spec, question)
-        if n > self.settings.question_tokens:
-            raise InvalidRequest(
-                f"The question is {n:,} tokens long; the limit is {self.settings.question_tokens:,} tokens "
-                "(DOCQA_QUESTION_TOKENS).", limit=self.settings.question_tokens, tokens=n,
-            )
-        if opts.max_tokens is not None and not 1 <= opts.max_tokens <= plan.answer_tokens:
-            raise InvalidRequest(
-                f"max_tokens must be between 1 and {plan.answer_tokens:,}, the answer budget of this session's plan.",
-                limit=plan.answer_tokens,
-            )
+    def check_question(self, spec: Spec, question: str, opts: AskOptions, plan: Plan) -> None:
+        check_question_tokens(question, self.count(spec, question), self.settings.question_tokens)
+        check_max_tokens(opts.max_tokens, plan.answer_tokens, "the answer budget of this session's plan")
 
-    def sampling(self, spec: ModelSpec, overrides: dict[str, float | str]) -> Sampling:
+    def sampling(self, spec: Spec, overrides: dict[str, float | str]) -> Sampling:
         """The question's sampling: the model family's default for answering from documents
         (sampling.py), or the named `preset`, then each option the question sets."""
         allowed = {"temperature", "top_p", "top_k", "min_p", "presence_penalty", "seed", "preset"}
@@ -259,22 +227,22 @@ class Engine:
         values["seed"] = int(values["seed"])
         return Sampling(**values)
 
-    def answer(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
+    def answer(self, spec: Spec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                on_event: EventSink | None = None, cancel: threading.Event | None = None,
-               place: Place | None = None, turns: Sequence[Turn] = (), klass: str = "interactive",
+               place: Slot | None = None, turns: Sequence[Turn] = (), klass: str = "interactive",
                principal: str = "") -> Answer:
         """Answer under the question's `place` in the model's queue (taken here, in priority class `klass`
         for `principal`, when none is given, and released here either way), so every job it runs, one
         per chunk in chunked mode, is accepted. `turns`: the conversation's earlier (question, answer)
         pairs, oldest first."""
-        with place or self.runtime(spec).reserve(klass, principal) as held:
+        with place or self.reserve(spec, klass, principal) as held:
             self.check_question(spec, question, opts, plan)
             sampling = self.sampling(spec, opts.sampling)
             max_tokens = opts.max_tokens or plan.answer_tokens
             cap = self.settings.history_turns if opts.history else 0
             earlier = list(turns)
             kept = earlier[len(earlier) - cap:] if cap else []
-            call = _Call(on_event, cancel or threading.Event(), held, kept)
+            call = _Call(on_event, cancel or threading.Event(), held, kept, partial=opts.continue_from or "")
             notes: list[str] = []
             if len(kept) < len(earlier) and opts.history:
                 notes.append(f"The {len(earlier) - len(kept)} oldest earlier turn(s) of this conversation were left "
@@ -289,7 +257,7 @@ class Engine:
                                      "to fit the context (DOCQA_HISTORY_TOKENS).")
                     result.history = {"turns": len(kept) - call.dropped,
                                       "dropped": len(earlier) - len(kept) + call.dropped, "enabled": opts.history}
-                    result.notes = notes + result.notes
+                    result.notes = notes + call.notes + result.notes
                     result.grounding = grounding.summary([grounding.Claim(**c) for c in result.claims])
                     if (warning := grounding.note([grounding.Claim(**c) for c in result.claims])):
                         result.notes.append(warning)
@@ -298,54 +266,41 @@ class Engine:
                     notes.append(f"{exc.detail} Falling back.")
                     current = self._fallback(spec, current, sources, exc)
 
-    def _fallback(self, spec: ModelSpec, plan: Plan, sources: Sources, exc: ContextAllocationFailed) -> Plan:
-        from docqa.engine.budget import CACHE_TYPES
-
-        order = list(CACHE_TYPES)
-        if plan.type_k != order[-1]:
-            ct = order[order.index(plan.type_k) + 1]
-            assert spec.shape is not None
-            return replace(plan, type_k=ct, type_v=ct, flash_attn=True,
-                           kv_bytes=spec.shape.kv_bytes(plan.n_ctx, ct, ct),
-                           reason=f"{plan.reason}; fell back to {ct} KV after an allocation failure")
+    def _fallback(self, spec: Spec, plan: Plan, sources: Sources, exc: ContextAllocationFailed) -> Plan:
+        cheaper = self.backend(spec).degrade(plan)
+        if cheaper is not None:
+            return cheaper
         if plan.mode == "whole":
             chunked = self.plan(spec, sources, "chunked", plan.answer_tokens)
             chunked.reason = "the whole-document context could not be allocated; fell back to chunked mode"
             return chunked
         raise exc
 
-    def _run(self, spec: ModelSpec, config: ContextConfig, prefix: list[int], suffix: list[int], max_tokens: int,
-             sampling: Sampling, start_thinking: bool, call: _Call,
-             progress_extra: dict[str, Any] | None = None, stream: bool = True) -> tuple[Generation, float]:
-        runtime = self.runtime(spec)
+    def _run(self, spec: Spec, plan: Plan, n_ctx: int, prefix: list[int], suffix: list[int], max_tokens: int,
+             sampling: Sampling, start_thinking: bool, call: _Call, progress_extra: dict[str, Any] | None = None,
+             stream: bool = True, yarn: bool = True) -> tuple[Generation, float]:
         on_event = call.on_event
-        job = Job(
-            config=config, prefix=prefix, suffix=suffix, state_key=state_key(spec.identity, config, prefix),
-            max_tokens=max_tokens, sampling=sampling, start_in_thinking=start_thinking, cancel=call.cancel,
-            slice_tokens=YIELD_SLICE if call.place.klass != "interactive" else 0,
+        request = Request(
+            plan=plan, n_ctx=n_ctx, prefix=prefix, suffix=suffix, max_tokens=max_tokens, sampling=sampling,
+            start_in_thinking=start_thinking, cancel=call.cancel, yarn=yarn,
             on_progress=(lambda p: on_event("progress", {**p, **(progress_extra or {})})) if on_event else None,
             on_token=(lambda kind, text: on_event(kind, {"text": text})) if on_event and stream else None,
         )
-        submitted = time.perf_counter()
-        started: list[float] = []
+        gen, queue_s = self.backend(spec).generate(request, call.place)
+        call.notes.extend(n for n in gen.notes if n not in call.notes)
+        return gen, queue_s
 
-        def timed(j: Job) -> Generation:
-            started.append(time.perf_counter())
-            return runtime._run(j)
-
-        gen = runtime.submit(timed, job, place=call.place).result()
-        return gen, (started[0] - submitted) if started else 0.0
-
-    def prefixes(self, spec: ModelSpec, plan: Plan, sources: Sources) -> list[tuple[list[int], ContextConfig, str]]:
-        """(prefix tokens, context, snapshot key) of each context a question over `sources` starts from,
-        in the order it reads them: the documents' one in whole mode, each chunk's in chunked mode (the
-        question and the conversation come after them). What read-ahead reads (readahead.py)."""
+    def prefixes(self, spec: Spec, plan: Plan, sources: Sources) -> list[tuple[list[int], Any, str]]:
+        """(prefix tokens, context config, snapshot key) of each context a question over `sources` starts
+        from, in the order it reads them: the documents' one in whole mode, each chunk's in chunked mode
+        (the question and the conversation come after them). What read-ahead reads (readahead.py); the
+        local backend only (it needs the runner's contexts)."""
+        backend: Any = self.backend(spec)
         if plan.mode == "whole":
-            thinking = None  # a question without `thinking` set: as _whole renders it
-            prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", thinking)
-            config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+            prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
+            config = backend.config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
             return [(prefix, config, state_key(spec.identity, config, prefix))]
-        config = self.config_for(spec, plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
+        config = backend.config(plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
         out = []
         for chunk in self.chunks(spec, plan, sources):
             prefix, _ = self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), "",
@@ -353,16 +308,26 @@ class Engine:
             out.append((prefix, config, state_key(spec.identity, config, prefix)))
         return out
 
-    def _starts_thinking(self, spec: ModelSpec, opts: AskOptions) -> bool:
+    def _starts_thinking(self, spec: Spec, opts: AskOptions) -> bool:
+        if opts.continue_from:  # the answer is under way: its thinking (if any) is over
+            return False
         return spec.family == "thinking" or (spec.family == "hybrid" and opts.thinking is not False)
 
-    def _whole(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
+    def _continuation(self, spec: Spec, partial: str) -> list[int]:
+        """The tokens that put an unfinished answer into the assistant's open turn, so the model goes
+        on from its last word (what llama-server's and LM Studio's "continue" do). A thinking model's
+        template opens the turn with <think>: close it first."""
+        if not partial:
+            return []
+        pieces: list[tuple[str, bool]] = [("\n</think>\n\n", True)] if spec.family == "thinking" else []
+        return self.backend(spec).tokenize([*pieces, (partial, False)], add_bos=False)
+
+    def _whole(self, spec: Spec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
-        thinking_flag = opts.thinking if spec.family == "hybrid" else None
+        thinking_flag = (False if opts.continue_from else opts.thinking) if spec.family == "hybrid" else None
         prefix, suffix = self._conversation(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
-                                            thinking_flag, call, plan.n_ctx - max_tokens)
-        config = self.config_for(spec, plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
-        gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
+                                            thinking_flag, call, plan.n_ctx - max_tokens, final=True)
+        gen, queue_s = self._run(spec, plan, plan.n_ctx, prefix, suffix, max_tokens, sampling,
                                  self._starts_thinking(spec, opts) and spec.family == "thinking", call)
         claims = self.grounder(sources).ground(gen.text, question)
         return Answer(
@@ -372,17 +337,19 @@ class Engine:
                              gen.generated_tokens, gen.prefix_source),
         )
 
-    def _conversation(self, spec: ModelSpec, system: str, body: str, question: str, thinking: bool | None,
-                      call: _Call, room: int) -> tuple[list[int], list[int]]:
+    def _conversation(self, spec: Spec, system: str, body: str, question: str, thinking: bool | None,
+                      call: _Call, room: int, *, final: bool = False) -> tuple[list[int], list[int]]:
         """(prefix, suffix) with as many of the latest earlier turns as fit in `room` tokens (the
-        context less the answer budget). The prefix does not depend on the turns: tokenized once."""
+        context less the answer budget). The prefix does not depend on the turns: tokenized once.
+        `final`: this context writes the answer (not a map step), so an unfinished answer goes on in it."""
         turns = call.turns
+        tail = self._continuation(spec, call.partial) if final else []
         prefix, suffix = self._tokens(spec, system, body, question, thinking, turns)
-        while turns and len(prefix) + len(suffix) > room:
+        while turns and len(prefix) + len(suffix) + len(tail) > room:
             turns = turns[1:]
             _, suffix = self._tokens(spec, system, "", question, thinking, turns)
         call.dropped = max(call.dropped, len(call.turns) - len(turns))
-        return prefix, suffix
+        return prefix, suffix + tail
 
     def grounder(self, sources: Sources) -> Grounder:
         """The grounder of a source set (its passages split once), kept for the next questions."""
@@ -399,7 +366,7 @@ class Engine:
                 self._grounders.popitem(last=False)
         return made
 
-    def chunks(self, spec: ModelSpec, plan: Plan, sources: Sources) -> list[list[Part]]:
+    def chunks(self, spec: Spec, plan: Plan, sources: Sources) -> list[list[Part]]:
         overhead_prefix, overhead_suffix = self._tokens(spec, prompts.MAP_INSTRUCTIONS, "", "", None)
         chunk_ctx = plan.chunk_ctx or plan.n_ctx
         budget = chunk_ctx - len(overhead_prefix) - len(overhead_suffix) - plan.question_tokens \
@@ -408,11 +375,10 @@ class Engine:
         parts = parts_of(sources, count, max(64, budget // 2))
         return pack(parts, budget, self.settings.chunk_overlap)
 
-    def _chunked(self, spec: ModelSpec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
+    def _chunked(self, spec: Spec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                  sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
         on_event = call.on_event
         chunks = self.chunks(spec, plan, sources)
-        config = self.config_for(spec, plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
         evidence: list[str] = []
         passages: list[Passage] = []  # the same evidence, with where it is and which chunk quoted it
         contributing: list[int] = []
@@ -424,9 +390,9 @@ class Engine:
             prefix, suffix = self._conversation(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), question,
                                                 False if spec.family == "hybrid" else None, call,
                                                 ctx - MAP_ANSWER_TOKENS)
-            gen, queue_s = self._run(spec, config, prefix, suffix, MAP_ANSWER_TOKENS, map_sampling,
+            gen, queue_s = self._run(spec, plan, ctx, prefix, suffix, MAP_ANSWER_TOKENS, map_sampling,
                                      spec.family == "thinking", call,
-                                     {"chunk": i + 1, "chunks": len(chunks)}, stream=False)
+                                     {"chunk": i + 1, "chunks": len(chunks)}, stream=False, yarn=False)
             _accumulate(totals, gen, queue_s)
             # Keep only what the chunk really says: a small model "quotes" things that are not there.
             found = [] if gen.text.strip().upper().startswith("NONE") else _evidence(gen.text, chunk, i + 1)
@@ -440,9 +406,10 @@ class Engine:
         evidence, left_out = self._fit_evidence(spec, plan, evidence, max_tokens)
         body = EVIDENCE_HEADER + ("\n\n".join(evidence) if evidence else "(none found)")
         prefix, suffix = self._conversation(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
-                                            opts.thinking if spec.family == "hybrid" else None, call, ctx - max_tokens)
-        gen, queue_s = self._run(spec, config, prefix, suffix, max_tokens, sampling,
-                                 spec.family == "thinking", call)
+                                            (False if opts.continue_from else opts.thinking)
+                                            if spec.family == "hybrid" else None, call, ctx - max_tokens, final=True)
+        gen, queue_s = self._run(spec, plan, ctx, prefix, suffix, max_tokens, sampling,
+                                 spec.family == "thinking" and not opts.continue_from, call, yarn=False)
         claims = self.grounder(sources).ground(gen.text, question, passages)
         _accumulate(totals, gen, queue_s)
         timings = _timings(gen, totals["queue_s"], totals["prefill_tokens"], totals["cached_tokens"],
@@ -455,7 +422,7 @@ class Engine:
             if left_out else [],
         )
 
-    def _fit_evidence(self, spec: ModelSpec, plan: Plan, evidence: list[str], max_tokens: int) -> tuple[list[str], int]:
+    def _fit_evidence(self, spec: Spec, plan: Plan, evidence: list[str], max_tokens: int) -> tuple[list[str], int]:
         """The quotes, each once and in document order, that fit the reduce context beside the
         instructions, the question and the answer; and how many did not (the prompt would not fit)."""
         prefix, suffix = self._tokens(spec, prompts.REDUCE_INSTRUCTIONS, EVIDENCE_HEADER, "", None)

@@ -40,6 +40,19 @@ class GGUFInfo:
     header_bytes: int = 0  # the magic, counts and key/value section (what a model's identity hashes)
     n_tensors: int = 0
     expected_bytes: int = 0  # where the last tensor's data ends, per the tensor index
+    n_params: int = 0  # the weights' element count, summed over the tensor index
+
+    @property
+    def quantization(self) -> str | None:
+        """The file type as llama.cpp names it ("Q4_1", "Q4_K_M", "F16"), from general.file_type."""
+        from gguf.constants import LlamaFileType
+
+        ftype = self.metadata.get("general.file_type")
+        try:
+            return LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_").removeprefix("ALL_") if ftype is not None \
+                else None
+        except (ValueError, TypeError):
+            return None
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -100,20 +113,21 @@ def _read(fh: BinaryIO, path: Path) -> GGUFInfo:
     size = path.stat().st_size
     if header_bytes > size:  # an array skipped by seeking ran past the end of the file
         raise struct.error("metadata runs past the end of the file")
-    expected = _tensor_data_end(fh, n_tensors, int(meta.get("general.alignment") or DEFAULT_ALIGNMENT))
+    expected, n_params = _tensor_data_end(fh, n_tensors, int(meta.get("general.alignment") or DEFAULT_ALIGNMENT))
     if expected > size:
         raise ModelFileError(
             f"{path.name} is truncated: it has {size:,} bytes but its tensors need {expected:,} "
             "(an interrupted download?)."
         )
-    return GGUFInfo(path, size, meta, lengths, header_bytes, n_tensors, expected)
+    return GGUFInfo(path, size, meta, lengths, header_bytes, n_tensors, expected, n_params)
 
 
-def _tensor_data_end(fh: BinaryIO, n_tensors: int, alignment: int) -> int:
-    """Read the tensor index; return the offset just past the last tensor's data."""
+def _tensor_data_end(fh: BinaryIO, n_tensors: int, alignment: int) -> tuple[int, int]:
+    """Read the tensor index; return the offset just past the last tensor's data, and the element count."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     end = 0
+    n_params = 0
     for _ in range(n_tensors):
         _string(fh)
         (n_dims,) = struct.unpack("<I", _exact(fh, 4))
@@ -121,6 +135,10 @@ def _tensor_data_end(fh: BinaryIO, n_tensors: int, alignment: int) -> int:
             raise struct.error(f"tensor with {n_dims} dimensions")
         dims = struct.unpack(f"<{n_dims}Q", _exact(fh, 8 * n_dims))
         ttype, offset = struct.unpack("<IQ", _exact(fh, 12))
+        elements = 1
+        for d in dims:
+            elements *= d
+        n_params += elements
         try:
             block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
         except (ValueError, KeyError):  # a type newer than the gguf package: count its offset only
@@ -132,9 +150,9 @@ def _tensor_data_end(fh: BinaryIO, n_tensors: int, alignment: int) -> int:
             nbytes = n // block * type_size
         end = max(end, offset + nbytes)
     if n_tensors == 0 or alignment <= 0:
-        return 0
+        return 0, n_params
     data_start = -(-fh.tell() // alignment) * alignment
-    return data_start + end
+    return data_start + end, n_params
 
 
 def _exact(fh: BinaryIO, n: int) -> bytes:

@@ -38,7 +38,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from docqa.engine.citations import _MARKER, _QUOTE, extract_citations, squash
-from docqa.store.models import Document, Section
+from docqa.engine.sources import Document, Section
 
 SUPPORT_THRESHOLD = 60.0  # token_set_ratio, 0-100; chosen on the labelled set (bench/grounding.py)
 STATUSES = ("quoted", "supported", "unsupported", "restates_question", "not_in_documents")

@@ -22,13 +22,16 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from docqa.engine.budget import CACHE_TYPES, ModelShape
 from docqa.engine.gguf_meta import GGUFInfo, ModelFileError, read_gguf
 from docqa.errors import DocqaError, NotFound
 from docqa.fetch import SMOLLM2, embedded_model_path
 from docqa.settings import Settings
+
+if TYPE_CHECKING:
+    from docqa.engine.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,35 @@ PRESETS: dict[str, dict[str, float]] = {
 class ModelUnavailable(DocqaError):
     status_code = 503
     code = "model_unavailable"
+
+
+class Spec(Protocol):
+    """What names and describes a model, whatever runs it; `open()` makes the backend that runs it."""
+
+    name: str
+
+    @property
+    def identity(self) -> str: ...  # the tokenizer's identity: token counts and reading rates are kept by it
+
+    @property
+    def path(self) -> Path: ...  # a local model's file; a remote one's name (never a server's address)
+
+    @property
+    def family(self) -> str: ...  # thinking | hybrid | instruct
+
+    @property
+    def vendor(self) -> str: ...  # qwen | default: whose sampling defaults apply (sampling.py)
+
+    @property
+    def preset(self) -> dict[str, float]: ...
+
+    def problem(self) -> str | None: ...
+
+    def require(self) -> Spec: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def open(self, settings: Settings) -> Backend: ...
 
 
 @dataclass
@@ -71,6 +103,17 @@ class ModelSpec:
     @property
     def preset(self) -> dict[str, float]:
         return PRESETS["thinking" if self.family == "thinking" else "instruct"]
+
+    @property
+    def vendor(self) -> str:
+        arch = self.shape.architecture if self.shape else ""
+        name = (self.info.get("general.name", "") if self.info else "") + " " + self.path.name
+        return "qwen" if arch.startswith("qwen") or "qwen" in name.lower() else "default"
+
+    def open(self, settings: Settings) -> Backend:
+        from docqa.engine.local import LocalBackend
+
+        return LocalBackend(self, settings)
 
     def watch(self) -> None:
         """Remember the file's size and identity as they are now (after its header was read)."""
@@ -130,7 +173,7 @@ class ModelSpec:
             return self._vocab
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "path": str(self.path), "error": self.problem()}
+        out: dict[str, Any] = {"name": self.name, "path": str(self.path), "error": self.problem(), "backend": "local"}
         if self.shape and self.info:
             out.update(
                 architecture=self.shape.architecture,
@@ -143,6 +186,10 @@ class ModelSpec:
                 family=self.family,
                 kv_bytes_per_token={ct: self.shape.kv_bytes_per_token(ct, ct) for ct in CACHE_TYPES},
                 sampling=self.preset,
+                parameters=self.info.n_params or None,
+                size_label=self.info.get("general.size_label"),
+                quantization=self.info.quantization,
+                display_name=self.info.get("general.name"),
             )
         return out
 
@@ -170,16 +217,25 @@ def _identity(header: bytes, size_bytes: int) -> str:
 
 
 class ModelRegistry:
+    """The models by name: the default (embedded or DOCQA_MODEL), then DOCQA_MODELS's NAME=PATH
+    (a GGUF) or NAME=URL (a server; a name given several URLs is one model on several servers)."""
+
     def __init__(self, settings: Settings) -> None:
+        from docqa.engine.remote import RemoteSpec, api_keys, is_url
+
         self.default_name = "default"
         entries: list[tuple[str, Path]] = [
             (self.default_name,
              Path(settings.model).expanduser() if settings.model else embedded_model_path(settings.models_dir))
         ]
+        remote: dict[str, list[str]] = {}
         for pair in filter(None, (p.strip() for p in (settings.models or "").split(","))):
             name, _, where = pair.partition("=")
-            entries.append((name.strip(), Path(where.strip()).expanduser()))
-        self.specs: dict[str, ModelSpec] = {}
+            if is_url(where.strip()):
+                remote.setdefault(name.strip(), []).append(where.strip().rstrip("/"))
+            else:
+                entries.append((name.strip(), Path(where.strip()).expanduser()))
+        self.specs: dict[str, Spec] = {}
         for name, path in entries:
             spec = load_spec(name, path)
             if spec.error and name == self.default_name and not settings.model:
@@ -187,12 +243,15 @@ class ModelRegistry:
             if spec.error:
                 log.error("model %s: %s", name, spec.error)
             self.specs[name] = spec
+        keys = api_keys(settings)
+        for name, urls in remote.items():
+            self.specs[name] = RemoteSpec(name, urls, settings, keys)
 
-    def get(self, name: str | None) -> ModelSpec:
+    def get(self, name: str | None) -> Spec:
         spec = self.specs.get(name or self.default_name)
         if spec is None:
             raise NotFound(f"There is no model named {name!r}; see GET /api/models.")
         return spec.require()
 
-    def list(self) -> list[ModelSpec]:
+    def list(self) -> list[Spec]:
         return list(self.specs.values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from docqa.store.models import Document, Section
+from docqa.engine.sources import Document, Section
 
 INSTRUCTIONS = (
     "You answer questions about the documents provided by the user, using only what they say. "

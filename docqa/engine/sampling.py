@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from docqa.engine.models import PRESETS, ModelSpec
+from docqa.engine.models import PRESETS, Spec
 from docqa.errors import InvalidRequest
 
 GREEDY: dict[str, float] = {"temperature": 0.0, "top_p": 1.0, "top_k": 40, "min_p": 0.0, "presence_penalty": 0.0}
@@ -27,14 +27,12 @@ DOCUMENTS: dict[str, dict[str, float] | None] = {
 }
 
 
-def family(spec: ModelSpec) -> str:
+def family(spec: Spec) -> str:
     """The vendor family a model's defaults are chosen for: 'qwen' or 'default'."""
-    arch = spec.shape.architecture if spec.shape else ""
-    name = (spec.info.get("general.name", "") if spec.info else "") + " " + spec.path.name
-    return "qwen" if arch.startswith("qwen") or "qwen" in name.lower() else "default"
+    return spec.vendor
 
 
-def document_sampling(spec: ModelSpec, preset: Any = None) -> dict[str, float]:
+def document_sampling(spec: Spec, preset: Any = None) -> dict[str, float]:
     """The sampling a question starts from: the named preset, or the family's default."""
     if preset is not None:
         if preset == "documents":

@@ -111,6 +111,7 @@ class Generation:
     yields: int = 0  # how often it gave the model to higher-priority work
     stop_reason: str = "eos"  # eos | length
     thinking_open: bool = False
+    notes: list[str] = field(default_factory=list)  # for the answer's notes (a remote retry on another server)
 
     @property
     def tokens_per_s(self) -> float:

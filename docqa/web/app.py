@@ -43,6 +43,7 @@ from docqa.worker import BatchWorker
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+README = STATIC_DIR.parent / "README.md"
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -119,6 +120,12 @@ async def index() -> File:
     return File(STATIC_DIR / "index.html", content_disposition_type="inline")
 
 
+@get("/readme", media_type="text/markdown; charset=utf-8", include_in_schema=False, opt={PUBLIC: True})
+async def readme() -> File:
+    """The README, for the page's help (it shows a section of it, e.g. how to bring a model)."""
+    return File(path=README, content_disposition_type="inline", media_type="text/markdown; charset=utf-8")
+
+
 def _documents(state: State) -> DocumentService:
     return state.documents
 
@@ -150,7 +157,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = Engine(settings, registry)
         batches = BatchService(settings, db, documents, registry, engine)
         documents.on_delete.append(engine.read_ahead.stop_documents)  # a deleted document is not read ahead
-        worker = BatchWorker(batches)
+        workers = [BatchWorker(batches) for _ in range(settings.batch_workers)]
         if keyring.enabled:
             log.info("API keys configured for %d principal(s)", len(keyring.principals))
         else:
@@ -161,17 +168,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             log.info("%s", ocr_status(settings.ocr_langs))
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
                          sessions=SessionService(db, documents, registry, engine), batches=batches)
-        worker.start()  # answers queued batch items in the background, resuming after a restart
+        for worker in workers:  # answer queued batch items in the background, resuming after a restart
+            worker.start()
         try:
             yield
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             engine.close()
             db.dispose()
 
     app = Litestar(
         route_handlers=[
-            health, index, DocumentController, SessionController, BatchController, list_models,
+            health, index, readme, DocumentController, SessionController, BatchController, list_models,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
                                        opt={PUBLIC: True}),
             swagger_assets_router(),

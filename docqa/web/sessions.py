@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -21,7 +22,8 @@ from msgspec import Meta
 from docqa.engine.engine import Answer, AskOptions
 from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
-from docqa.sessions import Prepared, SessionService
+from docqa.fetch import SMOLLM2
+from docqa.sessions import CONTINUE_QUESTION, Prepared, SessionService
 from docqa.store.models import ChatSession, Message, iso_utc
 from docqa.web.access import RATE
 from docqa.web.costly import COSTLY, run_costly, run_on_lane
@@ -52,10 +54,15 @@ class QuestionIn:
     max_tokens: MaxTokens | None = None
     sampling: SamplingIn = field(default_factory=SamplingIn)
     history: bool = True  # false: answer without the session's earlier turns
+    # true: go on with the session's last answer where it stopped (cut at its token limit); `question`
+    # may then be empty: that answer is put back into its own assistant turn and the model writes on
+    continue_answer: bool = False
 
 
 def message_out(m: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"id": m.id, "role": m.role, "content": m.content, "created_at": iso_utc(m.created_at)}
+    if m.role == "user":
+        out["continues"] = bool((m.extra or {}).get("continues"))
     if m.role == "assistant":
         out.update(thinking=m.thinking or "", citations=m.citations, mode=m.mode, timings=m.timings,
                    **{"claims": [], "grounding": {}, "history": {}, **(m.extra or {})})
@@ -87,14 +94,10 @@ class SessionController(Controller):
         def timed(_cancel: threading.Event) -> tuple[dict[str, Any], str]:
             started = time.perf_counter()
             sessions.engine.counts.tally(reset=True)
-            spec, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
+            plan = sessions.plan_view(data.document_ids, data.model, data.mode, owner=principal)
             cached, computed = sessions.engine.counts.tally()
             source = "tokenized" if computed else "cached" if cached else "none"
-            out = plan.to_dict()
-            # "already read": a snapshot of the documents exists (a question or a read-ahead read them)
-            out["already_read"] = sessions.engine.read_ahead.already_read(
-                spec, plan, sessions.sources(data.document_ids, principal))
-            return out, f'plan;dur={(time.perf_counter() - started) * 1000:.1f};desc="counts {source}"'
+            return plan, f'plan;dur={(time.perf_counter() - started) * 1000:.1f};desc="counts {source}"'
 
         plan, timing = await run_costly(request, timed)
         return Response(plan, headers={"Server-Timing": timing})
@@ -148,12 +151,14 @@ class SessionController(Controller):
     async def ask(self, request: Request, sessions: NamedDependency[SessionService], principal: NamedDependency[str],
                   session_id: FromPath[str], data: JSONBody[QuestionIn]) -> Response[dict[str, Any]] | ServerSentEvent:
         opts = AskOptions(thinking=data.thinking, max_tokens=data.max_tokens, sampling=data.sampling.to_dict(),
-                          history=data.history)
+                          history=data.history or data.continue_answer)
+        question_text = CONTINUE_QUESTION if data.continue_answer else data.question
         # Every refusal (404, 409, 422, and 503 when the model's queue is full) is answered as JSON here,
         # before a stream could start; an accepted question holds its place in the queue to the end.
         # The session and its documents are looked up as the principal's own (404 otherwise); the answer
         # below works only from `prepared`, so no other principal's text can reach the model.
-        prepared = await run_on_lane(request, sessions.prepare, session_id, data.question, opts, principal)
+        prepared = await run_on_lane(request, sessions.prepare, session_id, question_text, opts, principal,
+                                     data.continue_answer)
         streamed = "text/event-stream" in request.headers.get("accept", "")
         question = _Question(request, sessions, prepared, opts, streamed)
         if streamed:
@@ -209,6 +214,11 @@ class _Question:
         answer: Answer | None = None
         error: BaseException | None = None
         try:
+            # Where the question stands in the model's queue when it is accepted (it holds its place):
+            # the page shows "n ahead" until reading starts, and refreshes it from /api/health.
+            status = sessions.engine.model_health(prepared.spec)  # any backend: local runner or remote servers
+            self._emit("queue", {"ahead": max(int(status["queue_depth"]) - 1, 0),
+                                 "queue_size": status["queue_size"], "avg_job_s": status.get("avg_job_s")})
             answer = sessions.ask(prepared.session_id, prepared.question, opts, prepared.owner,
                                   on_event=self._emit if self.queue is not None else None, cancel=self.cancel,
                                   prepared=prepared)
@@ -252,6 +262,7 @@ def list_models(registry: NamedDependency[ModelRegistry]) -> list[dict[str, Any]
 
 def public_model(described: dict[str, Any], registry: ModelRegistry) -> dict[str, Any]:
     out = {k: v for k, v in described.items() if k != "path"}
+    out["embedded"] = Path(str(described.get("path", ""))).name == SMOLLM2.filename  # the small demo model
     if out.get("error"):
         out["error"] = without_paths(str(out["error"]), registry)
     return out

@@ -1,0 +1,779 @@
+"""Remote models: one model name served by one or more llama-server instances.
+
+`DOCQA_MODELS='big=http://gpu-1:8080,big=http://gpu-2:8080'` makes `big` a `RemoteSpec` with two
+`Server`s; its backend, `RemoteBackend`, implements the seam (backend.py) over HTTP:
+
+- kind: each server is asked what it is (`GET /props` answers only on llama-server; `/v1/models`'
+  `owned_by` names vLLM or SGLang; anything else is a generic OpenAI-compatible server). Only
+  llama-server is answered through: the others are listed with that sentence (nothing else was run
+  here, so nothing else is claimed);
+- contexts: `/props`' `default_generation_settings.n_ctx` is the context of one slot (what one
+  question gets), `total_slots` how many run at once; `/v1/models`' `meta.n_ctx_train` the trained one;
+- tokens: the chat template, BOS and EOS come from `/props`, so the engine renders the prompt as for
+  a local model, and each piece is tokenized by the server's own `POST /tokenize` (`parse_special`
+  only for the template's own text): counts are exact and the documents' prefix is the same token
+  list every time, which is what llama-server's `cache_prompt` reuses;
+- answering: `POST /completion` with those tokens, `cache_prompt`, a pinned `id_slot` per document
+  set, `return_progress` (its `prompt_progress` becomes docqa's `progress` events) and `stream`;
+  the thinking split is the `</think>` tag (the raw completion endpoint does not split it);
+  `cached_tokens` is the server's own `timings.cache_n`;
+- routing: a document set goes to the slot that last read its prefix (prefix affinity), otherwise
+  to the least loaded server's least recently used slot. A server that fails (refused connection,
+  timeout, cut stream) is out of rotation and probed again every DOCQA_REMOTE_PROBE_S; its question
+  is retried once on another server, unless tokens were already streamed to the client, and the
+  answer's notes say so. A cancelled question closes the upstream stream, so the server stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from docqa.engine.backend import Capabilities, Pieces, PlanNeeds, Request, Slot
+from docqa.engine.budget import ContextBudgetExceeded, Plan, Step, pad_ctx
+from docqa.engine.models import PRESETS
+from docqa.engine.template import ChatTemplate
+from docqa.engine.work import Cancelled, Generation, QueueFull
+from docqa.errors import RemoteRefused, RemoteStreamCut, RemoteUnavailable
+from docqa.settings import Settings
+
+log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per tokenize call otherwise; failures are ours
+
+LLAMA_SERVER = "llama-server"
+CONNECT_S = 5.0
+PROBE_TIMEOUT_S = 5.0
+CHUNK_MARGIN = 256  # tokens of a chunk kept for markers and document tags (as budget.py does)
+
+
+def is_url(where: str) -> bool:
+    return where.startswith(("http://", "https://"))
+
+
+def api_keys(settings: Settings) -> dict[str, str]:
+    """URL → key from DOCQA_REMOTE_API_KEYS ("*" → a key for every server)."""
+    raw = settings.remote_api_keys.get_secret_value() if settings.remote_api_keys else ""
+    keys: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        url, sep, key = entry.rpartition("=")
+        if sep and is_url(url):
+            keys[url.rstrip("/")] = key
+        else:
+            keys["*"] = entry
+    return keys
+
+
+class Server:
+    """One server: what it said of itself when last probed, whether it is in rotation, its load."""
+
+    def __init__(self, url: str, key: str | None, timeout_s: float, probe_s: float) -> None:
+        self.url = url
+        self._key = key  # sent as a Bearer token; never logged, never in repr or health
+        self.timeout_s = timeout_s
+        self.probe_s = probe_s
+        self.lock = threading.Lock()
+        self.state = "unknown"  # unknown | up | down | unsupported
+        self.kind: str | None = None
+        self.error: str | None = None
+        self.props: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+        self.n_ctx = 0  # per slot
+        self.slots = 1
+        self.in_flight = 0
+        self.probed_at = 0.0
+        self.slot_holds: dict[int, str] = {}  # slot → the prefix hash it last read
+        self.slot_used: dict[int, float] = {}
+        self.busy: set[int] = set()
+        self.slot_save: bool | None = None  # started with --slot-save-path (probed)
+        self.snapshots = {"saved": 0, "restored": 0, "save_ms": 0.0, "restore_ms": 0.0, "bytes": 0}
+
+    def __repr__(self) -> str:
+        return f"Server({self.url!r}, {self.state})"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def client(self, read_s: float | None = None) -> httpx.Client:
+        timeout = httpx.Timeout(read_s or self.timeout_s, connect=CONNECT_S)
+        return httpx.Client(base_url=self.url, headers=self.headers(), timeout=timeout)
+
+    # -- what it is -----------------------------------------------------------------------------------
+
+    def probe(self) -> None:
+        """Ask the server what it is and what it serves; in rotation if it answered as llama-server."""
+        self.probed_at = time.monotonic()
+        try:
+            with self.client(PROBE_TIMEOUT_S) as c:
+                r = c.get("/props")
+                props = r.json() if r.status_code == 200 else {}
+                if isinstance(props, dict) and "default_generation_settings" in props:
+                    models = c.get("/v1/models")
+                    data = models.json().get("data", []) if models.status_code == 200 else []
+                    self.props, self.kind = props, LLAMA_SERVER
+                    self.meta = (data[0].get("meta") or {}) if data else {}
+                    self.n_ctx = int(props["default_generation_settings"].get("n_ctx") or 0)
+                    self.slots = max(1, int(props.get("total_slots") or 1))
+                    self.slot_save = self._probe_slot_save(c)
+                    self.state, self.error = "up", None
+                    return
+                self.kind = self._other_kind(c)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            self.mark_down(_what(exc))
+            return
+        if r.status_code in (401, 403):
+            self.mark_down(f"it refused docqa's API key (HTTP {r.status_code}); check DOCQA_REMOTE_API_KEYS")
+            return
+        self.state = "unsupported"
+        self.error = (f"it is {self.kind}, not llama-server: docqa answers through llama-server only so far "
+                      "(nothing else was tested here)")
+
+    @staticmethod
+    def _probe_slot_save(c: httpx.Client) -> bool:
+        """Whether it keeps slot files (`--slot-save-path`): an invalid name is refused with 400 there, 501
+        without; nothing is written either way."""
+        r = c.post("/slots/0?action=save", json={"filename": "../docqa-probe"})
+        return r.status_code == 400
+
+    # -- prefix states on the server's disk (llama-server's slot files) --------------------------------
+
+    def save_slot(self, slot: int, filename: str) -> None:
+        try:
+            with self.client() as c:
+                r = c.post(f"/slots/{slot}?action=save", json={"filename": filename})
+            if r.status_code == 200:
+                body = r.json()
+                with self.lock:
+                    self.snapshots["saved"] += 1
+                    self.snapshots["save_ms"] += float(body.get("timings", {}).get("save_ms", 0.0))
+                    self.snapshots["bytes"] += int(body.get("n_written", 0))
+            else:
+                log.warning("remote server %s could not save slot %d: HTTP %d", self.url, slot, r.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("remote server %s could not save slot %d: %s", self.url, slot, _what(exc))
+
+    def slot_kept(self, slot: int) -> bool:
+        """Whether `slot` still holds a prompt: a server restarted since its last answer holds none. (Asked
+        only of servers keeping slot files, where a lost prefix can be read back instead of re-read.)"""
+        try:
+            with self.client(PROBE_TIMEOUT_S) as c:
+                slots = c.get("/slots").json()
+            return any(x.get("id") == slot and x.get("n_prompt_tokens") for x in slots)
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+
+    def restore_slot(self, slot: int, filename: str) -> int:
+        """Tokens read back into `slot` from `filename` (0: none, e.g. never saved here)."""
+        try:
+            with self.client() as c:
+                r = c.post(f"/slots/{slot}?action=restore", json={"filename": filename})
+        except httpx.HTTPError:
+            return 0
+        if r.status_code != 200:
+            return 0
+        body = r.json()
+        with self.lock:
+            self.snapshots["restored"] += 1
+            self.snapshots["restore_ms"] += float(body.get("timings", {}).get("restore_ms", 0.0))
+        return int(body.get("n_restored", 0))
+
+    def _other_kind(self, c: httpx.Client) -> str:
+        for path in ("/v1/models", "/models"):
+            try:
+                r = c.get(path)
+                data = r.json().get("data", []) if r.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            if data is not None:
+                owner = str((data[0] if data else {}).get("owned_by", "")).lower()
+                return {"vllm": "vLLM", "sglang": "SGLang"}.get(owner, "a generic OpenAI-compatible server")
+        return "not an OpenAI-compatible server"
+
+    def mark_down(self, why: str) -> None:
+        with self.lock:
+            if self.state != "down":
+                log.warning("remote server %s out of rotation: %s", self.url, why)
+            self.state, self.error, self.probed_at = "down", why, time.monotonic()
+
+    def usable(self) -> bool:
+        """In rotation, or out of it long enough to be probed again (and answering now)."""
+        if self.state in ("unknown",) or (self.state == "down" and time.monotonic() - self.probed_at >= self.probe_s):
+            was = self.state
+            self.probe()
+            if was == "down" and self.state == "up":
+                log.info("remote server %s back in rotation", self.url)
+                with self.lock:
+                    self.slot_holds.clear()  # restarted, most likely: its slots hold nothing
+        return self.state == "up"
+
+    def describe(self) -> dict[str, Any]:
+        return {"url": self.url, "state": self.state, "kind": self.kind, "n_ctx": self.n_ctx or None,
+                "total_slots": self.slots if self.kind == LLAMA_SERVER else None, "in_flight": self.in_flight,
+                "model": Path(str(self.props.get("model_path") or "")).name or None, "error": self.error,
+                "slot_save": self.slot_save, "snapshots": dict(self.snapshots) if self.slot_save else None}
+
+    # -- tokens ---------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool, add_bos: bool) -> list[int]:
+        with self.client() as c:
+            r = c.post("/tokenize", json={"content": text, "add_special": add_bos, "parse_special": special})
+        _raise_for(self, r)
+        return [int(t) for t in r.json()["tokens"]]
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "it refused the connection or cannot be reached"
+    if isinstance(exc, httpx.TimeoutException):
+        return "it did not answer in time"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "it closed the connection mid-answer"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _raise_for(server: Server, r: httpx.Response) -> None:
+    if r.status_code < 400:
+        return
+    try:
+        body = r.json()
+        message = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else body.get("error")
+        message = message or body.get("detail") or r.text
+    except ValueError:
+        message = r.text
+    raise RemoteRefused(f"The server {server.url} refused the request (HTTP {r.status_code}): “{str(message)[:500]}”",
+                        upstream_status=r.status_code, server=server.url)
+
+
+@dataclass
+class RemoteSpec:
+    """A remote model: its name and servers. Described from the first server that answers."""
+
+    name: str
+    urls: list[str]
+    settings: Settings
+    keys: dict[str, str] = field(default_factory=dict, repr=False)
+    servers: list[Server] = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.servers = [Server(u, self.keys.get(u, self.keys.get("*")), s.remote_timeout_s, s.remote_probe_s)
+                        for u in dict.fromkeys(self.urls)]
+
+    @property
+    def path(self) -> Path:
+        return Path(self.name)  # nothing on disk; web/ strips paths from sentences, there are none here
+
+    @property
+    def identity(self) -> str:
+        """The served model (its file name, vocabulary and size as the servers report them), not a server."""
+        props = self._props()
+        meta = next((s.meta for s in self.servers if s.meta), {})
+        seed = f"remote:{Path(str(props.get('model_path', ''))).name}:{meta.get('n_vocab')}:{meta.get('size')}"
+        return hashlib.sha256(seed.encode()).hexdigest()
+
+    def _props(self) -> dict[str, Any]:
+        for s in self.servers:
+            if s.props:
+                return s.props
+        for s in self.servers:
+            if s.usable():
+                return s.props
+        return {}
+
+    @property
+    def family(self) -> str:
+        props = self._props()
+        template = str(props.get("chat_template") or "")
+        if "thinking" in str(props.get("model_path", "")).lower():
+            return "thinking"
+        if "<think>" in template and "enable_thinking" in template:
+            return "hybrid"
+        return "instruct"
+
+    @property
+    def vendor(self) -> str:
+        return "qwen" if "qwen" in str(self._props().get("model_path", "")).lower() else "default"
+
+    @property
+    def preset(self) -> dict[str, float]:
+        return PRESETS["thinking" if self.family == "thinking" else "instruct"]
+
+    def up(self) -> list[Server]:
+        return [s for s in self.servers if s.usable()]
+
+    def problem(self) -> str | None:
+        if self.up():
+            return None
+        return "no server of it can be used: " + "; ".join(f"{s.url}: {s.error}" for s in self.servers)
+
+    def require(self) -> RemoteSpec:
+        problem = self.problem()
+        if problem:
+            raise RemoteUnavailable(f"The model {self.name!r} cannot be used: {problem}.")
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        problem = self.problem()
+        up = [s for s in self.servers if s.state == "up"]
+        first = up[0] if up else None
+        out: dict[str, Any] = {"name": self.name, "path": self.name, "error": problem, "backend": "remote",
+                               "servers": [s.describe() for s in self.servers]}
+        if first is not None:
+            out.update(kind=first.kind, n_ctx=min(s.n_ctx for s in up), n_ctx_train=first.meta.get("n_ctx_train"),
+                       n_vocab=first.meta.get("n_vocab"), size_bytes=first.meta.get("size"), family=self.family,
+                       sampling=self.preset, parameters=first.meta.get("n_params"), embedded=False,
+                       display_name=Path(str(first.props.get("model_path") or self.name)).stem)
+        return out
+
+    def open(self, settings: Settings) -> RemoteBackend:
+        return RemoteBackend(self, settings)
+
+
+class _Place:
+    """A question's place in a remote model's queue (every server's slots, then DOCQA_QUEUE_SIZE waiting)."""
+
+    def __init__(self, backend: RemoteBackend) -> None:
+        self._backend: RemoteBackend | None = backend
+
+    def release(self) -> None:
+        b, self._backend = self._backend, None
+        if b is not None:
+            with b._lock:
+                b._pending -= 1
+
+    def __enter__(self) -> _Place:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+class RemoteBackend:
+
+    def __init__(self, spec: RemoteSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._template: ChatTemplate | None = None
+        self._tokens = _TokenCache()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Snapshots where every server in rotation keeps slot files (a question may go to any of them)."""
+        up = [s for s in self.spec.servers if s.state == "up"]
+        snapshots = bool(up) and all(s.slot_save for s in up)
+        return Capabilities(kv_budget=False, prefix_cache=True, state_snapshots=snapshots, progress=True)
+
+    @property
+    def identity(self) -> str:
+        return self.spec.identity
+
+    @property
+    def n_ctx_train(self) -> int | None:
+        meta = next((s.meta for s in self.spec.servers if s.meta), {})
+        return int(meta["n_ctx_train"]) if meta.get("n_ctx_train") else None
+
+    @property
+    def served_ctx(self) -> int | None:
+        """The smallest slot context of the servers in rotation: a question may fail over to any of them."""
+        up = self.spec.up()
+        return min(s.n_ctx for s in up) if up else None
+
+    # -- tokens -------------------------------------------------------------------------------------
+
+    def template(self) -> ChatTemplate:
+        if self._template is None:
+            props = self.spec.require()._props()
+            self._template = ChatTemplate(props.get("chat_template") or None, str(props.get("bos_token") or ""),
+                                          str(props.get("eos_token") or ""))
+        return self._template
+
+    def _tokenizer(self) -> Server:
+        up = self.spec.up()
+        if not up:
+            self.spec.require()
+        return min(up, key=lambda s: s.in_flight)
+
+    def tokenize(self, pieces: Pieces, *, add_bos: bool) -> list[int]:
+        bos_text = self.template().bos_text
+        tokens: list[int] = []
+        for i, (text, trusted) in enumerate(pieces):
+            bos = i == 0 and add_bos and not (bos_text and text.startswith(bos_text))
+            tokens += self._tokenized(text, trusted, bos)
+        return tokens
+
+    def count(self, text: str) -> int:
+        return len(self._tokenized(text, False, False))
+
+    def _tokenized(self, text: str, special: bool, add_bos: bool) -> list[int]:
+        """The server's tokens of `text`, asked once: the documents' piece and the template's own text are
+        the same for every question of a session (a follow-up then sends only its question to /tokenize)."""
+        key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), special, add_bos)
+        found = self._tokens.get(key)
+        if found is None:
+            found = self._call(lambda s: s.tokenize(text, special=special, add_bos=add_bos))
+            self._tokens.put(key, found)
+        return list(found)
+
+    def _call(self, fn: Any) -> Any:
+        """A short request (tokenize) on a server in rotation, the next one if it fails."""
+        for _ in range(len(self.spec.servers)):
+            server = self._tokenizer()
+            try:
+                return fn(server)
+            except httpx.HTTPError as exc:
+                server.mark_down(_what(exc))
+        raise self._unavailable()
+
+    def _unavailable(self) -> RemoteUnavailable:
+        return RemoteUnavailable(
+            f"The model {self.name!r} cannot be used: no server answers ("
+            + "; ".join(f"{s.url}: {s.error or s.state}" for s in self.spec.servers) + ").")
+
+    # -- planning -----------------------------------------------------------------------------------
+
+    def plan(self, needs: PlanNeeds) -> Plan:
+        """Whole when the documents fit one slot's served context, else chunks of at most that context.
+        The plan is explained in those terms: there are no KV bytes to count on someone else's server."""
+        served = self.served_ctx
+        if served is None:
+            raise self._unavailable()
+        where = ", ".join(s.url for s in self.spec.up())
+        need = needs.prompt_tokens + needs.question_tokens + needs.history_tokens + needs.answer_tokens
+        said = f"served context {served:,} tokens on {where}; the documents need {need:,}"
+        steps = [Step("whole", need, "server", "server", None, 0, need <= served,
+                      "" if need <= served else f"needs {need:,} tokens of a {served:,}-token context")]
+        if needs.forced_mode != "chunked" and need <= served:
+            return self._plan(needs, "whole", f"{said} → whole", served, steps)
+        if needs.forced_mode == "whole":
+            raise ContextBudgetExceeded(
+                f"The whole document set cannot be read in one context: it needs {need:,} tokens and the model "
+                f"{self.name!r} serves {served:,} per question ({where}). Use chunked mode.",
+                needed_tokens=need, served_ctx=served,
+            )
+        chunk_ctx = min(pad_ctx(needs.chunk_ctx), served)
+        history = min(needs.history_tokens, chunk_ctx // 8)
+        content = chunk_ctx - needs.question_tokens - history - needs.answer_tokens - CHUNK_MARGIN
+        if content < 256:
+            raise ContextBudgetExceeded(
+                f"A {chunk_ctx:,}-token chunk (the context {where} serves) leaves no room for the documents once the "
+                f"question ({needs.question_tokens}) and answer ({needs.answer_tokens}) budgets are reserved.")
+        steps.append(Step("chunked", chunk_ctx, "server", "server", None, 0, True))
+        why = "chunked by request" if needs.forced_mode == "chunked" else "chunked"
+        plan = self._plan(needs, "chunked", f"{said} → {why} into {{n_chunks}} chunks of ≤ {chunk_ctx:,}",
+                          chunk_ctx, steps, history)
+        plan.chunk_ctx = chunk_ctx
+        plan.n_chunks = max(1, -(-needs.prompt_tokens // content))
+        return plan
+
+    def _plan(self, needs: PlanNeeds, mode: str, reason: str, n_ctx: int, steps: list[Step],
+              history: int | None = None) -> Plan:
+        return Plan(
+            mode=mode, reason=reason, model=needs.model_name, prompt_tokens=needs.prompt_tokens,
+            question_tokens=needs.question_tokens, answer_tokens=needs.answer_tokens, n_ctx=n_ctx,
+            n_ctx_train=self.n_ctx_train or n_ctx, type_k="server", type_v="server", flash_attn=False,
+            yarn_factor=None, kv_bytes=0, kv_bytes_per_token=0, compute_bytes=0, weights_bytes=0, margin_bytes=0,
+            available_bytes=0, memory_source="remote", steps=steps, backend="remote",
+            history_tokens=needs.history_tokens if history is None else history,
+        )
+
+    def degrade(self, plan: Plan) -> Plan | None:
+        return None
+
+    def prefix_key(self, plan: Plan, prefix: list[int]) -> str | None:
+        return None  # no snapshot in docqa's own state cache: the server keeps its slot files (see generate)
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def reserve(self, klass: str = "interactive", principal: str = "") -> Slot:
+        # priority classes are the local runner's (runtime.py); a remote server's queue is its own
+        self.spec.require()
+        capacity = sum(s.slots for s in self.spec.servers if s.state == "up") + self.settings.queue_size
+        with self._lock:
+            if self._pending >= capacity:
+                raise QueueFull(
+                    f"The model {self.name!r} is busy: every slot of its servers is answering and "
+                    f"{self.settings.queue_size} questions are waiting, as many as DOCQA_QUEUE_SIZE allows; "
+                    "try again in about 10 seconds.", retry_after=10, queue_size=self.settings.queue_size)
+            self._pending += 1
+        return _Place(self)
+
+    def _route(self, prefix_hash: str, avoid: set[str]) -> tuple[Server, int]:
+        """The slot that holds this prefix (free), else the least loaded server's least recently used slot."""
+        up = [s for s in self.spec.up() if s.url not in avoid]
+        if not up:
+            raise self._unavailable()
+        for s in up:
+            with s.lock:
+                for slot, held in s.slot_holds.items():
+                    if held == prefix_hash and slot not in s.busy:
+                        s.busy.add(slot)
+                        s.in_flight += 1
+                        return s, slot
+        server = min(up, key=lambda s: (s.in_flight / s.slots, s.in_flight))
+        with server.lock:
+            free = [i for i in range(server.slots) if i not in server.busy] or list(range(server.slots))
+            slot = min(free, key=lambda i: server.slot_used.get(i, 0.0))
+            server.busy.add(slot)
+            server.in_flight += 1
+        return server, slot
+
+    def generate(self, request: Request, slot: Slot) -> tuple[Generation, float]:
+        prefix_hash = hashlib.sha256(json.dumps(request.prefix).encode()).hexdigest()
+        failed: dict[str, str] = {}
+        streamed = [False]
+        t0 = time.perf_counter()
+        while True:
+            server, slot_id = self._route(prefix_hash, set(failed))
+            queue_s = time.perf_counter() - t0
+            filename = f"docqa-{self.identity[:16]}-{prefix_hash[:32]}.bin"
+            restored = 0
+            if server.slot_save and not (server.slot_holds.get(slot_id) == prefix_hash and server.slot_kept(slot_id)):
+                restored = server.restore_slot(slot_id, filename)  # read before a restart, or by another slot
+            try:
+                gen = self._complete(server, slot_id, request, streamed)
+            except (httpx.HTTPError, RemoteStreamCut) as exc:
+                why = _what(exc) if isinstance(exc, httpx.HTTPError) else "its stream ended before the answer did"
+                server.mark_down(why)
+                failed[server.url] = why
+                self._free(server, slot_id, None)
+                if streamed[0]:
+                    raise RemoteStreamCut(
+                        f"The server {server.url} stopped mid-answer ({why}); nothing was stored. Ask again.",
+                        server=server.url) from None
+                if len(failed) > 1 or not [s for s in self.spec.up() if s.url not in failed]:
+                    raise RemoteUnavailable(
+                        f"The model {self.name!r} could not answer: "
+                        + "; ".join(f"{u} {w}" for u, w in failed.items()) + ". Nothing was stored.") from None
+                continue
+            except BaseException:
+                self._free(server, slot_id, None)
+                raise
+            self._free(server, slot_id, prefix_hash)
+            if restored and gen.cached_tokens:
+                gen.prefix_source = "restored"
+            elif server.slot_save and gen.cached_tokens < len(request.prefix):  # read now: keep it for later
+                threading.Thread(target=server.save_slot, args=(slot_id, filename), daemon=True,
+                                 name="remote-slot-save").start()
+            if failed:
+                gen.notes.append("Retried on " + server.url + " after " + "; ".join(
+                    f"{u} failed ({w})" for u, w in failed.items()) + ".")
+            return gen, queue_s
+
+    def _free(self, server: Server, slot_id: int, prefix_hash: str | None) -> None:
+        with server.lock:
+            server.busy.discard(slot_id)
+            server.in_flight -= 1
+            server.slot_used[slot_id] = time.monotonic()
+            if prefix_hash is None:
+                server.slot_holds.pop(slot_id, None)
+            else:
+                server.slot_holds[slot_id] = prefix_hash
+
+    def _complete(self, server: Server, slot_id: int, request: Request, streamed: list[bool]) -> Generation:
+        s = request.sampling
+        body: dict[str, Any] = {
+            "prompt": request.prefix + request.suffix, "n_predict": request.max_tokens, "stream": True,
+            "cache_prompt": True, "id_slot": slot_id, "return_progress": request.on_progress is not None,
+            "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
+            "presence_penalty": s.presence_penalty, "seed": s.seed if s.seed >= 0 else -1,
+            "samplers": ["top_k", "top_p", "min_p", "temperature"],
+        }
+        split = ThinkingSplit(request.start_in_thinking)
+        total = len(request.prefix) + len(request.suffix)
+        final: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        first_token = 0.0
+        with server.client() as c, c.stream("POST", "/completion", json=body) as r:
+            if r.status_code >= 400:
+                r.read()
+                _raise_for(server, r)
+            watcher = _CloseOnCancel(request.cancel, r)
+            try:
+                for chunk in _sse(r):
+                    if request.cancel.is_set():
+                        raise Cancelled("The question was cancelled; the server was told to stop.")
+                    if "error" in chunk:
+                        message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
+                        raise RemoteRefused(f"The server {server.url} stopped the answer: “{message}”",
+                                            server=server.url)
+                    if (p := chunk.get("prompt_progress")) and request.on_progress:
+                        request.on_progress(_progress(p))
+                    text = chunk.get("content") or ""
+                    if text:
+                        first_token = first_token or time.perf_counter()
+                        for kind, piece in split.feed(text):
+                            if request.on_token:
+                                streamed[0] = True
+                                request.on_token(kind, piece)
+                    if chunk.get("stop"):
+                        final = chunk
+                        break
+            except httpx.HTTPError:
+                if request.cancel.is_set():
+                    raise Cancelled("The question was cancelled; the server was told to stop.") from None
+                raise
+            finally:
+                watcher.stop()
+        if not final:
+            raise RemoteStreamCut(f"The stream from {server.url} ended before the answer did.")
+        for kind, piece in split.flush():
+            if request.on_token:
+                request.on_token(kind, piece)
+        t = final.get("timings") or {}
+        cached = int(t.get("cache_n", final.get("tokens_cached", 0)) or 0)
+        prefill_s = float(t.get("prompt_ms", 0.0)) / 1000
+        return Generation(
+            text=split.answer.strip(), thinking=split.thinking.strip(), prompt_tokens=total, cached_tokens=cached,
+            prefill_tokens=int(t.get("prompt_n", total - cached) or 0), prefill_s=prefill_s,
+            generate_s=float(t.get("predicted_ms", 0.0)) / 1000 or (time.perf_counter() - (first_token or t0)),
+            generated_tokens=int(t.get("predicted_n", 0) or 0), prefix_source="cached" if cached else "evaluated",
+            stop_reason="length" if final.get("stop_type") == "limit" else "eos", thinking_open=split.in_thinking,
+        )
+
+    def health(self) -> dict[str, Any]:
+        servers = []
+        for s in self.spec.servers:
+            s.usable()  # probes what is out of rotation and due
+            servers.append(s.describe())
+        up = [s for s in servers if s["state"] == "up"]
+        running = sum(s["in_flight"] for s in servers)
+        with self._lock:
+            pending = self._pending
+        problem = None if up else self.spec.problem()
+        return {
+            "ready": bool(up), "error": problem, "backend": "remote",
+            "state": "unavailable" if not up else ("busy" if pending else "idle"),
+            "running": running, "waiting": max(0, pending - running), "queue_depth": pending,
+            "queue_size": self.settings.queue_size, "loaded": bool(up), "servers": servers,
+            "capabilities": self.capabilities.to_dict(),
+        }
+
+    def close(self) -> None:
+        pass
+
+
+class _TokenCache:
+    """Recent tokenizations, bounded by their total tokens (a long document's are kept while it is asked about)."""
+
+    def __init__(self, max_tokens: int = 4_000_000) -> None:
+        self.max_tokens = max_tokens
+        self._items: OrderedDict[tuple[str, bool, bool], tuple[int, ...]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bool, bool]) -> tuple[int, ...] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, bool, bool], tokens: list[int]) -> None:
+        if len(tokens) > self.max_tokens // 2:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = tuple(tokens)
+            self._total += len(tokens)
+            while self._total > self.max_tokens:
+                _, dropped = self._items.popitem(last=False)
+                self._total -= len(dropped)
+
+
+class ThinkingSplit:
+    """Streamed text split at `</think>` into thinking and answer (the tag may arrive in pieces)."""
+
+    TAG = "</think>"
+
+    def __init__(self, in_thinking: bool) -> None:
+        self.in_thinking = in_thinking
+        self.thinking = ""
+        self.answer = ""
+        self._held = ""
+
+    def feed(self, text: str) -> Iterator[tuple[str, str]]:
+        if not self.in_thinking:
+            if text.lstrip().startswith("<think>") and not self.answer:
+                self.in_thinking, text = True, text.lstrip()[len("<think>"):]
+            else:
+                self.answer += text
+                yield "token", text
+                return
+        buf = self._held + text
+        if self.TAG in buf:
+            before, _, after = buf.partition(self.TAG)
+            self._held, self.in_thinking = "", False
+            if before:
+                self.thinking += before
+                yield "thinking", before
+            if after:
+                self.answer += after.lstrip("\n")
+                yield "token", after.lstrip("\n")
+            return
+        keep = next((n for n in range(len(self.TAG) - 1, 0, -1) if buf.endswith(self.TAG[:n])), 0)
+        out, self._held = (buf[:-keep], buf[-keep:]) if keep else (buf, "")
+        if out:
+            self.thinking += out
+            yield "thinking", out
+
+    def flush(self) -> Iterator[tuple[str, str]]:
+        if self._held:
+            self.thinking += self._held
+            yield "thinking", self._held
+            self._held = ""
+
+
+class _CloseOnCancel:
+    """Closes the upstream response when the question is cancelled, even mid-prefill with no bytes coming."""
+
+    def __init__(self, cancel: threading.Event, response: httpx.Response) -> None:
+        self._done = threading.Event()
+        self._cancel, self._response = cancel, response
+        threading.Thread(target=self._watch, daemon=True, name="remote-cancel").start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.1):
+            if self._cancel.is_set():
+                self._response.close()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def _sse(r: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in r.iter_lines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data and data != "[DONE]":
+                yield json.loads(data)
+        elif line.startswith("error:"):
+            yield {"error": line[6:].strip()}
+
+
+def _progress(p: dict[str, Any]) -> dict[str, Any]:
+    """llama-server's `prompt_progress` as docqa's progress event (tokens done / total, rate, ETA)."""
+    total, cache, done = int(p.get("total", 0)), int(p.get("cache", 0)), int(p.get("processed", 0))
+    elapsed = float(p.get("time_ms", 0.0)) / 1000
+    rate = (done - cache) / elapsed if elapsed else 0.0
+    return {"tokens_done": done, "tokens_total": total, "tokens_cached": cache, "tokens_per_s": round(rate, 1),
+            "eta_s": round((total - done) / rate, 1) if rate else None, "source": "prompt_progress"}
+
+
+__all__ = ["RemoteBackend", "RemoteSpec", "Server", "ThinkingSplit", "api_keys", "is_url"]

@@ -1,0 +1,453 @@
+// The conversation: questions and answers, each answer with its grounding sentence by sentence, its
+// sources, an honest status while it is made (queue, reading, writing, stalled, done) and "Continue"
+// for an answer cut at its length limit.
+import { api, ApiError, postEvents } from "./api.js";
+import { $, duration, el, num, plural, seconds, setStatus, userText } from "./dom.js";
+import { selectedIds } from "./documents.js";
+import { renderMarkdown } from "./markdown.js";
+import { choice, choiceKey, showPlan } from "./plan.js";
+import { citationWhere, openCitation } from "./viewer.js";
+
+const STALL_S = 10; // no event for this long while reading or writing: shown as stalled
+const HEALTH_EVERY_MS = 2500; // while waiting in the queue, its position is refreshed this often
+
+export const conv = {
+  session: null, // the open session (with messages)
+  sessionKey: null, // the choice (documents, model, mode) the open session was made for
+  asking: null, // AbortController of the question in flight
+  onSession: () => {}, // a session was created or answered: (session) — the list and the URL follow
+};
+
+// ---- grounding ----------------------------------------------------------------------------------
+
+const STATUS = {
+  quoted: { mark: "✓", word: "Quoted", long: "quoted verbatim from the cited place" },
+  supported: { mark: "✓", word: "Supported", long: "supported by a passage docqa found" },
+  unsupported: { mark: "⚠", word: "Unsupported", long: "no passage in the documents supports it" },
+  restates_question: { mark: "↺", word: "Restates the question", long: "repeats the question; nothing to check" },
+  not_in_documents: { mark: "∅", word: "Not in the documents", long: "says the documents do not say" },
+};
+const statusOf = (s) => STATUS[s] || { mark: "?", word: s, long: s };
+
+/** A claim's passage as the viewer opens it (the passage text is what gets highlighted). */
+function passageCitation(claim) {
+  const p = claim.passage || claim.nearest;
+  if (!p) return null;
+  const note = claim.passage ? "" : "Nearest passage, for comparison: it does not support the sentence.";
+  return { ...p, quote: p.quote || p.text, verified: true, note };
+}
+
+function sourceChip(c, { label, extraClass = "" } = {}) {
+  const name = c.path || c.filename || "unknown source";
+  const where = citationWhere(c);
+  const title = [
+    c.quote ? `“${c.quote}”` : "",
+    c.verified ? "" : "This quote could not be found at the cited place.",
+    c.origin === "matched" ? "Matched by docqa to the answer's wording." : "",
+  ].filter(Boolean).join(" ");
+  const chip = el(
+    "button",
+    { type: "button", class: `chip${c.verified ? "" : " unverified"}${extraClass}`, title: title || undefined,
+      "aria-label": label ? `${label}: ${name}${where ? `, ${where}` : ""}` : undefined },
+    userText("bdi", name, { class: "filename" }),
+    where ? el("span", { class: "where" }, where) : "",
+    c.verified ? "" : el("span", { class: "badge" }, "unverified"),
+  );
+  chip.addEventListener("click", () => openCitation(c, chip));
+  return chip;
+}
+
+export { sourceChip };
+
+function claimRow(claim, i) {
+  const st = statusOf(claim.status);
+  const cite = passageCitation(claim);
+  const row = el("li", { class: `claim ${claim.status}`, id: undefined },
+    el("span", { class: "claim-status" }, el("span", { "aria-hidden": "true" }, `${st.mark} `), st.word),
+    userText("span", claim.text, { class: "claim-text" }));
+  if (cite) {
+    row.append(sourceChip(cite, {
+      label: claim.passage ? `Passage for sentence ${i + 1}` : `Nearest passage for sentence ${i + 1} (not support)`,
+      extraClass: claim.passage ? " passage" : " nearest",
+    }));
+  }
+  if (claim.status === "unsupported" && claim.missing?.length) {
+    row.append(el("span", { class: "missing" }, `not in any close passage: ${claim.missing.join(", ")}`));
+  }
+  return row;
+}
+
+function groundingSummary(g, claims) {
+  const checked = g.checked ?? claims.filter((c) => ["quoted", "supported", "unsupported"].includes(c.status)).length;
+  const grounded = g.grounded ?? claims.filter((c) => c.status === "quoted" || c.status === "supported").length;
+  const unsupported = g.unsupported ?? claims.filter((c) => c.status === "unsupported").length;
+  const parts = [`${num(grounded)} of ${plural(checked, "sentence")} grounded in the documents`];
+  if (unsupported) parts.push(`${num(unsupported)} unsupported`);
+  return parts.join(" · ");
+}
+
+/** The claims in order, each with its status in words and a symbol, and its passage one click away. */
+function groundingView(msg) {
+  const claims = msg.claims || [];
+  if (!claims.length) return null;
+  const unsupported = claims.some((c) => c.status === "unsupported");
+  return el("details", { class: `grounding${unsupported ? " has-unsupported" : ""}`, open: true },
+    el("summary", {}, el("span", { class: "grounding-title" }, "Grounding: "), groundingSummary(msg.grounding || {}, claims)),
+    el("ol", { class: "claims", "aria-label": "Sentences of the answer and their support" }, claims.map(claimRow)));
+}
+
+/** Mark each claim inside the rendered answer with its status, where its sentence is found in one piece. */
+function markClaims(container, claims) {
+  const texts = [];
+  const walker = document.createTreeWalker(container, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) texts.push(walker.currentNode);
+  let from = 0;
+  claims.forEach((claim, i) => {
+    const wanted = [claim.text, claim.text.replace(/[*_`]/g, "")].map((t) => t.trim()).filter((t) => t.length > 1);
+    for (let n = from; n < texts.length; n++) {
+      const node = texts[n];
+      const hit = wanted.map((w) => [w, node.data.indexOf(w)]).find(([, at]) => at >= 0);
+      if (!hit) continue;
+      const [w, at] = hit;
+      const tail = node.splitText(at + w.length);
+      const st = statusOf(claim.status);
+      const marker = el("button", {
+        type: "button", class: `claim-mark ${claim.status}`,
+        "aria-label": `Sentence ${i + 1}: ${st.word.toLowerCase()}${passageCitation(claim) ? ", open its passage" : ""}`,
+        title: `${st.word}: ${st.long}`,
+      }, `${st.mark}${i + 1}`);
+      const cite = passageCitation(claim);
+      if (cite) marker.addEventListener("click", () => openCitation(cite, marker));
+      else marker.disabled = true;
+      if (claim.status === "unsupported") {
+        const span = el("span", { class: "claim-inline unsupported" });
+        const sentence = node.splitText(at);
+        sentence.replaceWith(span);
+        span.append(sentence);
+        span.after(marker);
+      } else {
+        tail.before(marker);
+      }
+      texts.splice(n + 1, 0, tail);
+      from = n + 1;
+      break;
+    }
+  });
+}
+
+// ---- one assistant message -----------------------------------------------------------------------
+
+function timingsLine(msg, clientTimes) {
+  const t = msg.timings || {};
+  const parts = [];
+  if (msg.mode) parts.push(msg.mode === "whole" ? "whole document" : msg.mode);
+  const ttft = clientTimes?.ttft ?? (typeof t.prefill_s === "number" ? (t.queue_s || 0) + t.prefill_s : null);
+  const total = clientTimes?.total ?? (typeof t.prefill_s === "number" ? (t.queue_s || 0) + t.prefill_s + (t.generate_s || 0) : null);
+  if (ttft !== null && ttft !== undefined) parts.push(`first word after ${seconds(ttft)}`);
+  if (total !== null && total !== undefined) parts.push(`total ${seconds(total)}`);
+  if (typeof t.prefill_tokens === "number") {
+    const cached = t.cached_tokens ? `, ${num(t.cached_tokens)} reused` : "";
+    parts.push(`read ${num(t.prefill_tokens)} tokens (documents and question) in ${duration(t.prefill_s) || "0 s"}${cached}`);
+  }
+  if (t.prefix_source && t.prefix_source !== "evaluated") parts.push(`document from ${t.prefix_source} cache`);
+  if (typeof t.tokens_per_s === "number" && t.tokens_per_s) parts.push(`wrote ${num(t.generated_tokens ?? 0)} tokens at ${t.tokens_per_s} tokens/s`);
+  const cov = msg.coverage;
+  if (cov && typeof cov === "object" && cov.chunks_total) {
+    const contributing = Array.isArray(cov.contributing) && cov.contributing.length ? `; evidence from chunk ${cov.contributing.join(", ")}` : "";
+    parts.push(`${num(cov.chunks_read ?? cov.chunks_total)} of ${num(cov.chunks_total)} chunks read${contributing}`);
+  }
+  return parts.join(" · ");
+}
+
+function assistantView(onContinue) {
+  const phase = el("span", { class: "phase" }, "");
+  const readingLabel = el("span", { class: "reading-label" }, "Sending the question…");
+  const bar = el("progress", { max: 1, "aria-label": "Reading progress", hidden: true });
+  const elapsed = el("span", { class: "elapsed" }, "");
+  const reading = el("div", { class: "reading status-line", role: "status", hidden: true }, phase, readingLabel, bar, elapsed);
+  const thinking = userText("div", "", { class: "thinking-text" });
+  const reasoning = el("details", { class: "reasoning", hidden: true }, el("summary", {}, "Reasoning"), thinking);
+  const answer = userText("div", "", { class: "answer" });
+  const grounding = el("div", { class: "grounding-box" });
+  const cites = el("div", { class: "citations", hidden: true });
+  const notes = el("ul", { class: "notes", hidden: true });
+  const actions = el("div", { class: "msg-actions", hidden: true });
+  const meta = el("p", { class: "meta" });
+  const li = el("li", { class: "msg assistant" }, el("div", { class: "who" }, "docqa"), reading, reasoning, answer, grounding, cites, notes, actions, meta);
+
+  const t = { sent: 0, last: 0, first: null, tokens: 0, stage: "sending", ahead: null, timer: null, health: null };
+  const setPhase = (stage, word) => {
+    t.stage = stage;
+    li.dataset.stage = stage;
+    phase.textContent = word;
+  };
+  const tick = () => {
+    const now = performance.now();
+    const quiet = (now - t.last) / 1000;
+    elapsed.textContent = `${Math.floor((now - t.sent) / 1000)} s`;
+    const stalled = quiet > STALL_S && t.stage !== "queue";
+    reading.classList.toggle("stalled", stalled);
+    if (stalled) {
+      phase.textContent = "Stalled";
+      readingLabel.textContent = `Nothing from the model for ${Math.floor(quiet)} s (it was ${t.stage}). It may be overloaded or stuck; Cancel stops the question.`;
+    }
+  };
+  const heard = () => {
+    t.last = performance.now();
+    reading.classList.remove("stalled");
+  };
+  const stopTimers = () => {
+    clearInterval(t.timer);
+    clearInterval(t.health);
+  };
+
+  const finish = (msg, live = false) => {
+    stopTimers();
+    li.removeAttribute("aria-busy");
+    answer.classList.remove("streaming");
+    reading.hidden = true;
+    const content = msg.content ?? msg.answer ?? "";
+    answer.replaceChildren(renderMarkdown(content));
+    answer.classList.add("markdown");
+    markClaims(answer, msg.claims || []);
+    if (msg.thinking) {
+      thinking.textContent = msg.thinking;
+      reasoning.hidden = false;
+    }
+    grounding.replaceChildren(groundingView(msg) ?? "");
+    const list = msg.citations || [];
+    cites.replaceChildren(...(list.length ? [el("span", { class: "cites-label" }, "Sources")] : []), ...list.map((c) => sourceChip(c)));
+    cites.hidden = list.length === 0;
+    const noteList = [...(msg.notes || [])];
+    const cut = msg.stop_reason === "length" || msg.extra?.stop_reason === "length";
+    if (cut) noteList.push("The answer was cut off at its length limit.");
+    notes.replaceChildren(...noteList.map((n) => userText("li", n)));
+    notes.hidden = noteList.length === 0;
+    actions.replaceChildren();
+    if (cut && onContinue) {
+      const more = el("button", { type: "button", class: "small continue" }, "Continue the answer");
+      more.addEventListener("click", () => onContinue(more));
+      actions.append(more);
+    }
+    actions.hidden = actions.childElementCount === 0;
+    const times = live && t.first !== null ? { ttft: (t.first - t.sent) / 1000, total: (performance.now() - t.sent) / 1000 } : null;
+    meta.textContent = timingsLine(msg, times);
+  };
+
+  return {
+    li,
+    start() {
+      li.setAttribute("aria-busy", "true");
+      answer.classList.add("streaming");
+      reading.hidden = false;
+      t.sent = t.last = performance.now();
+      setPhase("sending", "Sent");
+      t.timer = setInterval(tick, 1000);
+    },
+    queue(q, modelName) {
+      heard();
+      t.ahead = q.ahead;
+      const show = () => {
+        if (t.stage !== "queue") return;
+        readingLabel.textContent = t.ahead > 0
+          ? `${plural(t.ahead, "question")} ahead of this one${q.avg_job_s ? ` (about ${duration(t.ahead * q.avg_job_s)} at recent speed)` : ""}`
+          : "Next in line: the model is starting or about to read";
+      };
+      setPhase("queue", t.ahead > 0 ? "Waiting in the queue" : "Starting");
+      show();
+      if (t.ahead > 0) {
+        t.health = setInterval(async () => {
+          try {
+            const h = await api("/api/health");
+            const m = h?.details?.models?.[modelName];
+            if (m && typeof m.queue_depth === "number") t.ahead = Math.min(t.ahead, Math.max(m.queue_depth - 1, 0));
+            show();
+          } catch {
+            /* the position stays as it was */
+          }
+        }, HEALTH_EVERY_MS);
+      }
+    },
+    progress(p) {
+      heard();
+      clearInterval(t.health);
+      reading.hidden = false;
+      bar.hidden = false;
+      if (p.phase === "map") {
+        setPhase("reading", "Reading");
+        bar.max = p.chunks || 1;
+        bar.value = p.chunk || 0;
+        readingLabel.textContent = `Reading chunk ${num(p.chunk)} of ${num(p.chunks)}…`;
+        return;
+      }
+      bar.max = p.tokens_total || 1;
+      bar.value = p.tokens_done || 0;
+      const rate = p.tokens_per_s ? ` · ${num(p.tokens_per_s)} tokens/s` : "";
+      const eta = p.tokens_done < p.tokens_total && p.eta_s != null ? ` · about ${duration(p.eta_s)} left` : "";
+      if (p.tokens_done >= p.tokens_total) {
+        setPhase("reading", "Read");
+        readingLabel.textContent = `Read ${num(p.tokens_total)} tokens of the documents${rate}. Writing the answer…`;
+      } else {
+        setPhase("reading", "Reading");
+        readingLabel.textContent = `Reading the documents: ${num(p.tokens_done)} of ${num(p.tokens_total)} tokens${rate}${eta}`;
+      }
+    },
+    thinking(text) {
+      heard();
+      reasoning.hidden = false;
+      thinking.append(text);
+    },
+    token(text) {
+      heard();
+      clearInterval(t.health);
+      const now = performance.now();
+      if (t.first === null) t.first = now;
+      t.tokens++;
+      bar.hidden = true;
+      setPhase("writing", "Writing");
+      const s = (now - t.first) / 1000;
+      const rate = s > 0.5 ? ` · ${(t.tokens / s).toFixed(1)} tokens/s` : "";
+      readingLabel.textContent = `${plural(t.tokens, "token")}${rate} · first word after ${seconds((t.first - t.sent) / 1000)}`;
+      answer.append(text);
+    },
+    done: (msg) => finish(msg, true),
+    show: (msg) => finish(msg, false),
+    error(detail) {
+      stopTimers();
+      li.removeAttribute("aria-busy");
+      answer.classList.remove("streaming");
+      reading.hidden = true;
+      li.classList.add("failed");
+      answer.after(el("p", { class: "error", role: "alert" }, userText("span", detail)));
+    },
+  };
+}
+
+function userItem(msg) {
+  if (msg.continues) {
+    return el("li", { class: "msg user continues" }, el("div", { class: "who" }, "You"),
+      el("div", { class: "question-text continue-text", dir: "auto" }, "Continue the answer."));
+  }
+  return el("li", { class: "msg user" }, el("div", { class: "who" }, "You"), userText("div", msg.content, { class: "question-text" }));
+}
+
+export function renderHistory(messages) {
+  const items = [];
+  const lastAssistant = messages.map((m) => m.role).lastIndexOf("assistant");
+  messages.forEach((m, i) => {
+    if (m.role === "user") items.push(userItem(m));
+    else {
+      const view = assistantView(i === lastAssistant ? (button) => ask(null, { continueAnswer: true, button }) : null);
+      view.show(m);
+      items.push(view.li);
+    }
+  });
+  $("history").replaceChildren(...items);
+}
+
+export function updateSessionLabel(names = []) {
+  const label = $("session-label");
+  label.replaceChildren();
+  if (!conv.session) {
+    label.append("A new session starts with your first question.");
+  } else if (selectedIds().length && choiceKey() !== conv.sessionKey) {
+    label.append("You changed the documents or model: your next question starts a new session.");
+  } else {
+    label.append("Session: ", userText("bdi", conv.session.title, { class: "title" }), ` · ${conv.session.mode}`);
+    if (names.length) label.append(" · ", userText("bdi", names.join(", "), { class: "docs" }));
+  }
+}
+
+async function ensureSession() {
+  const ids = selectedIds();
+  if (conv.session && (!ids.length || choiceKey() === conv.sessionKey)) return conv.session;
+  if (!ids.length) throw new ApiError(0, "Choose at least one document first.");
+  const session = await api("/api/sessions", { method: "POST", body: choice() });
+  conv.session = session;
+  conv.sessionKey = choiceKey();
+  $("history").replaceChildren();
+  showPlan(session.plan);
+  conv.onSession(session);
+  return session;
+}
+
+/** Ask `question` (or continue the last answer) in the open session, streaming the answer in. */
+export async function ask(question, { continueAnswer = false, button = null } = {}) {
+  if (conv.asking) return;
+  const status = $("ask-status");
+  const controller = new AbortController();
+  conv.asking = controller;
+  $("ask-button").disabled = true;
+  if (button) button.disabled = true;
+  setStatus(status, "Opening the session…");
+  let session;
+  try {
+    session = await ensureSession();
+  } catch (err) {
+    setStatus(status, err.message, "error");
+    conv.asking = null;
+    $("ask-button").disabled = false;
+    if (button) button.disabled = false;
+    return;
+  }
+  for (const b of $("history").querySelectorAll(".msg-actions")) b.hidden = true; // one Continue at a time
+  const view = assistantView((b) => ask(null, { continueAnswer: true, button: b }));
+  $("history").append(userItem(continueAnswer ? { continues: true } : { content: question }), view.li);
+  view.start();
+  view.li.scrollIntoView({ block: "nearest" });
+  if (!continueAnswer) $("question").value = "";
+  $("stop-button").hidden = false;
+  setStatus(status, "Answering…");
+  let finished = false;
+  const body = continueAnswer ? { question: "", continue_answer: true } : { question };
+  const length = $("answer-length").value;
+  if (length) body.max_tokens = Number(length);
+  try {
+    const url = `/api/sessions/${encodeURIComponent(session.id)}/questions`;
+    for await (const { event: kind, data } of postEvents(url, body, controller.signal)) {
+      if (kind === "queue") view.queue(data, session.model);
+      else if (kind === "progress") view.progress(data);
+      else if (kind === "thinking") view.thinking(data.text ?? "");
+      else if (kind === "token") view.token(data.text ?? "");
+      else if (kind === "done") {
+        view.done(data);
+        finished = true;
+        setStatus(status, "Answered.", "ok");
+      } else if (kind === "error") {
+        view.error(data.detail || "The question failed.");
+        finished = true;
+        setStatus(status, "");
+      }
+    }
+    if (!finished) {
+      view.error("The answer stream ended before the answer was complete; nothing was stored.");
+      setStatus(status, "");
+    }
+  } catch (err) {
+    view.error(err.name === "AbortError" ? "Stopped. This question and its partial answer were not stored." : err.message);
+    setStatus(status, "");
+  } finally {
+    conv.asking = null;
+    $("ask-button").disabled = false;
+    $("stop-button").hidden = true;
+    conv.onSession(conv.session);
+  }
+}
+
+export function setUpConversation({ onSession }) {
+  conv.onSession = onSession;
+  $("ask-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const question = $("question").value.trim();
+    if (!question) {
+      setStatus($("ask-status"), "Write a question first.", "error");
+      $("question").focus();
+      return;
+    }
+    ask(question);
+  });
+  $("question").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("ask-form").requestSubmit();
+  });
+  $("stop-button").addEventListener("click", () => conv.asking?.abort());
+}

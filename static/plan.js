@@ -1,0 +1,145 @@
+// The model picker and the plan: how the chosen documents will be read, what memory it takes, how long
+// the reading will take at the rate measured for this model on this server, and whether a snapshot exists.
+import { api } from "./api.js";
+import { $, bytes, capitalised, duration, el, num, params, plural, setStatus } from "./dom.js";
+import { selectedIds, setExactTokens } from "./documents.js";
+
+const plan = { seq: 0, models: [], onReadme: () => {} };
+
+export function choice() {
+  const body = { document_ids: selectedIds() };
+  if ($("model").value) body.model = $("model").value;
+  if ($("mode").value) body.mode = $("mode").value;
+  return body;
+}
+
+export const choiceKey = () => JSON.stringify([selectedIds(), $("model").value, $("mode").value]);
+
+function modelLabel(m) {
+  if (m.error) return `${m.name} (unusable: ${m.error})`;
+  const size = [m.size_label || params(m.parameters), m.parameters ? "parameters" : ""].filter(Boolean).join(" ");
+  const parts = [m.name === "default" && m.display_name ? `${m.name}: ${m.display_name}` : m.name];
+  if (size) parts.push(size);
+  if (m.quantization) parts.push(m.quantization);
+  parts.push(`${num(m.n_ctx_train)} ctx`);
+  return parts.join(" · ");
+}
+
+function showModelNote() {
+  const m = plan.models.find((x) => x.name === $("model").value);
+  const note = $("model-note");
+  if (!m?.embedded) {
+    note.hidden = true;
+    return;
+  }
+  const link = el("button", { type: "button", class: "linkish", id: "model-readme" }, "How to bring a GGUF model or a remote server");
+  link.addEventListener("click", () => plan.onReadme("Bring your own model", link));
+  note.replaceChildren(
+    el("strong", {}, "Demo model. "),
+    `This is the small embedded model (${m.size_label || params(m.parameters)} parameters, ${m.quantization || "quantized"}): `,
+    "enough to try docqa, too weak for real contracts or code. ",
+    link,
+  );
+  note.hidden = false;
+}
+
+export async function loadModels() {
+  const select = $("model");
+  try {
+    plan.models = await api("/api/models");
+    select.replaceChildren(...plan.models.map((m) => el("option", { value: m.name, disabled: Boolean(m.error) }, modelLabel(m))));
+    const usable = plan.models.find((m) => !m.error);
+    if (usable) select.value = usable.name;
+  } catch (err) {
+    select.replaceChildren(el("option", { value: "" }, "server default"));
+    setStatus($("plan-text"), `The models could not be listed: ${err.message}`, "error");
+  }
+  showModelNote();
+}
+
+function readingWords(p) {
+  if (p.snapshot) return "a snapshot of this reading is on disk: the answer starts almost at once";
+  const r = p.reading;
+  if (!r) return "";
+  if (r.seconds === null || r.seconds === undefined) return `not known yet: ${r.basis}`;
+  return `about ${duration(r.seconds)} before the first word (${r.basis})`;
+}
+
+/** Answer lengths within the plan's answer budget (max_tokens may not exceed it); "Continue" goes further. */
+function lengthOptions(budget) {
+  const select = $("answer-length");
+  if (!budget || select.dataset.budget === String(budget)) return;
+  const keep = select.value;
+  const short = Math.max(16, Math.round(budget / 4));
+  const medium = Math.max(short + 1, Math.round(budget / 2));
+  select.replaceChildren(
+    el("option", { value: "" }, `full (${num(budget)} tokens)`),
+    el("option", { value: String(medium) }, `medium (${num(medium)} tokens)`),
+    el("option", { value: String(short) }, `short (${num(short)} tokens)`),
+  );
+  select.dataset.budget = String(budget);
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
+export function showPlan(p) {
+  lengthOptions(p.answer_tokens);
+  const summary = p.summary || `${p.mode}, ${num(p.prompt_tokens)} tokens`;
+  setStatus($("plan-text"), `${capitalised(summary)}.`);
+  $("plan-text").classList.remove("muted");
+  const reason = $("plan-reason");
+  reason.hidden = !p.reason || summary.includes(p.reason);
+  reason.textContent = p.reason ? `Why: ${p.reason}.` : "";
+  const reading = $("plan-reading");
+  const words = readingWords(p);
+  reading.hidden = !words;
+  reading.replaceChildren(el("strong", {}, "Reading: "), words);
+  reading.classList.toggle("snapshot", Boolean(p.snapshot));
+  const rows = [
+    ["Mode", p.mode === "whole" ? "whole document in one context" : "chunked map-reduce"],
+    ["Tokens to read", `${num(p.prompt_tokens)} (exact, documents and instructions)`],
+    ["Context", `${num(p.n_ctx)} tokens${p.yarn_factor ? ` (YaRN ×${p.yarn_factor} over ${num(p.n_ctx_train)})` : ""}`],
+    ["KV cache", `${bytes(p.kv_bytes)} (${p.type_k})`],
+    ["Memory", `${bytes(p.needed_bytes)} needed of ${bytes(p.available_bytes)} available`],
+  ];
+  if (p.mode === "chunked") rows.push(["Chunks", `${plural(p.n_chunks, "chunk")} of ${num(p.chunk_ctx)} tokens`]);
+  $("plan-numbers").replaceChildren(...rows.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
+  $("plan-numbers").hidden = false;
+  const ids = p.document_ids || selectedIds();
+  if (ids.length === 1 && p.prompt_tokens) setExactTokens(ids[0], p.prompt_tokens);
+}
+
+export function clearPlan(text, kind = "") {
+  setStatus($("plan-text"), text, kind);
+  $("plan-text").classList.toggle("muted", kind === "");
+  $("plan-reason").hidden = true;
+  $("plan-reading").hidden = true;
+  $("plan-numbers").hidden = true;
+}
+
+/** Forget any plan on its way (a session's stored plan is shown instead). */
+export const skipPendingPlan = () => plan.seq++;
+
+export async function updatePlan() {
+  const seq = ++plan.seq;
+  const body = choice();
+  if (!body.document_ids.length) {
+    clearPlan("Choose one or more documents to see how they will be read.");
+    return;
+  }
+  clearPlan("Working out how to read the chosen documents…");
+  try {
+    const p = await api("/api/plan", { method: "POST", body });
+    if (seq === plan.seq) showPlan({ ...p, document_ids: body.document_ids });
+  } catch (err) {
+    if (seq === plan.seq) clearPlan(err.message, "error");
+  }
+}
+
+export function setUpPlan({ onChange, onReadme }) {
+  plan.onReadme = onReadme;
+  $("model").addEventListener("change", () => {
+    showModelNote();
+    onChange();
+  });
+  $("mode").addEventListener("change", onChange);
+}
