@@ -12,6 +12,10 @@
    one instance vs by two instances on one PostgreSQL database (each instance loads its own copy of the
    model: docqa has no shared model server yet); answers per minute from creation to the last answer.
 
+3. `--shared-server` (→ bench/results/multi_shared.json, only this part): the same batch answered by
+   one vs two instances that share one model server (a real llama-server with two slots, the embedded
+   SmolLM2, as a team runs a GPU host behind several docqa instances): each instance loads no model.
+
 Ratios are within this run; absolute numbers depend on the machine (2 cores here: two instances share them).
 """
 
@@ -54,12 +58,13 @@ def endpoints(clients: int, seconds: float) -> dict[str, Any]:
     return out
 
 
-def batch(instances: int, questions: int, database_url: str, data_dir: Path) -> dict[str, Any]:
+def batch(instances: int, questions: int, database_url: str, data_dir: Path, model_url: str | None = None,
+          ) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from tests.browser import Server
 
     env = {"DOCQA_DATABASE_URL": database_url, "DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0",
-           "DOCQA_SEED": "1"}
+           "DOCQA_SEED": "1", **({"DOCQA_MODELS": f"shared={model_url}"} if model_url else {})}
     servers = [Server(data_dir, env=env) for _ in range(instances)]
     for n, s in enumerate(servers):
         s.log_path = data_dir / f"serve-{n}.log"
@@ -71,7 +76,8 @@ def batch(instances: int, questions: int, database_url: str, data_dir: Path) -> 
             qs = [f"{load.QUESTIONS[i % len(load.QUESTIONS)]} ({i + 1})" for i in range(questions)]
             t0 = time.monotonic()
             r = http.post("/api/batches", json={"document_ids": [doc.json()["id"]], "questions": qs, "max_tokens": 8,
-                                                "sampling": {"temperature": 0, "seed": 1}})
+                                                "sampling": {"temperature": 0, "seed": 1},
+                                                **({"model": "shared"} if model_url else {})})
             r.raise_for_status()
             batch_id = r.json()["id"]
             while True:
@@ -109,13 +115,52 @@ def batches(questions: int) -> dict[str, Any]:
     return out
 
 
+def shared_server(questions: int) -> dict[str, Any]:
+    """One vs two instances on one PostgreSQL database, both answering through one llama-server."""
+    import tempfile
+
+    sys.path.insert(0, str(REPO))
+    from docqa.fetch import embedded_model_path
+    from docqa.settings import Settings
+    from tests.llama_servers import LlamaServer
+    from tests.pg import Cluster
+
+    cluster = Cluster().start()
+    out: dict[str, Any] = {}
+    try:
+        for n in (1, 2):
+            with tempfile.TemporaryDirectory(prefix="docqa-shared-") as tmp:
+                server = LlamaServer(embedded_model_path(Settings().models_dir), Path(tmp) / "llama-server.log",
+                                     ctx=2048, slots=2, threads=2).start()
+                try:
+                    out[f"{n}_instance{'s' if n > 1 else ''}_one_server"] = {
+                        **batch(n, questions, cluster.url(cluster.create_database()), Path(tmp) / "data",
+                                model_url=server.url),
+                        "server": "llama-server -np 2 -c 4096 -t 2"}
+                finally:
+                    server.stop()
+    finally:
+        cluster.remove()
+    out["ratio_items_per_min_2_over_1"] = round(out["2_instances_one_server"]["items_per_min"]
+                                                / out["1_instance_one_server"]["items_per_min"], 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.multi", description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--questions", type=int, default=20)
     ap.add_argument("--out", type=Path, default=RESULTS / "multi.json")
+    ap.add_argument("--shared-server", action="store_true",
+                    help="only the batch through one shared llama-server, 1 vs 2 instances (multi_shared.json)")
     args = ap.parse_args(argv)
+    if args.shared_server:
+        shared = {"benchmark": "multi_shared", "machine": machine(), "questions": args.questions,
+                  "batch": shared_server(args.questions)}
+        (RESULTS / "multi_shared.json").write_text(json.dumps(shared, indent=2) + "\n")
+        print(json.dumps(shared["batch"], indent=2))
+        return 0
     report = {"benchmark": "multi", "machine": machine(),
               "settings": {"clients": args.clients, "seconds": args.seconds, "questions": args.questions},
               "endpoints": endpoints(args.clients, args.seconds), "batch": batches(args.questions)}

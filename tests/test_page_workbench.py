@@ -328,7 +328,8 @@ def test_continue_an_answer_cut_at_its_limit(page: Any, server: Server) -> None:
     messages = httpx.get(f"{server.url}/api/sessions/{sid}").json()["messages"]
     assert len(messages) == 4 and messages[2]["continues"] is True, messages
     assert messages[3]["content"].strip()
-    assert messages[3]["history"]["turns"] == 1  # the cut answer was carried into the continuation
+    # a true continuation: the cut answer went back into its own assistant turn, not in as an earlier turn
+    assert messages[3]["history"]["turns"] == 0, messages[3]
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     expect(page.locator("#history .msg.user.continues .question-text")).to_have_text("Continue the answer.")
