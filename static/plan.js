@@ -5,6 +5,8 @@ import { $, bytes, capitalised, duration, el, num, params, plural, setStatus } f
 import { selectedIds, setExactTokens } from "./documents.js";
 
 const plan = { seq: 0, models: [], onReadme: () => {} };
+const READ_AHEAD_POLL_MS = 1500;
+const sameIds = (a, b) => a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
 
 export function choice() {
   const body = { document_ids: selectedIds() };
@@ -108,11 +110,53 @@ export function showPlan(p) {
   if (ids.length === 1 && p.prompt_tokens) setExactTokens(ids[0], p.prompt_tokens);
 }
 
+function readAheadWords(r) {
+  const of = `${num(r.tokens_done)} of ${num(r.tokens_limit || r.tokens_total)} tokens`;
+  switch (r.state) {
+    case "queued": return "waiting for the model (questions and batches go first).";
+    case "reading": return `${of} read, so the first answer starts warm.`;
+    case "yielded": return `paused at ${of} while the model answers others; it goes on when the model is idle.`;
+    case "done": return `done: ${num(r.tokens_done)} tokens read before the question, so the answer starts from them.`;
+    case "stopped": return `stopped: ${r.reason || "a document was deleted"}.`;
+    case "failed": return `failed: ${r.reason || "the model could not read the documents"}.`;
+    default: return "";
+  }
+}
+
+function showReadAhead(r) {
+  const line = $("plan-readahead");
+  const words = r && r.state !== "off" ? readAheadWords(r) : "";
+  line.hidden = !words;
+  line.dataset.state = r?.state || "";
+  line.replaceChildren(el("strong", {}, "Read-ahead: "), words);
+}
+
+/** Start reading the chosen documents while the person types (the service's read-ahead, lowest priority),
+ * and say how far it has got until it is done or the choice changes. */
+async function readAhead(seq, body, p) {
+  if (p.snapshot || p.already_read || p.backend === "remote") return;
+  try {
+    let r = await api("/api/read-ahead", { method: "POST", body });
+    while (seq === plan.seq) {
+      showReadAhead(r);
+      if (!["queued", "reading", "yielded"].includes(r.state)) return;
+      await new Promise((done) => setTimeout(done, READ_AHEAD_POLL_MS));
+      if (seq !== plan.seq) return;
+      const all = await api("/api/read-ahead");
+      r = (all.sets || []).find((x) => sameIds(x.document_ids, body.document_ids) && (!body.mode || x.mode === body.mode)
+        && (!body.model || x.model === body.model)) || r;
+    }
+  } catch {
+    if (seq === plan.seq) showReadAhead(null);  // read-ahead is a help, never an error on the page
+  }
+}
+
 export function clearPlan(text, kind = "") {
   setStatus($("plan-text"), text, kind);
   $("plan-text").classList.toggle("muted", kind === "");
   $("plan-reason").hidden = true;
   $("plan-reading").hidden = true;
+  $("plan-readahead").hidden = true;
   $("plan-numbers").hidden = true;
 }
 
@@ -129,7 +173,10 @@ export async function updatePlan() {
   clearPlan("Working out how to read the chosen documents…");
   try {
     const p = await api("/api/plan", { method: "POST", body });
-    if (seq === plan.seq) showPlan({ ...p, document_ids: body.document_ids });
+    if (seq === plan.seq) {
+      showPlan({ ...p, document_ids: body.document_ids });
+      readAhead(seq, body, p);
+    }
   } catch (err) {
     if (seq === plan.seq) clearPlan(err.message, "error");
   }
