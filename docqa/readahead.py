@@ -54,6 +54,7 @@ class Reading:
     reason: str | None = None
     started_at: float = field(default_factory=time.time)
     jobs: list[Job] = field(default_factory=list)
+    cancels: list[threading.Event] = field(default_factory=list)  # a remote read-ahead's request
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "document_ids": self.document_ids, "mode": self.mode, "state": self.state,
@@ -79,8 +80,9 @@ class ReadAhead:
         ids = [str(d.id) for d, _ in sources]
         if not self.enabled:
             return {"state": "off", "document_ids": ids, "reason": "read-ahead is turned off (DOCQA_READ_AHEAD)"}
-        if not hasattr(self.engine.backend(spec), "runtime"):  # remote: llama-server's n_predict 0 (not built)
-            return {"state": "off", "document_ids": ids, "reason": "read-ahead runs on local models only"}
+        backend = self.engine.backend(spec)
+        if not hasattr(backend, "runtime"):  # remote: the server reads the prefix into a slot's cache
+            return self._start_remote(spec, plan, sources, owner, backend)
         prefixes = self.engine.prefixes(spec, plan, sources)
         keys = tuple(k for _, _, k in prefixes)
         self._remember(self._layout(spec, plan, sources), list(keys))
@@ -121,6 +123,55 @@ class ReadAhead:
             reading.state, reading.reason = "failed", exc.detail
             return reading.to_dict()
         self._chain(runtime, place, reading, list(reading.jobs))
+        return reading.to_dict()
+
+    def _start_remote(self, spec: Spec, plan: Plan, sources: Sources, owner: str, backend: Any) -> dict[str, Any]:
+        """llama-server reads a prefix into a slot's prompt cache when asked for no tokens (`n_predict: 0`,
+        `cache_prompt`); the question is then routed to that slot (prefix affinity) and reuses it. The
+        server has no priorities: a read-ahead holds its slot until read (a question may take another)."""
+        from docqa.engine.backend import Request
+
+        ids = [str(d.id) for d, _ in sources]
+        limit = self.settings.read_ahead_tokens
+        prefixes = self.engine.prefix_tokens(spec, plan, sources)[:1]  # chunked: the first chunk
+        if not prefixes or len(prefixes[0]) > limit:
+            return {"state": "off", "document_ids": ids,
+                    "reason": f"the documents' prefix is longer than DOCQA_READ_AHEAD_TOKENS ({limit:,})"}
+        keys = ("remote", spec.name, *ids, plan.mode, str(len(prefixes[0])))
+        with self._lock:
+            found = self._readings.get(keys)
+            if found is not None and found.state not in ("stopped", "failed"):
+                self._readings.move_to_end(keys)
+                return found.to_dict()
+            reading = Reading(spec.name, owner, ids, plan.mode, len(prefixes[0]), len(prefixes[0]))
+            self._readings[keys] = reading
+            while len(self._readings) > KEEP:
+                self._readings.popitem(last=False)
+        cancel = threading.Event()
+        reading.cancels.append(cancel)
+
+        def progress(p: dict[str, Any]) -> None:
+            reading.state = "reading"
+            reading.tokens_done = max(reading.tokens_done, int(p.get("tokens_done", 0)))
+
+        def run() -> None:
+            try:
+                with backend.reserve("read_ahead", owner) as slot:
+                    if cancel.is_set():
+                        return
+                    reading.state = "reading"
+                    backend.generate(Request(plan=plan, n_ctx=plan.n_ctx, prefix=prefixes[0], suffix=[], max_tokens=0,
+                                             sampling=Sampling(temperature=0.0), cancel=cancel,
+                                             on_progress=progress), slot)
+                reading.state, reading.tokens_done = "done", len(prefixes[0])
+            except Cancelled:
+                reading.state, reading.reason = "stopped", reading.reason or "cancelled"
+            except Exception as exc:  # noqa: BLE001 - a read-ahead never fails anything else
+                if reading.state != "stopped":
+                    reading.state = "failed"
+                    reading.reason = exc.detail if isinstance(exc, DocqaError) else (str(exc) or type(exc).__name__)
+
+        threading.Thread(target=run, daemon=True, name="read-ahead-remote").start()
         return reading.to_dict()
 
     def _chain(self, runtime: Any, place: Any, reading: Reading, jobs: list[Job]) -> None:
@@ -180,6 +231,8 @@ class ReadAhead:
                 r.state, r.reason = "stopped", "a document was deleted"
                 for job in r.jobs:
                     job.cancel.set()
+                for cancel in r.cancels:
+                    cancel.set()
                 stopped += 1
         return stopped
 

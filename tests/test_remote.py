@@ -269,3 +269,24 @@ def test_a_prefix_survives_a_server_restart_in_its_slot_file(tmp_path: Path) -> 
             assert snapshots["saved"] >= 1 and snapshots["restored"] == 1 and snapshots["bytes"] > 0
     finally:
         server.stop()
+
+
+def test_read_ahead_on_llama_server_and_the_first_question_starts_from_it(tmp_path: Path,
+                                                                          servers: list[LlamaServer]) -> None:
+    """Opening a session has llama-server read the documents' prefix (n_predict 0, cache_prompt) into a
+    slot; the first question is routed to that slot and starts from it (`prefix_source: read-ahead`)."""
+    settings = remote_settings(tmp_path, [servers[0].url], read_ahead=True)
+    with TestClient(create_app(settings), base_url=LOOPBACK) as c:
+        doc = upload(c, "ahead.txt", haystack(70))
+        s = session(c, doc["id"])
+        deadline = time.monotonic() + 180
+        while (sets := c.get("/api/read-ahead").json()["sets"]) and sets[0]["state"] in ("queued", "reading"):
+            assert time.monotonic() < deadline, sets
+            time.sleep(0.2)
+        assert sets and sets[0]["state"] == "done" and sets[0]["tokens_done"] == sets[0]["tokens_total"] > 0, sets
+        first = ask(c, s["id"])
+        assert first.status_code == 200, first.text
+        timings = first.json()["timings"]
+        assert timings["prefix_source"] == "read-ahead", timings
+        assert timings["cached_tokens"] >= 0.9 * sets[0]["tokens_total"], timings
+        assert PASS_KEY in first.json()["answer"]

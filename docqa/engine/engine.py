@@ -290,6 +290,14 @@ class Engine:
         call.notes.extend(n for n in gen.notes if n not in call.notes)
         return gen, queue_s
 
+    def prefix_tokens(self, spec: Spec, plan: Plan, sources: Sources) -> list[list[int]]:
+        """The prefix tokens of each context a question over `sources` starts from (any backend)."""
+        if plan.mode == "whole":
+            return [self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)[0]]
+        thinking = False if spec.family == "hybrid" else None
+        return [self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), "", thinking)[0]
+                for chunk in self.chunks(spec, plan, sources)]
+
     def prefixes(self, spec: Spec, plan: Plan, sources: Sources) -> list[tuple[list[int], Any, str]]:
         """(prefix tokens, context config, snapshot key) of each context a question over `sources` starts
         from, in the order it reads them: the documents' one in whole mode, each chunk's in chunked mode

@@ -370,6 +370,7 @@ class RemoteBackend:
         self._pending = 0
         self._template: ChatTemplate | None = None
         self._tokens = _TokenCache()
+        self._read_ahead: dict[str, int] = {}  # prefix hash -> tokens a read-ahead had a server read
 
     @property
     def capabilities(self) -> Capabilities:
@@ -564,6 +565,11 @@ class RemoteBackend:
                 self._free(server, slot_id, None)
                 raise
             self._free(server, slot_id, prefix_hash)
+            if request.max_tokens == 0:  # a read-ahead: the server read the prefix into this slot's cache
+                with self._lock:
+                    self._read_ahead[prefix_hash] = len(request.prefix)
+            elif (ahead := self._take_read_ahead(prefix_hash)) and gen.cached_tokens:
+                gen.prefix_source, gen.read_ahead_tokens = "read-ahead", min(ahead, gen.cached_tokens)
             if restored and gen.cached_tokens:
                 gen.prefix_source = "restored"
             elif server.slot_save and gen.cached_tokens < len(request.prefix):  # read now: keep it for later
@@ -573,6 +579,11 @@ class RemoteBackend:
                 gen.notes.append("Retried on " + server.url + " after " + "; ".join(
                     f"{u} failed ({w})" for u, w in failed.items()) + ".")
             return gen, queue_s
+
+    def _take_read_ahead(self, prefix_hash: str) -> int:
+        """Tokens of this prefix a read-ahead had the server read (reported once, by the first question)."""
+        with self._lock:
+            return self._read_ahead.pop(prefix_hash, 0)
 
     def _free(self, server: Server, slot_id: int, prefix_hash: str | None) -> None:
         with server.lock:
