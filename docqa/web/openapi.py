@@ -43,17 +43,20 @@ ERRORS: dict[int, str] = {
     429: "Past the rate limit for this action, or the principal has DOCQA_PRINCIPAL_CONCURRENCY costly requests "
          "in progress; Retry-After says when to try again.",
     500: "An unexpected error; it was logged and nothing was changed.",
-    503: "The model is missing, unusable or its queue is full (Retry-After when busy).",
+    502: "A remote model's server refused the request (its own message is quoted) or cut its stream.",
+    503: "The model is missing, unusable or its queue is full (Retry-After when busy), or a remote model's "
+         "servers cannot be reached (named).",
     507: "The disk is full, or the model's context could not be allocated.",
 }
 
 # Statuses that only some use cases raise, beyond what the rules in `error_statuses` give.
 EXTRA: dict[str, tuple[int, ...]] = {
     "POST /api/documents": (415, 507),
-    "POST /api/plan": (404, 503),
-    "POST /api/sessions": (404, 503),
-    "POST /api/sessions/{session_id}/questions": (409, 503, 507),
-    "POST /api/batches": (404, 503),
+    "POST /api/plan": (404, 502, 503),
+    "POST /api/read-ahead": (404, 502, 503),
+    "POST /api/sessions": (404, 502, 503),
+    "POST /api/sessions/{session_id}/questions": (409, 502, 503, 507),
+    "POST /api/batches": (404, 502, 503),
 }
 
 
