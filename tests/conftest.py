@@ -25,6 +25,18 @@ BACKENDS = ("sqlite", "postgresql")
 os.environ.setdefault("DOCQA_READ_AHEAD", "false")
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium through Playwright, one per test module (tests/browser.py launches it)."""
+    from tests.browser import launch_chromium
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    with sync_api.sync_playwright() as p:
+        chromium = launch_chromium(p)
+        yield chromium
+        chromium.close()
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
         metafunc.parametrize("database_url", BACKENDS, indirect=True)

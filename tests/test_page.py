@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, REPO, Server, launch_chromium, overflow_x
+from tests.browser import CHROMIUM, REPO, Server, overflow_x
 from tests.builders import make_png, make_zip
 
 playwright_sync = pytest.importorskip(
@@ -65,14 +65,6 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {folder}")
     return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
 
 
 def _new_page(browser: Any, server: Server, width: int = 1366, height: int = 900) -> tuple[Any, Any, list[str]]:

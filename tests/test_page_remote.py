@@ -13,7 +13,7 @@ import pytest
 
 from docqa.fetch import embedded_model_path
 from docqa.settings import Settings
-from tests.browser import CHROMIUM, Server, launch_chromium
+from tests.browser import CHROMIUM, Server
 from tests.llama_servers import LlamaServer
 
 playwright_sync = pytest.importorskip(
@@ -45,14 +45,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer) -> Iter
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, REPO, Server, launch_chromium, overflow_x
+from tests.browser import CHROMIUM, REPO, Server, overflow_x
 from tests.builders import make_pdf, make_zip
 
 playwright_sync = pytest.importorskip(
@@ -52,14 +52,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
 
 
 def _new_page(browser: Any, server: Server, width: int = 1366, height: int = 900) -> tuple[Any, Any, list[str]]:
