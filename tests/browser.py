@@ -88,6 +88,18 @@ class Server:
             return "(no log)"
 
 
+def new_page(browser, server: Server, width: int = 1366, height: int = 900):  # noqa: ANN001, ANN201
+    """A fresh browser context on `server` and its page, and the list its page errors and console errors
+    are collected into (a test asserts it holds nothing unexpected)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, base_url=server.url)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+    return context, page, problems
+
+
 def launch_chromium(playwright):  # noqa: ANN001, ANN201 - playwright's sync API objects
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 

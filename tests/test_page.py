@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, REPO, Server, overflow_x
+from tests.browser import CHROMIUM, REPO, Server, new_page, overflow_x
 from tests.builders import make_png, make_zip
 
 playwright_sync = pytest.importorskip(
@@ -67,19 +67,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _new_page(browser: Any, server: Server, width: int = 1366, height: int = 900) -> tuple[Any, Any, list[str]]:
-    context = browser.new_context(viewport={"width": width, "height": height}, base_url=server.url)
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    return context, page, problems
-
-
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Any]:
-    context, pg, problems = _new_page(browser, server)
+    context, pg, problems = new_page(browser, server)
     yield pg
     context.close()
     # A refused upload logs "Failed to load resource … 4xx"; anything else (a CSP violation, a script error) fails.
@@ -414,7 +404,7 @@ def test_arabic_document_renders_right_to_left(page: Any, server: Server, shots:
 
 
 def test_usable_at_360_px(browser: Any, server: Server, shots: Path) -> None:
-    context, page, problems = _new_page(browser, server, width=360, height=780)
+    context, page, problems = new_page(browser, server, width=360, height=780)
     try:
         open_page(page)
 

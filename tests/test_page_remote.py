@@ -13,7 +13,7 @@ import pytest
 
 from docqa.fetch import embedded_model_path
 from docqa.settings import Settings
-from tests.browser import CHROMIUM, Server
+from tests.browser import CHROMIUM, Server, new_page
 from tests.llama_servers import LlamaServer
 
 playwright_sync = pytest.importorskip(
@@ -49,12 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer) -> Iter
 
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=server.url)
-    context.set_default_timeout(20_000)
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+    context, pg, problems = new_page(browser, server)
     yield pg
     context.close()
     assert not [p for p in problems if "Failed to load resource" not in p], problems

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, REPO, Server, overflow_x
+from tests.browser import CHROMIUM, REPO, Server, new_page, overflow_x
 from tests.builders import make_pdf, make_zip
 
 playwright_sync = pytest.importorskip(
@@ -54,19 +54,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-def _new_page(browser: Any, server: Server, width: int = 1366, height: int = 900) -> tuple[Any, Any, list[str]]:
-    context = browser.new_context(viewport={"width": width, "height": height}, base_url=server.url)
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    return context, page, problems
-
-
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Any]:
-    context, pg, problems = _new_page(browser, server)
+    context, pg, problems = new_page(browser, server)
     if "lease" in shared:
         api_documents(server)  # the lease the later tests share, also when one runs on its own
     yield pg
@@ -506,7 +496,7 @@ def test_batch_progress_shows_time_left(page: Any, server: Server) -> None:
 def test_phone_360_px_session_brings_the_conversation_into_view(browser: Any, server: Server) -> None:
     if "session_id" not in shared:
         pytest.skip("needs the session of the grounding test")
-    context, page, problems = _new_page(browser, server, width=360, height=740)
+    context, page, problems = new_page(browser, server, width=360, height=740)
     try:
         open_page(page)
         assert overflow_x(page)["scrollWidth"] <= 360
