@@ -81,7 +81,12 @@ class HostParams:
 class SnapshotWriter:
     """Writes copied sequence states to disk on a thread of its own, in order, so no question waits for
     a snapshot file: the question's path holds only a memory copy. Until a state is written it is
-    `pending` and is loaded from memory."""
+    `pending` and is loaded from memory.
+
+    The thread runs at the lowest CPU priority (`SCHED_IDLE` on Linux, else nice 19): on a small machine
+    hashing and writing a 100 MB file on one of two cores slowed the next question's reading, whose ggml
+    threads wait for each other, by a second (bench/llama_server.py, warm). Idle-class work gets a core
+    only when the model's threads leave it, so it writes between questions and never competes with one."""
 
     def __init__(self, cache: StateCache) -> None:
         self.cache = cache
@@ -126,6 +131,7 @@ class SnapshotWriter:
         return self.cache.root / f"{key}.{os.getpid()}.pending"
 
     def _loop(self) -> None:
+        lowest_priority()
         while True:
             key, tokens, state, evict_before = self._queue.get()
             try:
@@ -142,6 +148,17 @@ class SnapshotWriter:
                         with contextlib.suppress(OSError):
                             self._marker(key).unlink(missing_ok=True)
                 self._queue.task_done()
+
+
+def lowest_priority() -> str:
+    """Put the calling thread in the idle scheduling class (Linux), or at nice 19 elsewhere; says which."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread, not the process
+        return "idle"
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        return "nice 19"
+    return "normal"
 
 
 class ModelHost:
