@@ -97,7 +97,7 @@ def _docqa_pair(tmp: Path, llama: Any, text: str, prompts: list[list[int]]) -> l
             doc = http.post("/api/documents", files={"file": ("lease.txt", text.encode(), "text/plain")}).json()
             session = http.post("/api/sessions", json={"document_ids": [doc["id"]], "model": "big"}).json()
             for q in BATCH_QUESTIONS[:2]:
-                body = {"question": q, "max_tokens": MAX_TOKENS, "sampling": GREEDY}
+                body = {"question": q, "max_tokens": MAX_TOKENS, "sampling": GREEDY, "history": False}
                 out.append(_stream(http, f"/api/sessions/{session['id']}/questions", body, docqa=True))
                 if len(prompts) < 2:
                     prompts.append(_slot_prompt(url))
@@ -109,8 +109,8 @@ def _docqa_pair(tmp: Path, llama: Any, text: str, prompts: list[list[int]]) -> l
 def _direct_pair(llama: Any, prompts: list[list[int]]) -> list[dict[str, Any]]:
     _erase(llama)
     out = []
-    for tokens in prompts:  # a client per request, as docqa's remote backend does (llama-server closes streams)
-        with httpx.Client(base_url=llama.url, timeout=600) as http:
+    with httpx.Client(base_url=llama.url, timeout=600) as http:  # one pooled client, as docqa's remote backend has
+        for tokens in prompts:
             body = {"prompt": tokens, "n_predict": MAX_TOKENS, "stream": True, "cache_prompt": True, "id_slot": 0,
                     "temperature": 0, "seed": 1, "samplers": ["top_k", "top_p", "min_p", "temperature"]}
             out.append(_stream(http, "/completion", body, docqa=False))

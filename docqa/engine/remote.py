@@ -96,6 +96,7 @@ class Server:
         self.busy: set[int] = set()
         self.slot_save: bool | None = None  # started with --slot-save-path (probed)
         self.snapshots = {"saved": 0, "restored": 0, "save_ms": 0.0, "restore_ms": 0.0, "bytes": 0}
+        self._http: httpx.Client | None = None
 
     def __repr__(self) -> str:
         return f"Server({self.url!r}, {self.state})"
@@ -103,9 +104,25 @@ class Server:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
-    def client(self, read_s: float | None = None) -> httpx.Client:
-        timeout = httpx.Timeout(read_s or self.timeout_s, connect=CONNECT_S)
-        return httpx.Client(base_url=self.url, headers=self.headers(), timeout=timeout)
+    @property
+    def http(self) -> httpx.Client:
+        """One pooled client per server, shared by every thread: keep-alive connections, so a follow-up
+        question costs no TCP set-up, and no new client (an SSL context and its CA bundle, ~40-80 ms here)
+        per request. A connection the server closed (a restart) is dropped by the pool, not reused."""
+        with self.lock:
+            if self._http is None:
+                self._http = httpx.Client(base_url=self.url, headers=self.headers(),
+                                          timeout=self.timeout(), limits=httpx.Limits(max_keepalive_connections=16))
+            return self._http
+
+    def timeout(self, read_s: float | None = None) -> httpx.Timeout:
+        return httpx.Timeout(read_s or self.timeout_s, connect=CONNECT_S)
+
+    def close(self) -> None:
+        with self.lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
 
     # -- what it is -----------------------------------------------------------------------------------
 
@@ -113,20 +130,20 @@ class Server:
         """Ask the server what it is and what it serves; in rotation if it answered as llama-server."""
         self.probed_at = time.monotonic()
         try:
-            with self.client(PROBE_TIMEOUT_S) as c:
-                r = c.get("/props")
-                props = r.json() if r.status_code == 200 else {}
-                if isinstance(props, dict) and "default_generation_settings" in props:
-                    models = c.get("/v1/models")
-                    data = models.json().get("data", []) if models.status_code == 200 else []
-                    self.props, self.kind = props, LLAMA_SERVER
-                    self.meta = (data[0].get("meta") or {}) if data else {}
-                    self.n_ctx = int(props["default_generation_settings"].get("n_ctx") or 0)
-                    self.slots = max(1, int(props.get("total_slots") or 1))
-                    self.slot_save = self._probe_slot_save(c)
-                    self.state, self.error = "up", None
-                    return
-                self.kind = self._other_kind(c)
+            c, t = self.http, self.timeout(PROBE_TIMEOUT_S)
+            r = c.get("/props", timeout=t)
+            props = r.json() if r.status_code == 200 else {}
+            if isinstance(props, dict) and "default_generation_settings" in props:
+                models = c.get("/v1/models", timeout=t)
+                data = models.json().get("data", []) if models.status_code == 200 else []
+                self.props, self.kind = props, LLAMA_SERVER
+                self.meta = (data[0].get("meta") or {}) if data else {}
+                self.n_ctx = int(props["default_generation_settings"].get("n_ctx") or 0)
+                self.slots = max(1, int(props.get("total_slots") or 1))
+                self.slot_save = self._probe_slot_save(c, t)
+                self.state, self.error = "up", None
+                return
+            self.kind = self._other_kind(c, t)
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             self.mark_down(_what(exc))
             return
@@ -138,18 +155,17 @@ class Server:
                       "(nothing else was tested here)")
 
     @staticmethod
-    def _probe_slot_save(c: httpx.Client) -> bool:
+    def _probe_slot_save(c: httpx.Client, t: httpx.Timeout) -> bool:
         """Whether it keeps slot files (`--slot-save-path`): an invalid name is refused with 400 there, 501
         without; nothing is written either way."""
-        r = c.post("/slots/0?action=save", json={"filename": "../docqa-probe"})
+        r = c.post("/slots/0?action=save", json={"filename": "../docqa-probe"}, timeout=t)
         return r.status_code == 400
 
     # -- prefix states on the server's disk (llama-server's slot files) --------------------------------
 
     def save_slot(self, slot: int, filename: str) -> None:
         try:
-            with self.client() as c:
-                r = c.post(f"/slots/{slot}?action=save", json={"filename": filename})
+            r = self.http.post(f"/slots/{slot}?action=save", json={"filename": filename})
             if r.status_code == 200:
                 body = r.json()
                 with self.lock:
@@ -165,8 +181,7 @@ class Server:
         """Whether `slot` still holds a prompt: a server restarted since its last answer holds none. (Asked
         only of servers keeping slot files, where a lost prefix can be read back instead of re-read.)"""
         try:
-            with self.client(PROBE_TIMEOUT_S) as c:
-                slots = c.get("/slots").json()
+            slots = self.http.get("/slots", timeout=self.timeout(PROBE_TIMEOUT_S)).json()
             return any(x.get("id") == slot and x.get("n_prompt_tokens") for x in slots)
         except (httpx.HTTPError, ValueError, AttributeError):
             return False
@@ -174,8 +189,7 @@ class Server:
     def restore_slot(self, slot: int, filename: str) -> int:
         """Tokens read back into `slot` from `filename` (0: none, e.g. never saved here)."""
         try:
-            with self.client() as c:
-                r = c.post(f"/slots/{slot}?action=restore", json={"filename": filename})
+            r = self.http.post(f"/slots/{slot}?action=restore", json={"filename": filename})
         except httpx.HTTPError:
             return 0
         if r.status_code != 200:
@@ -186,10 +200,10 @@ class Server:
             self.snapshots["restore_ms"] += float(body.get("timings", {}).get("restore_ms", 0.0))
         return int(body.get("n_restored", 0))
 
-    def _other_kind(self, c: httpx.Client) -> str:
+    def _other_kind(self, c: httpx.Client, t: httpx.Timeout) -> str:
         for path in ("/v1/models", "/models"):
             try:
-                r = c.get(path)
+                r = c.get(path, timeout=t)
                 data = r.json().get("data", []) if r.status_code == 200 else None
             except (httpx.HTTPError, ValueError, AttributeError):
                 continue
@@ -224,8 +238,7 @@ class Server:
     # -- tokens ---------------------------------------------------------------------------------------
 
     def tokenize(self, text: str, *, special: bool, add_bos: bool) -> list[int]:
-        with self.client() as c:
-            r = c.post("/tokenize", json={"content": text, "add_special": add_bos, "parse_special": special})
+        r = self.http.post("/tokenize", json={"content": text, "add_special": add_bos, "parse_special": special})
         _raise_for(self, r)
         return [int(t) for t in r.json()["tokens"]]
 
@@ -609,7 +622,7 @@ class RemoteBackend:
         final: dict[str, Any] = {}
         t0 = time.perf_counter()
         first_token = 0.0
-        with server.client() as c, c.stream("POST", "/completion", json=body) as r:
+        with server.http.stream("POST", "/completion", json=body) as r:
             if r.status_code >= 400:
                 r.read()
                 _raise_for(server, r)
@@ -674,8 +687,13 @@ class RemoteBackend:
             "capabilities": self.capabilities.to_dict(),
         }
 
+    def warm(self) -> None:
+        for server in self.spec.servers:
+            server.usable()  # probes a server not asked yet
+
     def close(self) -> None:
-        pass
+        for server in self.spec.servers:
+            server.close()
 
 
 class _TokenCache:
