@@ -10,6 +10,7 @@
     python -m bench.run readahead   # TTFT 20 s after a session opens: read-ahead vs without vs llama-server
     python -m bench.run priority    # an interactive question's TTFT while a 20-item batch runs vs idle
     python -m bench.run formats     # OCR pages/s (20-page scan); DOCX and HTML ingest vs the library alone; peak RSS
+    python -m bench.run flash       # flash attention on vs off: reading, a question and an answer at 3.8K and 7.9K
     python -m bench.run llamabench  # prefill tok/s through docqa vs llama.cpp's llama-bench, fa off/on, n_batch 256/512
     python -m bench.run fast        # what `make bench` runs: ingest, memory, cache (a few minutes)
     python -m bench.run sidebyside  # ingest, memory, batch, llamabench (~40 min on 2 cores; llama-bench builds once)
@@ -273,13 +274,19 @@ def _priorities(name: str) -> Callable[[], None]:
     return run
 
 
+def bench_flash() -> None:
+    from bench.flash import bench_flash as run
+
+    run()
+
+
 def bench_remote() -> None:
     from bench.remote import bench_remote as run
 
     run()
 
 
-BENCHES = {"server": bench_server, "remote": bench_remote, "readahead": _priorities("readahead"),
+BENCHES = {"server": bench_server, "remote": bench_remote, "flash": bench_flash, "readahead": _priorities("readahead"),
            "priority": _priorities("priority"),
            "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
            "cache": bench_cache, "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),

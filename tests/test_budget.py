@@ -15,6 +15,7 @@ import llama_cpp
 import pytest
 
 from docqa.engine.budget import (
+    FLASH_OFF_MAX_COMPUTE,
     GIB,
     ContextBudgetExceeded,
     Memory,
@@ -273,7 +274,7 @@ def need(shape: ModelShape, req: PlanRequest, n_ctx: int, ct: str, flash: bool) 
 def test_ample_memory_reads_the_whole_document_in_f16(shape: ModelShape) -> None:
     plan = make_plan(request(shape, 3000))
     assert (plan.mode, plan.type_k, plan.type_v, plan.yarn_factor, plan.flash_attn) == ("whole", "f16", "f16", None,
-                                                                                           True)
+                                                                                           False)
     assert plan.n_ctx == pad_ctx(3000 + 256 + 512) == 3840
     assert plan.kv_bytes == 3840 * 23040 and plan.kv_bytes_per_token == 23040
     assert [s.name for s in plan.steps] == ["whole (f16 KV)"] and plan.steps[0].fits
@@ -281,6 +282,18 @@ def test_ample_memory_reads_the_whole_document_in_f16(shape: ModelShape) -> None
     d = plan.to_dict()
     assert d["needed_bytes"] == plan.needed_bytes and d["memory_source"] == "DOCQA_MEMORY_BUDGET"
     assert d["summary"].startswith("whole document, 3,000 tokens in a 3,840-token context, KV ")
+
+
+def test_auto_flash_attention_is_off_while_the_scores_buffer_stays_small(shape: ModelShape) -> None:
+    """DOCQA_FLASH_ATTN unset: off (faster questions and answers on the CPU, bench/results/flash.json) while
+    the attention scores it needs instead fit in FLASH_OFF_MAX_COMPUTE; on past that, and whenever set."""
+    small, large = make_plan(request(shape, 6000)), make_plan(request(shape, 40000))
+    assert small.flash_attn is False and small.compute_bytes == shape.compute_bytes(small.n_ctx, 512, False)
+    assert shape.compute_bytes(small.n_ctx, 512, False) <= FLASH_OFF_MAX_COMPUTE
+    assert large.flash_attn is True and shape.compute_bytes(large.n_ctx, 512, False) > FLASH_OFF_MAX_COMPUTE
+    assert large.compute_bytes == shape.compute_bytes(large.n_ctx, 512, True)
+    assert make_plan(request(shape, 6000, flash_attn=True)).flash_attn is True
+    assert make_plan(request(shape, 40000, flash_attn=False)).flash_attn is False
 
 
 @pytest.mark.parametrize(("prompt_tokens", "factor"), [(14000, 2.0), (40000, 8.0)])
@@ -323,7 +336,7 @@ def test_memory_below_q4_0_reads_in_chunks(shape: ModelShape) -> None:
     probe = request(shape, 60000)
     n_ctx = pad_ctx(60000 + 768)
     q4_need = need(shape, probe, n_ctx, "q4_0", True)
-    chunk_need = need(shape, probe, 8192, "f16", True)
+    chunk_need = need(shape, probe, 8192, "f16", False)  # auto: an 8,192-token chunk reads without flash attention
     assert chunk_need < q4_need
     plan = make_plan(request(shape, 60000, available=q4_need - 1))
     assert plan.mode == "chunked" and plan.type_k == "f16" and plan.chunk_ctx == 8192

@@ -254,9 +254,28 @@ class PlanRequest:
     max_yarn_factor: float = 8.0
     chunk_ctx: int = 32_768
     forced_mode: str | None = None  # whole | chunked | None
-    flash_attn: bool = True  # measured faster on CPU too; quantized V needs it regardless
+    flash_attn: bool | None = None  # None: auto (`flash_for`); quantized V needs it regardless
     cache_types: tuple[str, ...] = CACHE_TYPES
     history_tokens: int = 0  # budget for a conversation's earlier turns, after the documents
+
+
+# Auto flash attention: off while the attention scores it would need instead fit in this much memory.
+# On this CPU (2 cores, SmolLM2, `python -m bench.run flash` → bench/results/flash.json) llama.cpp's
+# flash-attention kernel lost everywhere: without it a 3,800-token lease read 1.09× faster, a 17-token
+# question after it was evaluated 1.7× faster and 16 answer tokens 1.1×; at 7,616 tokens 1.13×, 5.1× and
+# 1.7×. Without it the scores buffer grows with the context (n_ctx × n_ubatch × heads × 4 bytes), so a
+# long context keeps it on and its compute buffer stays small.
+FLASH_OFF_MAX_COMPUTE = 512 * 1024**2
+
+
+def flash_for(req: PlanRequest, n_ctx: int, ct: str) -> bool:
+    """Flash attention for a context of `n_ctx` tokens and `ct` KV: required for a quantized V cache, as
+    DOCQA_FLASH_ATTN says when set, else off while its alternative's compute buffer stays small."""
+    if ct != "f16":
+        return True
+    if req.flash_attn is not None:
+        return req.flash_attn
+    return req.shape.compute_bytes(n_ctx, req.n_ubatch, False) > FLASH_OFF_MAX_COMPUTE
 
 
 def yarn_factor_for(n_ctx: int, n_ctx_train: int) -> float | None:
@@ -281,11 +300,11 @@ def make_plan(req: PlanRequest) -> Plan:
             f"the cap is ×{req.max_yarn_factor:g} (DOCQA_MAX_YARN_FACTOR)"
         )
     if whole_blocker:
-        need = s.kv_bytes(n_ctx) + s.compute_bytes(n_ctx, req.n_ubatch, req.flash_attn) + fixed
+        need = s.kv_bytes(n_ctx) + s.compute_bytes(n_ctx, req.n_ubatch, flash_for(req, n_ctx, "f16")) + fixed
         steps.append(Step("whole", n_ctx, "f16", "f16", yarn, need, False, whole_blocker))
     elif req.forced_mode != "chunked":
         for ct in req.cache_types:
-            flash = req.flash_attn or ct != "f16"
+            flash = flash_for(req, n_ctx, ct)
             need = s.kv_bytes(n_ctx, ct, ct) + s.compute_bytes(n_ctx, req.n_ubatch, flash) + fixed
             name = "whole" + (" + YaRN" if yarn else "") + f" ({ct} KV)"
             step = Step(name, n_ctx, ct, ct, yarn, need, need <= req.memory.available)
@@ -327,7 +346,7 @@ def _chunked(req: PlanRequest, steps: list[Step], whole_blocker: str) -> Plan:
     n_chunks = max(1, math.ceil(req.prompt_tokens / content_per_chunk))
     fixed = s.weights_bytes + req.margin_bytes
     for ct in req.cache_types:
-        flash = req.flash_attn or ct != "f16"
+        flash = flash_for(req, chunk_ctx, ct)
         need = s.kv_bytes(chunk_ctx, ct, ct) + s.compute_bytes(chunk_ctx, req.n_ubatch, flash) + fixed
         step = Step(f"chunked ({ct} KV)", chunk_ctx, ct, ct, None, need, need <= req.memory.available)
         steps.append(step)

@@ -72,7 +72,7 @@ class LocalBackend:
             question_tokens=needs.question_tokens, answer_tokens=needs.answer_tokens,
             history_tokens=needs.history_tokens, memory=self.memory(), margin_bytes=s.memory_margin,
             n_ubatch=s.n_batch, max_ctx=s.max_context, max_yarn_factor=s.max_yarn_factor, chunk_ctx=needs.chunk_ctx,
-            forced_mode=needs.forced_mode, flash_attn=True if s.flash_attn is None else s.flash_attn,
+            forced_mode=needs.forced_mode, flash_attn=s.flash_attn,
             cache_types=tuple(t.strip() for t in s.kv_types.split(",") if t.strip()),
         ))
 
@@ -138,6 +138,9 @@ class LocalBackend:
         assert isinstance(slot, Place)
         gen = self.runtime.submit(timed, job, place=slot).result()
         return gen, (started[0] - submitted) if started else 0.0
+
+    def warm(self) -> None:
+        self.runtime.preload()
 
     def health(self) -> dict[str, Any]:
         """Ready or why not (checked now, so a model file that vanished or was truncated after start shows
