@@ -140,16 +140,22 @@ class Settings(BaseSettings):
     n_batch: int = Field(512, description="Tokens evaluated per llama.cpp batch (and per progress update).")
     flash_attn: bool | None = Field(
         None,
-        description="Force llama.cpp flash attention on or off. Default on: the fastest prompt reading, a compute "
-        "buffer that does not grow with the context, and quantized KV needs it. Off writes answers faster on CPU "
-        "(1.4-1.9x at a 4,096-token depth here), but its compute buffer grows with the context; quantized KV "
-        "turns it back on.",
+        description="Force llama.cpp flash attention on or off. Unset (auto): off while the attention scores it "
+        "would need instead stay under 512 MiB (SmolLM2 up to ~26K tokens), on past that. On this CPU reading is "
+        "about as fast either way, but a question and its answer are 1.5-2x faster without it at 4K tokens "
+        "(bench/results/flash.json); with it the compute buffer does not grow with the context. Quantized KV "
+        "turns it on.",
     )
     kv_types: str = Field(
         "f16,q8_0,q4_0", description="KV-cache types the planner may use, best first (drop q4_0 to protect quality)."
     )
     state_cache_bytes: int = Field(
         4 * 1024**3, description="Disk cap for KV-state snapshots of read documents; least recently used go first."
+    )
+    preload: bool = Field(
+        True, description="Load the default model when docqa starts (its runner process, or its servers asked what "
+        "they are), as llama-server does, so the first question does not wait for the model to load; "
+        "DOCQA_MODEL_KEEP_ALIVE then applies as after a question.",
     )
     read_ahead: bool = Field(
         True, description="Read a document set in the background when a session is opened or documents are chosen "

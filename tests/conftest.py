@@ -23,6 +23,7 @@ BACKENDS = ("sqlite", "postgresql")
 # Read-ahead (readahead.py) would read every session's documents in the background and change what the
 # other tests measure (prefix sources, restarts, timings); its own tests (test_readahead.py) turn it on.
 os.environ.setdefault("DOCQA_READ_AHEAD", "false")
+os.environ.setdefault("DOCQA_PRELOAD", "false")  # tests load models when they ask (test_runner.py tests preloading)
 
 
 @pytest.fixture(scope="module")

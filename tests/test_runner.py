@@ -273,6 +273,34 @@ def test_an_idle_runner_is_unloaded_after_its_keep_alive_and_loaded_again(tmp_pa
         engine.close()
 
 
+def test_preload_loads_the_default_model_at_start_and_the_first_question_does_not_load_it(tmp_path: Path) -> None:
+    """DOCQA_PRELOAD (the default outside the test suite): the runner is started with the server, as
+    llama-server loads its model, so the first question finds it ready; a server without it loads on demand."""
+    s = Server(tmp_path / "data", env={**SERVER_ENV, "DOCQA_PRELOAD": "true"}).start()
+    try:
+        with httpx.Client(base_url=s.url, timeout=120) as http:
+            health = lambda: http.get("/api/health").json()["details"]["models"]["default"]  # noqa: E731
+            wait_for(lambda: health()["runner"]["state"] == "ready", timeout=60, every=0.2)
+            pid = health()["runner"]["pid"]
+            assert psutil.Process(pid).is_running() and health()["loaded"] is True
+            doc = upload(http, "beds.txt", b"Bed 4 grows leeks.\nBed 5 grows beans.\n")
+            sid = http.post("/api/sessions", json={"document_ids": [doc["id"]]}).json()["id"]
+            r = http.post(f"/api/sessions/{sid}/questions", json={"question": "What does bed 4 grow?",
+                                                                   "max_tokens": 8, "stream": False})
+            assert r.status_code == 200, r.text
+            runner = health()["runner"]
+            assert runner["pid"] == pid and runner["starts"] == 1  # the question used the preloaded runner
+    finally:
+        s.stop()
+    cold = Server(tmp_path / "data2", env={**SERVER_ENV, "DOCQA_PRELOAD": "false"}).start()
+    try:
+        time.sleep(1.0)
+        runner = httpx.get(f"{cold.url}/api/health", timeout=30).json()["details"]["models"]["default"]["runner"]
+        assert runner["pid"] is None and runner["starts"] == 0
+    finally:
+        cold.stop()
+
+
 def test_a_model_truncated_under_its_memory_map_mid_question_costs_that_question_only(tmp_path: Path) -> None:
     """The SIGBUS case: a memory-mapped GGUF cut short while a question reads kills the runner, not docqa."""
     model = tmp_path / "smol.gguf"

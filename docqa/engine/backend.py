@@ -132,4 +132,8 @@ class Backend(Protocol):
     def health(self) -> dict[str, Any]:
         """What /api/health says of this model: ready or why not, queue, and the backend's own details."""
 
+    def warm(self) -> None:
+        """Get ready to answer before any question comes (DOCQA_PRELOAD at start): load the model, or ask
+        the servers what they are. Never raises: what fails shows in `health`."""
+
     def close(self) -> None: ...

@@ -14,6 +14,7 @@ dropped first (said in the notes). Every answer is grounded claim by claim (grou
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -32,10 +33,11 @@ from docqa.engine.sources import Document, Sources
 from docqa.engine.state_cache import StateCache, state_key
 from docqa.engine.token_counts import TokenCounts
 from docqa.engine.work import ContextAllocationFailed, Generation, Sampling
-from docqa.errors import InvalidRequest
+from docqa.errors import DocqaError, InvalidRequest
 from docqa.rules import check_max_tokens, check_mode, check_question_tokens
 from docqa.settings import Settings
 
+log = logging.getLogger(__name__)
 EventSink = Callable[[str, dict[str, Any]], None]
 Turn = tuple[str, str]  # an earlier (question, answer) of the conversation
 MAP_ANSWER_TOKENS = 256
@@ -115,6 +117,17 @@ class Engine:
         """A place in the model's queue, in priority class `klass` (interactive, batch, read_ahead) for
         `principal` (runtime.py: classes served in order, principals in turn)."""
         return self.backend(spec).reserve(klass, principal)
+
+    def preload(self, registry: Any) -> None:
+        """Make the default model ready before the first question (DOCQA_PRELOAD): its runner started, or
+        its servers probed. Runs on a thread of its own at start; a model that cannot be used says so in
+        health, as the first question would have found."""
+        try:
+            spec = registry.get(None)
+        except DocqaError as exc:
+            log.warning("no model preloaded: %s", exc.detail)
+            return
+        self.backend(spec).warm()
 
     def close(self) -> None:
         with self._lock:

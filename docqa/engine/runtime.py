@@ -65,6 +65,7 @@ from docqa.engine.work import (
     Work,
     runner_error,
 )
+from docqa.errors import DocqaError
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ class Runtime:
             state = "restarting"
         return {
             "state": state, "pid": r.pid if r is not None and r.alive() else None, "restarts": self._restarts,
+            "starts": self._starts,
             "phase": self._phase if state == "ready" else None,
             "last_exit": self._last_exit, "failed": self._failed, "extra_buffers": self.extra_buffers,
             "extra_buffers_reason": self.extra_buffers_reason, "keep_alive_s": self.keep_alive_s,
@@ -492,6 +494,22 @@ class Runtime:
     def _release(self, klass: str = "interactive") -> None:  # by Place.release only
         with self._lock:
             self._places[klass] -= 1
+            self._last_used = time.monotonic()
+
+    def preload(self) -> None:
+        """Start the runner now, ahead of any question (as llama-server loads its model at start), so the
+        first question does not wait for the model to load; keep-alive counts from here. A model that
+        cannot load says so in `status` (failed, and why), as a question would have found."""
+        self._system(self._preload)
+
+    def _preload(self) -> None:
+        if self._failed or self._closed.is_set():
+            return
+        try:
+            self._ensure_runner()
+        except DocqaError as exc:
+            log.warning("model %s: could not preload: %s", self.spec.name, exc.detail)
+        with self._lock:
             self._last_used = time.monotonic()
 
     def _system(self, fn: Callable[..., Any], *args: Any) -> None:

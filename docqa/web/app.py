@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -170,6 +171,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                          sessions=SessionService(db, documents, registry, engine), batches=batches)
         for worker in workers:  # answer queued batch items in the background, resuming after a restart
             worker.start()
+        if settings.preload:  # the first question need not wait for the model to load
+            threading.Thread(target=engine.preload, args=(registry,), daemon=True, name="preload").start()
         try:
             yield
         finally:
