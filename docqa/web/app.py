@@ -61,8 +61,11 @@ SECURITY_HEADERS = [
 NO_STORE = (b"cache-control", b"no-store")  # what /api answers is private to its principal
 
 
-def security_headers(message: Message, scope: Scope) -> None:
-    """Every HTTP response gets the security headers, and every /api answer `Cache-Control: no-store`."""
+async def security_headers(message: Message, scope: Scope) -> None:
+    """Every HTTP response gets the security headers, and every /api answer `Cache-Control: no-store`.
+
+    A coroutine, not a plain function: Litestar runs a sync `before_send` hook in its thread pool for
+    every message sent, each SSE event of a streamed answer included (a thread hop per token)."""
     if message["type"] != "http.response.start":
         return
     headers = list(message.get("headers") or [])

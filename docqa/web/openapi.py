@@ -106,7 +106,7 @@ class JsonOrCsvOperation(Operation):
             ok.content["text/csv; charset=utf-8"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
 
 
-def complete_allow_header(message: Message, scope: Scope) -> None:
+async def complete_allow_header(message: Message, scope: Scope) -> None:
     """A before_send hook: an OPTIONS answer lists every method of its path."""
     if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS" or message["status"] != 204:
         return
