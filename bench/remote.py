@@ -53,9 +53,10 @@ def _erase(server: Any) -> None:
 def _docqa(tmp: Path, urls: list[str], workers: int = 1) -> Any:
     from tests.browser import Server
 
+    # DOCQA_PRELOAD off: the local default model is not used here, and loading it would take CPU from the servers
     return Server(tmp, env={"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1",
                             "DOCQA_MODELS": ",".join(f"big={u}" for u in urls), "DOCQA_BATCH_WORKERS": str(workers),
-                            "OMP_WAIT_POLICY": "PASSIVE"}).start()
+                            "OMP_WAIT_POLICY": "PASSIVE", "DOCQA_PRELOAD": "false", "DOCQA_READ_AHEAD": "false"}).start()
 
 
 def _stream(client: httpx.Client, url: str, body: dict[str, Any], docqa: bool) -> dict[str, Any]:
