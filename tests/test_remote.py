@@ -290,3 +290,42 @@ def test_read_ahead_on_llama_server_and_the_first_question_starts_from_it(tmp_pa
         assert timings["prefix_source"] == "read-ahead", timings
         assert timings["cached_tokens"] >= 0.9 * sets[0]["tokens_total"], timings
         assert PASS_KEY in first.json()["answer"]
+
+
+def test_a_kept_alive_connection_closed_by_the_server_is_replaced_not_failed(tmp_path: Path) -> None:
+    """A pooled connection the server closes as it is reused (llama-server ends keep-alive connections after
+    5 idle seconds) is sent on again over a new one, once, instead of taking the server out of rotation. A
+    real socket server: it answers the first request keep-alive, then closes that connection on the next
+    request without answering, and answers on a new connection."""
+    import socket
+
+    from docqa.engine.remote import Server
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[int] = []
+    body = b'{"tokens":[1,2,3]}'
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    def serve() -> None:
+        for n in range(2):
+            conn, _ = listener.accept()
+            connections.append(n)
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+                if n == 0:  # the next request on this connection: closed without an answer
+                    conn.recv(65536)
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    server = Server(f"http://127.0.0.1:{port}", None, timeout_s=10, probe_s=60)
+    try:
+        assert server.tokenize("a b c", special=False, add_bos=False) == [1, 2, 3]
+        assert server.tokenize("a b c", special=False, add_bos=False) == [1, 2, 3]  # retried on a new connection
+        thread.join(10)
+        assert connections == [0, 1] and server.state != "down"
+    finally:
+        server.close()
+        listener.close()

@@ -73,6 +73,19 @@ def api_keys(settings: Settings) -> dict[str, str]:
     return keys
 
 
+class _FreshOnStale(httpx.HTTPTransport):
+    """Sends a request once more, on a new connection, when the kept-alive connection the pool gave it
+    turns out closed by the server before any response came (llama-server's HTTP library ends a keep-alive
+    connection after 5 idle seconds or 100 requests, and one may close just as it is reused). Nothing had reached the
+    server's model then; a failure after the response began is not retried here."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.RemoteProtocolError:
+            return super().handle_request(request)
+
+
 class Server:
     """One server: what it said of itself when last probed, whether it is in rotation, its load."""
 
@@ -111,8 +124,9 @@ class Server:
         per request. A connection the server closed (a restart) is dropped by the pool, not reused."""
         with self.lock:
             if self._http is None:
-                self._http = httpx.Client(base_url=self.url, headers=self.headers(),
-                                          timeout=self.timeout(), limits=httpx.Limits(max_keepalive_connections=16))
+                transport = _FreshOnStale(limits=httpx.Limits(max_keepalive_connections=16))
+                self._http = httpx.Client(base_url=self.url, headers=self.headers(), timeout=self.timeout(),
+                                          transport=transport)
             return self._http
 
     def timeout(self, read_s: float | None = None) -> httpx.Timeout:
