@@ -218,7 +218,11 @@ class Engine:
     # -- answering ----------------------------------------------------------------------------------
 
     def check_question(self, spec: Spec, question: str, opts: AskOptions, plan: Plan) -> None:
-        check_question_tokens(question, self.count(spec, question), self.settings.question_tokens)
+        # counted as the prompt holds it ("\nQuestion: …", less the label): the piece the prompt tokenizes
+        # next, so a remote backend asks its server once per question, not twice
+        label = prompts.question_text("").rstrip()
+        n = self.count(spec, prompts.question_text(question)) - self.count(spec, label)
+        check_question_tokens(question, n, self.settings.question_tokens)
         check_max_tokens(opts.max_tokens, plan.answer_tokens, "the answer budget of this session's plan")
 
     def sampling(self, spec: Spec, overrides: dict[str, float | str]) -> Sampling:
