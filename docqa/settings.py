@@ -153,8 +153,8 @@ class Settings(BaseSettings):
         4 * 1024**3, description="Disk cap for KV-state snapshots of read documents; least recently used go first."
     )
     preload: bool = Field(
-        True, description="Load the default model when docqa starts (its runner process, or its servers asked what "
-        "they are), as llama-server does, so the first question does not wait for the model to load; "
+        True, description="Load the default model (DOCQA_MODEL, else the embedded one) when docqa starts, in its "
+        "runner process, as llama-server does, so the first question does not wait for the model to load; "
         "DOCQA_MODEL_KEEP_ALIVE then applies as after a question.",
     )
     read_ahead: bool = Field(
