@@ -6,7 +6,8 @@ Everything runs here, on loopback: llama-server instances built from the llama.c
 llama-cpp-python vendors, each with one thread and one slot, serving the embedded SmolLM2; docqa is
 a real `docqa serve` process with `DOCQA_MODELS=big=<url>` (and a second URL for the batch). Per round:
 - docqa, cold and warm: a session over a ~1,200-token lease, a first question (the server restarted
-  before it) and a follow-up, streamed; time to first token and total, taken by the client;
+  before it) and four follow-ups (`history: false`), streamed; time to first token and total, taken by
+  the client; read-ahead off, so the first question reads the lease, as the direct one does;
 - direct: the very prompts docqa sent (read back from llama-server's `/slots`, re-tokenized by the
   server) posted to `/completion` with the same options (stream, cache_prompt, n_predict,
   greedy), cold (server restarted) then warm;
@@ -30,6 +31,7 @@ from bench.sidebyside import BATCH_QUESTIONS, document_text
 
 MAX_TOKENS = 16
 CTX = 4096
+QUESTIONS = 5  # a cold one, then four warm follow-ups
 GREEDY = {"temperature": 0, "seed": 1}
 
 
@@ -53,10 +55,12 @@ def _erase(server: Any) -> None:
 def _docqa(tmp: Path, urls: list[str], workers: int = 1) -> Any:
     from tests.browser import Server
 
-    # DOCQA_PRELOAD off: the local default model is not used here, and loading it would take CPU from the servers
+    # DOCQA_PRELOAD off: the local default model is not used here, and loading it would take CPU from the servers;
+    # read-ahead off: the first question reads the lease itself, as the direct one does
     return Server(tmp, env={"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1",
                             "DOCQA_MODELS": ",".join(f"big={u}" for u in urls), "DOCQA_BATCH_WORKERS": str(workers),
-                            "OMP_WAIT_POLICY": "PASSIVE", "DOCQA_PRELOAD": "false", "DOCQA_READ_AHEAD": "false"}).start()
+                            "OMP_WAIT_POLICY": "PASSIVE", "DOCQA_PRELOAD": "false",
+                            "DOCQA_READ_AHEAD": "false"}).start()
 
 
 def _stream(client: httpx.Client, url: str, body: dict[str, Any], docqa: bool) -> dict[str, Any]:
@@ -97,10 +101,10 @@ def _docqa_pair(tmp: Path, llama: Any, text: str, prompts: list[list[int]]) -> l
         with httpx.Client(base_url=server.url, timeout=600) as http:
             doc = http.post("/api/documents", files={"file": ("lease.txt", text.encode(), "text/plain")}).json()
             session = http.post("/api/sessions", json={"document_ids": [doc["id"]], "model": "big"}).json()
-            for q in BATCH_QUESTIONS[:2]:
+            for q in BATCH_QUESTIONS[:QUESTIONS]:
                 body = {"question": q, "max_tokens": MAX_TOKENS, "sampling": GREEDY, "history": False}
                 out.append(_stream(http, f"/api/sessions/{session['id']}/questions", body, docqa=True))
-                if len(prompts) < 2:
+                if len(prompts) < QUESTIONS:
                     prompts.append(_slot_prompt(url))
     finally:
         server.stop()
@@ -154,11 +158,11 @@ def bench_remote(rounds: int = 2) -> None:
                 order = ("docqa", "direct") if r % 2 == 0 or not prompts else ("direct", "docqa")
                 for side in order:
                     if side == "docqa":
-                        cold, warm = _docqa_pair(tmp / f"docqa{r}", servers[0], text, prompts)
+                        cold, *warm = _docqa_pair(tmp / f"docqa{r}", servers[0], text, prompts)
                     else:
-                        cold, warm = _direct_pair(servers[0], prompts)
+                        cold, *warm = _direct_pair(servers[0], prompts)
                     cells[f"{side}_cold"].append(cold)
-                    cells[f"{side}_warm"].append(warm)
+                    cells[f"{side}_warm"].extend(warm)
             batch = {"one_server": _batch(tmp / "batch1", servers[:1], text),
                      "two_servers": _batch(tmp / "batch2", servers, text)}
         finally:
@@ -172,6 +176,9 @@ def bench_remote(rounds: int = 2) -> None:
         "model": "SmolLM2-135M-Instruct Q4_1 (embedded)", "llama_server": {"threads": 1, "slots": 1, "ctx": CTX},
         "max_tokens": MAX_TOKENS, "rounds": rounds, "prompt_tokens": [len(p) for p in prompts], "medians": med,
         "ratio_direct_over_docqa": ratio,
+        "first_token_beyond_prompt_ms": {  # what the client waits for besides the server's reading, warm
+            side: round(1000 * statistics.median(c["ttft_s"] - c["prompt_s"] for c in cells[f"{side}_warm"]), 1)
+            for side in ("docqa", "direct")},
         "warm_prompt_over_cold_prompt_docqa": round(med["docqa_warm"]["prompt_s"] / med["docqa_cold"]["prompt_s"], 4),
         "batch_10_questions": batch,
         "batch_speedup_two_over_one": round(batch["one_server"]["wall_s"] / batch["two_servers"]["wall_s"], 2),
