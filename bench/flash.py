@@ -1,6 +1,7 @@
 """Flash attention on or off, on this CPU: what `DOCQA_FLASH_ATTN` unset (auto) is chosen by.
 
     python -m bench.run flash       # writes bench/results/flash.json (~6 min on 2 cores)
+    python -m bench.flash quality   # adds answer quality with it off vs the stored run with it on (~5 min)
 
 The embedded SmolLM2, the runner's own context set-up (`new_llama`, extra buffer types as docqa chooses
 them here) and prefill loop, 2 threads, n_batch = n_ubatch = 512, f16 KV. Per depth (a ~3,800- and a
@@ -9,6 +10,11 @@ them here) and prefill loop, 2 threads, n_batch = n_ubatch = 512, f16 KV. Per de
 - question: a 17-token question evaluated after it, its cells dropped between tries (median of 3, s);
 - answer: 16 greedy tokens generated after the question (s).
 The question and the answer are what a warm follow-up costs; reading is what a cold one costs.
+
+`quality`: flash attention changes the arithmetic's rounding, so a tiny model's greedy answer can flip
+where two tokens nearly tie. It answers bench/quality.py's 1K whole-mode greedy cells (all six tasks,
+seeds 1-3, the same generated documents) with flash attention off and compares them, answer by answer,
+with those stored in bench/results/quality.json, which were measured with it on.
 """
 
 from __future__ import annotations
@@ -92,3 +98,52 @@ def bench_flash() -> None:
                     "rows": rows, "ratios": ratios,
                     "reading": "read_off_over_on < 1: reading is slower without flash attention; "
                                "*_on_over_off > 1: a question or an answer is slower with it"})
+
+
+def bench_flash_quality() -> None:
+    import json
+
+    from bench import quality
+    from bench.run import RESULTS
+    from docqa.engine.engine import Engine
+    from docqa.engine.models import ModelRegistry
+    from docqa.settings import Settings
+
+    stored = {(a["seed"], a["task"]): a for a in json.loads((RESULTS / "quality.json").read_text())["answers"]
+              if (a["length"], a["mode"], a["sampling"]) == (1024, "whole", "greedy")}
+    tmp = Path(tempfile.mkdtemp())
+    settings = Settings(data_dir=tmp, seed=1, answer_tokens=quality.MAX_TOKENS, question_tokens=64, history_tokens=0,
+                        n_threads=quality.THREADS, flash_attn=False, read_ahead=False, preload=False)
+    registry = ModelRegistry(settings)
+    engine = Engine(settings, registry)
+    spec = registry.get(None)
+    rows = []
+    try:
+        for seed in (1, 2, 3):
+            for cell in quality.run_cell(engine, spec, 1024, "whole", ["greedy"], seed):
+                for r in cell.results:
+                    on = stored.get((seed, r["task"]))
+                    rows.append({"seed": seed, "task": r["task"], "correct_off": r["correct"],
+                                 "correct_on": on["correct"] if on else None, "same_answer": bool(on) and
+                                 on["answer"] == r["answer"], "answer_off": r["answer"],
+                                 "answer_on": on["answer"] if on else None})
+    finally:
+        engine.close()
+    both = [r for r in rows if r["correct_on"] is not None]
+    path = RESULTS / "flash.json"
+    data = json.loads(path.read_text())
+    data["quality_1k_greedy"] = {
+        "answers": len(both), "same_answer": sum(r["same_answer"] for r in both),
+        "accuracy_off": round(sum(r["correct_off"] for r in both) / max(1, len(both)), 3),
+        "accuracy_on_stored": round(sum(r["correct_on"] for r in both) / max(1, len(both)), 3),
+        "rows": rows,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in data["quality_1k_greedy"].items() if k != "rows"}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["quality"]:
+        bench_flash_quality()
+    else:
+        bench_flash()

