@@ -171,12 +171,6 @@ def _document(n_lines: int, key_line: int | None = None, key: str = "52817"):  #
     return [(doc, secs)]
 
 
-def bench_prefill() -> None:
-    from bench.runner import bench_prefill as run
-
-    run()
-
-
 def bench_cache() -> None:
     from docqa.engine.engine import AskOptions, Engine
     from docqa.engine.models import ModelRegistry
@@ -244,53 +238,22 @@ def bench_yarn() -> None:
     })
 
 
-def _sidebyside(name: str) -> Callable[[], None]:
+def _lazy(module: str, name: str) -> Callable[[], None]:
+    """`bench.<module>.bench_<name>`, imported when it runs (each pulls in the model stack or a server)."""
     def run() -> None:
-        from bench import sidebyside
+        import importlib
 
-        getattr(sidebyside, f"bench_{name}")()
+        getattr(importlib.import_module(f"bench.{module}"), f"bench_{name}")()
 
     return run
 
 
-def _formats() -> None:
-    from bench.formats import bench_formats
-
-    bench_formats()
-
-
-def bench_server() -> None:
-    from bench.llama_server import bench_server as run
-
-    run()
-
-
-def _priorities(name: str) -> Callable[[], None]:
-    def run() -> None:
-        from bench import priorities
-
-        getattr(priorities, f"bench_{name}")()
-
-    return run
-
-
-def bench_flash() -> None:
-    from bench.flash import bench_flash as run
-
-    run()
-
-
-def bench_remote() -> None:
-    from bench.remote import bench_remote as run
-
-    run()
-
-
-BENCHES = {"server": bench_server, "remote": bench_remote, "flash": bench_flash, "readahead": _priorities("readahead"),
-           "priority": _priorities("priority"),
-           "ingest": bench_ingest, "formats": _formats, "prefill": bench_prefill,
-           "cache": bench_cache, "yarn": bench_yarn, "memory": _sidebyside("memory"), "batch": _sidebyside("batch"),
-           "llamabench": _sidebyside("llamabench")}
+BENCHES = {"server": _lazy("llama_server", "server"), "remote": _lazy("remote", "remote"),
+           "flash": _lazy("flash", "flash"), "readahead": _lazy("priorities", "readahead"),
+           "priority": _lazy("priorities", "priority"), "ingest": bench_ingest, "formats": _lazy("formats", "formats"),
+           "prefill": _lazy("runner", "prefill"), "cache": bench_cache, "yarn": bench_yarn,
+           "memory": _lazy("sidebyside", "memory"), "batch": _lazy("sidebyside", "batch"),
+           "llamabench": _lazy("sidebyside", "llamabench")}
 GROUPS = {
     "fast": ["ingest", "memory", "cache"],
     "sidebyside": ["ingest", "memory", "batch", "llamabench"],
