@@ -119,9 +119,9 @@ class Engine:
         return self.backend(spec).reserve(klass, principal)
 
     def preload(self, registry: Any) -> None:
-        """Make the default model ready before the first question (DOCQA_PRELOAD): its runner started, or
-        its servers probed. Runs on a thread of its own at start; a model that cannot be used says so in
-        health, as the first question would have found."""
+        """Make the default model (always a local GGUF) ready before the first question (DOCQA_PRELOAD):
+        its runner started. Runs on a thread of its own at start; a model that cannot be loaded says so
+        in health, as the first question would have found."""
         try:
             spec = registry.get(None)
         except DocqaError as exc:

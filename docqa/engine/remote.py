@@ -75,9 +75,9 @@ def api_keys(settings: Settings) -> dict[str, str]:
 
 class _FreshOnStale(httpx.HTTPTransport):
     """Sends a request once more, on a new connection, when the kept-alive connection the pool gave it
-    turns out closed by the server before any response came (llama-server's HTTP library ends a keep-alive
-    connection after 5 idle seconds or 100 requests, and one may close just as it is reused). Nothing had reached the
-    server's model then; a failure after the response began is not retried here."""
+    turns out closed by the server before any response came (llama-server's HTTP library ends a
+    keep-alive connection after 5 idle seconds or 100 requests, and one may close just as it is reused).
+    Nothing had reached the server's model then; a failure after the response began is not retried."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -121,7 +121,7 @@ class Server:
     def http(self) -> httpx.Client:
         """One pooled client per server, shared by every thread: keep-alive connections, so a follow-up
         question costs no TCP set-up, and no new client (an SSL context and its CA bundle, ~40-80 ms here)
-        per request. A connection the server closed (a restart) is dropped by the pool, not reused."""
+        per request. A connection the server closed is dropped by the pool, or retried once (_FreshOnStale)."""
         with self.lock:
             if self._http is None:
                 transport = _FreshOnStale(limits=httpx.Limits(max_keepalive_connections=16))
