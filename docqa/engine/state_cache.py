@@ -26,6 +26,7 @@ import os
 import struct
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,50 @@ class StateCache:
     def save(self, ctx: Any, key: str, tokens: list[int]) -> bool:
         """Write the KV state of sequence 0 (holding `tokens`) under `key`. Never fails the answer:
         a full, read-only or vanished folder (deleted or replaced while the server runs) is logged."""
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+
+        def fill(tmp: Path) -> str | None:
+            if not llama_cpp.llama_state_seq_save_file(ctx, str(tmp).encode(), 0, arr, len(tokens)):
+                return None
+            return file_sha256(tmp)
+
+        if not self._store(key, tokens, fill):
+            return False
+        self.evict()
+        return True
+
+    def write(self, key: str, tokens: list[int], state: Any, *, evict_before: float | None = None) -> bool:
+        """Write a sequence state copied to memory (`copy_state`) under `key`, in exactly the layout
+        `llama_state_seq_save_file` writes (so `load` reads it back with llama.cpp's own loader). Runs
+        on the runner's writer thread, off the path of every question. `evict_before`: make room only
+        by evicting snapshots last used before that time (read-ahead never pushes out a snapshot used
+        since it was asked for); when that is not enough room, this snapshot is not kept."""
+        header = struct.pack("<III", llama_cpp.LLAMA_STATE_SEQ_MAGIC, llama_cpp.LLAMA_STATE_SEQ_VERSION, len(tokens))
+        body = array("i", tokens).tobytes()
+        # llama_state_seq_get_data puts its own 8-byte header (an io magic and the sequence id) before
+        # the stream that llama_state_seq_save_file writes after the tokens (tests/test_readahead.py
+        # checks the two files are byte for byte the same)
+        view = memoryview(state).cast("B")[GET_DATA_HEADER:]
+
+        def fill(tmp: Path) -> str:
+            digest = hashlib.sha256()
+            with tmp.open("wb") as out:
+                for chunk in (header, body, view):
+                    out.write(chunk)
+                    digest.update(chunk)
+            return digest.hexdigest()
+
+        if not self._store(key, tokens, fill):
+            return False
+        if evict_before is None:
+            self.evict()
+            return True
+        return self.evict(before=evict_before, keep=key)
+
+    def _store(self, key: str, tokens: list[int], fill: Callable[[Path], str | None]) -> bool:
+        """Write a snapshot under `key` through temp files: `fill` writes the data file and returns its
+        sha256 (None: nothing written), then the sidecar follows; each is renamed into place. Never
+        fails the answer: a full, read-only or vanished folder is logged and leaves no temp file."""
         if self.cap_bytes <= 0:
             return False
         data, meta = self._paths(key)
@@ -106,14 +151,12 @@ class StateCache:
         unique = f"{os.getpid()}-{os.urandom(4).hex()}"
         tmp = self.root / f"{key}.{unique}.kv.tmp"
         meta_tmp = self.root / f"{key}.{unique}.json.tmp"
-        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
         try:
             self.root.mkdir(parents=True, exist_ok=True)  # again: the folder may have been deleted meanwhile
-            written = llama_cpp.llama_state_seq_save_file(ctx, str(tmp).encode(), 0, arr, len(tokens))
-            if not written:
+            digest = fill(tmp)
+            if digest is None:
                 tmp.unlink(missing_ok=True)
                 return False
-            digest = file_sha256(tmp)
             os.replace(tmp, data)
             sidecar = {"sha256": digest, "size": data.stat().st_size, "n_tokens": len(tokens),
                        "tokens_hash": tokens_hash(tokens)}
@@ -125,49 +168,7 @@ class StateCache:
                 with contextlib.suppress(OSError):
                     leftover.unlink(missing_ok=True)
             return False
-        self.evict()
         return True
-
-    def write(self, key: str, tokens: list[int], state: Any, *, evict_before: float | None = None) -> bool:
-        """Write a sequence state copied to memory (`copy_state`) under `key`, in exactly the layout
-        `llama_state_seq_save_file` writes (so `load` reads it back with llama.cpp's own loader). Runs
-        on the runner's writer thread, off the path of every question. `evict_before`: make room only
-        by evicting snapshots last used before that time (read-ahead never pushes out a snapshot used
-        since it was asked for); when that is not enough room, this snapshot is not kept."""
-        if self.cap_bytes <= 0:
-            return False
-        data, meta = self._paths(key)
-        unique = f"{os.getpid()}-{os.urandom(4).hex()}"
-        tmp = self.root / f"{key}.{unique}.kv.tmp"
-        meta_tmp = self.root / f"{key}.{unique}.json.tmp"
-        header = struct.pack("<III", llama_cpp.LLAMA_STATE_SEQ_MAGIC, llama_cpp.LLAMA_STATE_SEQ_VERSION, len(tokens))
-        body = array("i", tokens).tobytes()
-        # llama_state_seq_get_data puts its own 8-byte header (an io magic and the sequence id) before
-        # the stream that llama_state_seq_save_file writes after the tokens (tests/test_readahead.py
-        # checks the two files are byte for byte the same)
-        view = memoryview(state).cast("B")[GET_DATA_HEADER:]
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256()
-            with tmp.open("wb") as out:
-                for chunk in (header, body, view):
-                    out.write(chunk)
-                    digest.update(chunk)
-            os.replace(tmp, data)
-            sidecar = {"sha256": digest.hexdigest(), "size": data.stat().st_size, "n_tokens": len(tokens),
-                       "tokens_hash": tokens_hash(tokens)}
-            meta_tmp.write_text(json.dumps(sidecar))
-            os.replace(meta_tmp, meta)
-        except OSError as exc:
-            log.warning("could not save KV snapshot %s: %s", key[:12], exc)
-            for leftover in (tmp, meta_tmp):
-                with contextlib.suppress(OSError):
-                    leftover.unlink(missing_ok=True)
-            return False
-        if evict_before is None:
-            self.evict()
-            return True
-        return self.evict(before=evict_before, keep=key)
 
     def n_tokens(self, key: str) -> int | None:
         """The token count a snapshot's sidecar names (None when there is none)."""
