@@ -207,6 +207,9 @@ def test_a_server_killed_mid_batch_and_the_other_finishes_after_the_lease(pair: 
     a_pid = str(pair.a.proc.pid)
     with client(pair.b) as http:
         doc = http.post("/api/documents", files={"file": ("garden.txt", GARDEN.encode(), "text/plain")}).json()["id"]
+    # The batch is created on A, whose worker wakes at once (B's only at its next poll): otherwise, on a
+    # slow run, B could answer every item before A's 2-second poll claimed one.
+    with client(pair.a) as http:
         r = http.post("/api/batches", json={"document_ids": [doc], "questions": QUESTIONS + QUESTIONS[:3],
                                             "max_tokens": 4, "sampling": SAMPLING})
         assert r.status_code == 202, r.text
