@@ -3,6 +3,8 @@
     python -m bench.quality           # the reduced grid (main()); bench/results/quality.json + quality.png
     python -m bench.quality --full    # every length x every sampling x whole and chunked (hours on 2 cores)
     python -m bench.quality --smoke   # one question whole, one chunked: does it run
+    python -m bench.quality --grid targets          # the issue's target cells, 3 seeds each
+    python -m bench.quality --grid targets --plain  # the same, the model alone (bench/results/quality_plain.json)
 
 Per (length, seed) one contract-like haystack is generated (filler clauses, some with numbers) and
 the needles of every task are put in it at seeded depths, so one prefix serves all the cell's
@@ -18,6 +20,10 @@ or supported whose number is a needle's must be grounded on that needle; one wit
 document lacks must not be grounded at all) and recall (claims stating a needle's value that are
 grounded); unsupported-claim rate; median answer length (tokens); the rate of answers that copy
 document text unrelated to the question (a grounded claim whose passage is no needle of its task).
+Answers are docqa's, as a user gets them: with the lines its search finds shown before the question
+(DOCQA_SEARCH_LINES) and unsupported answers withheld (DOCQA_UNSUPPORTED_ANSWERS). Each answer also
+keeps the model's own text (`draft`) where docqa withheld it, scored as `correct_draft`; the summary
+gives both accuracies (`accuracy`, `accuracy_model_alone`) and the rate of answers withheld.
 """
 
 from __future__ import annotations
@@ -42,8 +48,9 @@ SAMPLINGS: dict[str, dict[str, float | str]] = {
     "qwen-instruct": {"preset": "instruct"},  # the chat preset every model used before (temperature 0.7)
 }
 MAX_TOKENS = 64  # answers are a sentence or two; a longer one is rambling, and is scored as what it says
-THREADS = 1  # the 2 cores are shared with other work here: one thread waits for no other
+THREADS = 2  # run it with the machine to itself (under other load, 1 thread waits for no other)
 CHUNK_CONTEXT = 2048  # small, so chunked mode has several chunks at these lengths
+NAME = "quality"  # the results file; quality_plain with --plain
 WORDS = ["amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper", "kelp",
          "lumen", "maple", "nimbus", "onyx", "pepper", "quartz", "raven", "saffron", "tundra"]
 ABSENT = [("Who is the guarantor of this agreement?", None),
@@ -127,12 +134,17 @@ def score(task: Task, answer: Any, all_needles: list[str]) -> dict[str, Any]:
     from docqa.engine import grounding
 
     text = answer.answer
-    f = grounding.facts(text)
-    found = [v for v in task.values if v in (f.dates if task.name == "date" else f.numbers) or v in text]
-    if task.name == "absent":
-        correct = 1.0 if grounding.abstains(text) or not text.strip() else 0.0
-    else:
-        correct = len(found) / len(task.values)
+
+    def right(text: str) -> float:
+        f = grounding.facts(text)
+        found = [v for v in task.values if v in (f.dates if task.name == "date" else f.numbers) or v in text]
+        if task.name == "absent":
+            return 1.0 if grounding.abstains(text) or not text.strip() else 0.0
+        return len(found) / len(task.values)
+
+    correct = right(text)
+    # the model's own answer, before docqa withheld it as unsupported (DOCQA_UNSUPPORTED_ANSWERS)
+    correct_draft = right(answer.draft) if answer.draft is not None else correct
     claims = answer.claims
     values = {v for t_vals in [task.values] for v in t_vals}
     precise = grounded_numeric = recall_hit = recall_all = 0
@@ -158,6 +170,7 @@ def score(task: Task, answer: Any, all_needles: list[str]) -> dict[str, Any]:
     counts = grounding.summary([grounding.Claim(**c) for c in claims])
     return {
         "task": task.name, "question": task.question, "answer": text, "correct": correct,
+        "draft": answer.draft, "correct_draft": correct_draft,
         "tokens": answer.timings.get("generated_tokens", 0), "claims": counts,
         "numeric_grounded": grounded_numeric, "numeric_precise": precise,
         "recall_claims": recall_all, "recall_grounded": recall_hit, "off_topic_copy": off_topic,
@@ -226,6 +239,8 @@ def summarize(cells: list[Cell]) -> dict[str, Any]:
         rc = sum(r["recall_claims"] for r in rs)
         per_sampling[f"{mode}/{sampling}"] = {
             "accuracy": round(statistics.mean(r["correct"] for r in rs), 3),
+            "accuracy_model_alone": round(statistics.mean(r.get("correct_draft", r["correct"]) for r in rs), 3),
+            "withheld_rate": round(statistics.mean(r.get("draft") is not None for r in rs), 3),
             "accuracy_by_task": {t: round(statistics.mean(r["correct"] for r in rs if r["task"] == t), 3)
                                  for t in sorted({r["task"] for r in rs})},
             "median_answer_tokens": statistics.median(r["tokens"] for r in rs),  # chunked: map steps included
@@ -269,7 +284,7 @@ def chart(result: dict[str, Any]) -> None:
     axes[0].set_ylabel("accuracy")
     axes[-1].legend(fontsize=6, loc="lower left")
     fig.tight_layout()
-    fig.savefig(RESULTS / "quality.png", dpi=110)
+    fig.savefig(RESULTS / f"{NAME}.png", dpi=110)
 
 
 def main(argv: list[str]) -> None:
@@ -285,7 +300,15 @@ def main(argv: list[str]) -> None:
                     help="keep the answers already in bench/results/quality.json and run only the missing ones")
     ap.add_argument("--report", action="store_true",
                     help="recompute the summary and the chart from bench/results/quality.json (a run cut short)")
+    ap.add_argument("--plain", action="store_true",
+                    help="the model alone, as before docqa's search lines and withholding: DOCQA_SEARCH_LINES=0 and "
+                         "DOCQA_UNSUPPORTED_ANSWERS=show (writes bench/results/quality_plain.json)")
+    ap.add_argument("--grid", choices=["reduced", "targets"], default="reduced",
+                    help="targets: only the cells of the issue's targets (single needle and not-in-the-document, "
+                         "whole mode to 7.7K, chunked at 2K), 3 seeds")
     args = ap.parse_args(argv)
+    global NAME
+    NAME = "quality_plain" if args.plain else "quality"
     if args.report:
         resummarize()
         return
@@ -309,6 +332,9 @@ def main(argv: list[str]) -> None:
         (7680, "whole", ["greedy"], ["single", "number"], [2, 3]),
         (2048, "chunked", ["greedy"], ["absent"], [1, 2, 3]),
     ]
+    if args.grid == "targets":
+        grid = [(n, "whole", ["greedy"], ["single", "number", "absent"], [1, 2, 3]) for n in (1024, 4096, 7680)]
+        grid += [(2048, "chunked", ["greedy"], ["single", "number", "absent"], [1, 2, 3])]
     if args.full:
         grid = [(n, m, all_s, None, list(range(1, args.seeds + 1)))
                 for m in ("whole", "chunked") for n in (1024, 2048, 4096, 7680, 15360)]
@@ -319,7 +345,8 @@ def main(argv: list[str]) -> None:
     try:
         settings = Settings(data_dir=tmp, seed=1, answer_tokens=MAX_TOKENS, question_tokens=64, history_tokens=0,
                             chunk_context=CHUNK_CONTEXT, chunk_overlap=64, state_cache_bytes=4 * 1024**3,
-                            n_threads=THREADS)
+                            n_threads=THREADS, **({"search_lines": 0, "unsupported_answers": "show"} if args.plain
+                                                  else {}))
         registry = ModelRegistry(settings)
         spec = registry.get(None)
         engine = Engine(settings, registry)
@@ -341,7 +368,7 @@ def stored_cells() -> dict[tuple[Any, ...], Cell]:
     """The answers stored in quality.json, by (length, mode, sampling, seed)."""
     import json
 
-    path = RESULTS / "quality.json"
+    path = RESULTS / f"{NAME}.json"
     cells: dict[tuple[Any, ...], Cell] = {}
     if not path.is_file():
         return cells
@@ -356,7 +383,7 @@ def resummarize() -> None:
     """Summary and chart again from the answers stored in quality.json."""
     import json
 
-    path = RESULTS / "quality.json"
+    path = RESULTS / f"{NAME}.json"
     data = json.loads(path.read_text())
     cells = stored_cells()
     data.update(summarize(list(cells.values())))
@@ -365,10 +392,10 @@ def resummarize() -> None:
 
 
 def report(spec: Any, args: Any, cells: list[Cell], t0: float) -> None:
-    write("quality", {
-        "model": spec.path.name, "grid": "full" if args.full else "smoke" if args.smoke else "reduced",
+    write(NAME, {
+        "model": spec.path.name, "grid": "full" if args.full else "smoke" if args.smoke else args.grid,
         "seeds": sorted({c.seed for c in cells}), "n_threads": THREADS, "chunk_context": CHUNK_CONTEXT,
-        "max_tokens": MAX_TOKENS,
+        "max_tokens": MAX_TOKENS, "plain": NAME == "quality_plain",
         "elapsed_s": round(time.perf_counter() - t0, 1), **summarize(cells),
         "answers": [{"length": c.length, "mode": c.mode, "sampling": c.sampling, "seed": c.seed, **r}
                     for c in cells for r in c.results],
