@@ -293,7 +293,7 @@ class BatchService:
             "question_index": it.question_index, "question": it.question, "status": it.status,
             "answer": it.answer, "thinking": it.thinking or "", "citations": it.citations or [], "mode": it.mode,
             "timings": it.timings or {}, "error": it.error, "attempts": it.attempts,
-            "claims": [], "grounding": {}, "notes": [], "coverage": None, **(it.extra or {}),
+            "claims": [], "grounding": {}, "notes": [], "coverage": None, "draft": None, **(it.extra or {}),
         }
 
     # -- cancel ---------------------------------------------------------------------------------------

@@ -291,6 +291,8 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
     finally:
         service.engine.close()
     click.echo("")
+    if answer.draft is not None:  # what streamed was the model's draft: the documents do not support it
+        click.echo(f"\n{answer.answer}")
     for c in answer.citations:
         where = f"p. {c['page']}" if c["page"] else f"{c['path']}:L{c['line_start']}-L{c['line_end']}"
         mark = "✓" if c["verified"] else "?"

@@ -7,6 +7,7 @@ Nothing deeper in the code reads `os.environ`: the settings object is passed dow
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -117,6 +118,15 @@ class Settings(BaseSettings):
     )
     history_turns: int = Field(
         8, ge=0, description="Most earlier question/answer turns carried into a question (0: no history)."
+    )
+    search_lines: int = Field(
+        3, ge=0, le=20, description="Lines of the documents shown to the model before the question: those a search "
+        "finds holding the question's rarer words, and a sentence naming its words no line holds (0: none).",
+    )
+    unsupported_answers: Literal["withhold", "show"] = Field(
+        "withhold", description="An answer none of whose statements the documents support (or that only copies "
+        "text unrelated to the question): withhold says the documents do not seem to say, keeping the model's "
+        "text as its draft and in the notes; show returns it as it is (its claims marked unsupported either way).",
     )
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; default: every physical core (prompt reading: every CPU)."

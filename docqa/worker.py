@@ -349,7 +349,7 @@ class BatchWorker:
             self._finish(claim, "done", answer=answer.answer, thinking=answer.thinking or None,
                          citations=answer.citations, mode=answer.mode, timings=timings, error=None,
                          extra={"claims": answer.claims, "grounding": answer.grounding, "notes": answer.notes,
-                                "coverage": answer.coverage})
+                                "coverage": answer.coverage, "draft": answer.draft})
 
     def _sources_for(self, batch: Batch, document_id: str | None) -> Sources:
         key = (batch.id, document_id)

@@ -121,3 +121,65 @@ def test_facts_read_numbers_dates_names_and_codes() -> None:
     assert facts("March 1, 2025").dates == facts("2025-03-01").dates == {"2025-03-01"}
     assert facts("forty-five euros").numbers == {"45"}
     assert abstains("The text does not specify the deposit.") and not abstains("The deposit is EUR 9,000.")
+
+
+# --- search (the lines shown next to the question) and whether an answer answers it -----------------
+
+
+def test_search_finds_the_lines_with_the_questions_rarer_words(grounder: Grounder) -> None:
+    found = grounder.search("How much rent does the tenant pay each month?", 3)
+    assert found.passages and found.passages[0].text.startswith("The Tenant shall pay a monthly rent of EUR 4,500")
+    assert found.passages[0].line_start == 2 and found.absent == []
+    signed = grounder.search("When was it signed?", 3)  # "signed" meets nothing: no line, and the word is named
+    assert signed.passages == [] and signed.absent == ["signed"]
+    # a word every line has finds nothing on its own; the words no line holds are listed
+    found = grounder.search("Who is the guarantor of the agreement?", 3)
+    assert found.absent == ["guarantor"]
+    assert all("guarantor" not in p.text for p in found.passages)
+    assert grounder.search("Summarize this document.", 3).passages == []  # asks about nothing in particular
+
+
+def test_a_claim_about_something_the_documents_never_name_is_not_supported(grounder: Grounder) -> None:
+    # "terminate ... thirty (30) days" matches its other words, but the documents have no "vault"
+    question = "What is the notice period of the blue vault?"
+    c = one(grounder, "The notice period of the blue vault is thirty (30) days.", question)
+    assert c.status == "unsupported" and set(c.missing) >= {"blue", "vault"}
+    assert c.nearest is not None and "thirty (30) days" in c.nearest["text"]
+    # one unknown word beside a known one is left to the similarity ("end" where the lease says "terminate")
+    c = one(grounder, "Either party may end this Agreement by giving thirty (30) days written notice.",
+            "How can a party end this Agreement?")
+    assert c.status == "supported", c
+
+
+def test_an_answer_answers_the_question_only_with_a_grounded_claim_about_it(grounder: Grounder) -> None:
+    def answers(text: str, question: str) -> bool:
+        return grounder.answers(grounder.ground(text, question), question)
+
+    assert answers("The monthly rent is EUR 4,500.", QUESTION)
+    assert answers("EUR 4,500 [lease.txt:L2].", QUESTION)  # the claim lacks the words, its passage has them
+    assert not answers("The monthly rent is EUR 45.", QUESTION)  # every checked claim unsupported
+    # grounded, but only copies a line unrelated to the question
+    assert not answers("The document says that the market opens before dawn.", "Who carries the goods by ship?")
+    assert answers("The documents do not say who the guarantor is.", "Who is the guarantor?")  # abstains
+    assert answers("The Tenant pays a monthly rent of EUR 4,500.", "Summarize this document.")
+    assert answers("Yes.", QUESTION)  # nothing to check: shown as it is
+
+
+def test_an_answer_from_what_the_user_said_earlier_answers(grounder: Grounder) -> None:
+    question = "What is my name?"
+    claims = grounder.ground("Your name is Zorblat.", question)
+    assert [c.status for c in claims] == ["unsupported"]  # the documents never name Zorblat
+    assert grounder.answers(claims, question, said="My name is Zorblat. What is the monthly rent?")
+    assert not grounder.answers(claims, question)
+    assert not grounder.answers(claims, question, said="My name is Quentin.")
+
+
+def test_a_claim_without_facts_about_an_unknown_subject_is_not_supported_by_common_words() -> None:
+    lines = "".join(f"Clause {i}: this agreement binds the customer and the supplier.\n" for i in range(12))
+    g = Grounder([(Document(id="c", filename="c.txt", kind="text", sha256="c"),
+                   [Section(id=1, ordinal=0, path=None, line_start=1, line_end=12, text=lines)])])
+    question = "Who is the guarantor of this agreement?"
+    (c,) = g.ground("The guarantor of this agreement is the customer and the supplier.", question)
+    assert c.status == "unsupported" and c.missing == ["guarantor"]
+    (c,) = g.ground("This agreement binds the customer and the supplier.", question)  # no unknown word
+    assert c.status == "supported"

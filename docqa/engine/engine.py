@@ -66,12 +66,13 @@ class Answer:
     claims: list[dict[str, Any]] = field(default_factory=list)  # grounding.Claim.to_dict(), in answer order
     grounding: dict[str, int] = field(default_factory=dict)  # grounding.summary(): counts per status
     history: dict[str, Any] = field(default_factory=dict)  # {"turns": used, "dropped": left out}
+    draft: str | None = None  # the model's own text of an answer withheld as unsupported (withhold())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer, "thinking": self.thinking, "citations": self.citations, "mode": self.mode,
             "timings": self.timings, "coverage": self.coverage, "notes": self.notes, "stop_reason": self.stop_reason,
-            "claims": self.claims, "grounding": self.grounding, "history": self.history,
+            "claims": self.claims, "grounding": self.grounding, "history": self.history, "draft": self.draft,
         }
 
 
@@ -145,11 +146,11 @@ class Engine:
     # -- prompts ------------------------------------------------------------------------------------
 
     def _tokens(self, spec: Spec, system: str, body: str, question: str,
-                thinking: bool | None, turns: Sequence[Turn] = ()) -> tuple[list[int], list[int]]:
-        """(prefix, suffix): the prefix ends after the documents; the suffix holds the earlier turns
-        and the question."""
+                thinking: bool | None, turns: Sequence[Turn] = (), found: str = "") -> tuple[list[int], list[int]]:
+        """(prefix, suffix): the prefix ends after the documents; the suffix holds the earlier turns,
+        what a search of the documents `found` for the question (prompts.search_text), and the question."""
         backend = self.backend(spec)
-        rendered = backend.template().render(system, [body, prompts.question_text(question)],
+        rendered = backend.template().render(system, [body, found + prompts.question_text(question)],
                                              enable_thinking=thinking,
                                              turns=[(prompts.question_text(q), a) for q, a in turns])
         pieces = rendered.pieces
@@ -275,9 +276,14 @@ class Engine:
                     result.history = {"turns": len(kept) - call.dropped,
                                       "dropped": len(earlier) - len(kept) + call.dropped, "enabled": opts.history}
                     result.notes = notes + call.notes + result.notes
-                    result.grounding = grounding.summary([grounding.Claim(**c) for c in result.claims])
-                    if (warning := grounding.note([grounding.Claim(**c) for c in result.claims])):
+                    claims = [grounding.Claim(**c) for c in result.claims]
+                    result.grounding = grounding.summary(claims)
+                    if (warning := grounding.note(claims)):
                         result.notes.append(warning)
+                    said = " ".join(q for q, _ in kept[call.dropped:])  # the user's words in the turns carried
+                    if self.settings.unsupported_answers == "withhold" and not self.grounder(sources).answers(
+                            claims, question, said):
+                        withhold(result)
                     return result
                 except ContextAllocationFailed as exc:
                     notes.append(f"{exc.detail} Falling back.")
@@ -350,8 +356,9 @@ class Engine:
     def _whole(self, spec: Spec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
         thinking_flag = (False if opts.continue_from else opts.thinking) if spec.family == "hybrid" else None
+        found = self.search(sources, question)
         prefix, suffix = self._conversation(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
-                                            thinking_flag, call, plan.n_ctx - max_tokens, final=True)
+                                            thinking_flag, call, plan.n_ctx - max_tokens, final=True, found=found)
         gen, queue_s = self._run(spec, plan, plan.n_ctx, prefix, suffix, max_tokens, sampling,
                                  self._starts_thinking(spec, opts) and spec.family == "thinking", call)
         claims = self.grounder(sources).ground(gen.text, question)
@@ -363,18 +370,31 @@ class Engine:
         )
 
     def _conversation(self, spec: Spec, system: str, body: str, question: str, thinking: bool | None,
-                      call: _Call, room: int, *, final: bool = False) -> tuple[list[int], list[int]]:
+                      call: _Call, room: int, *, final: bool = False, found: str = "") -> tuple[list[int], list[int]]:
         """(prefix, suffix) with as many of the latest earlier turns as fit in `room` tokens (the
-        context less the answer budget). The prefix does not depend on the turns: tokenized once.
-        `final`: this context writes the answer (not a map step), so an unfinished answer goes on in it."""
+        context less the answer budget), and what the search `found` if it fits after them. The prefix
+        does not depend on the turns: tokenized once. `final`: this context writes the answer (not a
+        map step), so an unfinished answer goes on in it."""
         turns = call.turns
         tail = self._continuation(spec, call.partial) if final else []
-        prefix, suffix = self._tokens(spec, system, body, question, thinking, turns)
-        while turns and len(prefix) + len(suffix) + len(tail) > room:
-            turns = turns[1:]
-            _, suffix = self._tokens(spec, system, "", question, thinking, turns)
+        prefix, suffix = self._tokens(spec, system, body, question, thinking, turns, found)
+        while (turns or found) and len(prefix) + len(suffix) + len(tail) > room:
+            if turns:
+                turns = turns[1:]
+            else:
+                found = ""
+            _, suffix = self._tokens(spec, system, "", question, thinking, turns, found)
         call.dropped = max(call.dropped, len(call.turns) - len(turns))
         return prefix, suffix + tail
+
+    def search(self, sources: Sources, question: str) -> str:
+        """The prompt text of what a search of the documents finds for the question (DOCQA_SEARCH_LINES)."""
+        k = self.settings.search_lines
+        if k <= 0:
+            return ""
+        found = self.grounder(sources).search(question, k)
+        lines = [(grounding.marker(p.location()), p.text[:400]) for p in found.passages]
+        return prompts.search_text(lines, found.absent)
 
     def grounder(self, sources: Sources) -> Grounder:
         """The grounder of a source set (its passages split once), kept for the next questions."""
@@ -432,7 +452,8 @@ class Engine:
         body = EVIDENCE_HEADER + ("\n\n".join(evidence) if evidence else "(none found)")
         prefix, suffix = self._conversation(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
                                             (False if opts.continue_from else opts.thinking)
-                                            if spec.family == "hybrid" else None, call, ctx - max_tokens, final=True)
+                                            if spec.family == "hybrid" else None, call, ctx - max_tokens, final=True,
+                                            found=self.search(sources, question))
         gen, queue_s = self._run(spec, plan, ctx, prefix, suffix, max_tokens, sampling,
                                  spec.family == "thinking" and not opts.continue_from, call, yarn=False)
         claims = self.grounder(sources).ground(gen.text, question, passages)
@@ -463,6 +484,27 @@ class Engine:
             kept.append(quote)
             room -= n
         return kept, left_out
+
+
+WITHHELD = ("The documents do not seem to say: docqa found nothing in them that supports the model's answer, "
+            "so it is not shown as one.")
+
+
+def withhold(result: Answer) -> None:
+    """Replace an answer the documents do not support (Grounder.answers) by saying so; the model's text
+    stays in `draft` and in the notes, its claims (all unsupported, or unrelated to the question) as
+    they were. For legal and code review an answer the reader cannot check is worse than none."""
+    result.draft = result.answer
+    result.answer = WITHHELD
+    result.citations = []
+    result.notes.append(f'The model answered "{_clip(result.draft, 300)}", but no passage of the documents '
+                        "supports that as an answer to the question; it is kept as the draft "
+                        "(DOCQA_UNSUPPORTED_ANSWERS=show shows such answers as they are).")
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
 def _evidence(text: str, chunk: list[Part], chunk_no: int) -> list[tuple[str, Passage]]:

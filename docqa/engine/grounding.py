@@ -29,6 +29,7 @@ bench/results/grounding.json; the numbers are in the README).
 from __future__ import annotations
 
 import functools
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -315,6 +316,7 @@ def similarity(claim: str, passage: str, method: str = "token_set") -> float:
 
 _ABSTAIN = re.compile(
     r"\b(?:(?:documents?|text|contract|evidence|context|passages?|sources?|it)\s+(?:does|do|did)\s*(?:n[o']t)\s+"
+    r"(?:(?:seem|appear)\s+to\s+)?"
     r"(?:say|mention|state|specify|contain|include|provide|give|tell|indicate|define|list)"
     r"|(?:not|never)\s+(?:mentioned|specified|stated|found|given|provided|included|defined|listed|present|"
     r"available)\b(?:\s+\w+){0,3}\s+(?:in|by)\s+the\s+(?:documents?|text|contract|evidence|passages?|context)"
@@ -356,6 +358,86 @@ class Grounder:
         self._facts = [facts(p.text) for p in self.passages]
         self.method = method
         self.threshold = threshold
+        self._index: tuple[list[tuple[dict[str, int], int]], dict[str, int], float] | None = None  # search's
+        self._single: list[Passage] = []
+
+    def search(self, question: str, k: int = 3) -> Found:
+        """The `k` sentences that best hold the question's words (BM25 over single sentences), among those
+        holding at least one *rare* word of it (in at most a tenth of the sentences, or three): a word
+        every clause has ("agreement") finds nothing on its own. Also the question's words that no
+        sentence holds at all. What the prompt shows the model after the question (prompts.search_text)."""
+        terms = question_terms(question)
+        if not terms or k <= 0:
+            return Found([], [])
+        index, df, mean_len = self._search_index()
+        n = len(index)
+        rare = {t for t in terms if 0 < df.get(t, 0) <= max(3, n // 10)}
+        scored: list[tuple[float, int]] = []
+        for i, (tf, length) in enumerate(index):
+            if not rare.intersection(tf):
+                continue
+            score = 0.0
+            for t in terms:
+                f = tf.get(t, 0)
+                if f:
+                    idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+                    score += idf * f * 2.2 / (f + 1.2 * (0.25 + 0.75 * length / mean_len))  # k1 1.2, b 0.75
+            scored.append((score, i))
+        best = [self._single[i] for _, i in sorted(scored, key=lambda si: (-si[0], si[1]))[:k]]
+        return Found(best, [w for t, w in terms.items() if not df.get(t)])
+
+    def _unknown_subject(self, plain: str, own: Facts, question: str) -> list[str]:
+        """The question's words this claim repeats that no sentence of the documents holds, when they are
+        most of the question's words it repeats: "the pass code of the blue vault is 71615" is about a
+        thing the documents never name, however well "the pass key is 71615" matches its other words.
+        A claim with no fact of its own rests on its words alone, so for it a word in more than a tenth
+        of the sentences ("agreement", in a contract) does not count as known: "the guarantor of this
+        agreement is the customer" is about a guarantor. A claim with a fact that repeats one unknown
+        word beside a known one ("the lease ends on 1 May", where the documents say "expires") is left
+        to the similarity and its facts."""
+        terms = question_terms(question)
+        if not terms:
+            return []
+        index, df, _ = self._search_index()
+        mine = {stem(w) for w in words(plain)} & terms.keys()
+        if not own:
+            mine = {t for t in mine if df.get(t, 0) <= max(3, len(index) // 10)}
+        unknown = [terms[t] for t in sorted(mine) if not df.get(t)]
+        return unknown if 2 * len(unknown) > len(mine) else []
+
+    def answers(self, claims: Sequence[Claim], question: str, said: str = "") -> bool:
+        """Whether an answer with these claims answers `question` from the documents: it abstains or
+        checks nothing (shown as it is), or one of its claims is quoted or supported and that claim or
+        its passage holds a word of the question (a question without such words, "Summarize this", asks
+        about nothing in particular). An answer whose every checked claim is unsupported, or that only
+        copies document text unrelated to the question, does not. `said`: what the user said in the
+        conversation's earlier turns; an unsupported claim whose facts all come from it ("Your name is
+        Zorblat") answers from the conversation, which the documents cannot hold."""
+        checked = [c for c in claims if c.status in ("quoted", "supported", "unsupported")]
+        if not checked or any(c.status == "not_in_documents" for c in claims):
+            return True
+        grounded = [c for c in checked if c.status in ("quoted", "supported") or _from(c, said)]
+        terms = question_terms(question)
+        if not grounded or not terms:
+            return bool(grounded)
+        return any(terms.keys() & {stem(w) for w in words(c.text + " " + (c.passage or {}).get("text", ""))}
+                   for c in grounded)
+
+    def _search_index(self) -> tuple[list[tuple[dict[str, int], int]], dict[str, int], float]:
+        if self._index is None:
+            self._single = [p for p in self.passages if not p.pair]
+            index: list[tuple[dict[str, int], int]] = []
+            df: dict[str, int] = {}
+            for p in self._single:
+                tf: dict[str, int] = {}
+                for w in words(p.text):
+                    tf[stem(w)] = tf.get(stem(w), 0) + 1
+                index.append((tf, max(1, sum(tf.values()))))
+                for t in tf:
+                    df[t] = df.get(t, 0) + 1
+            mean_len = sum(length for _, length in index) / len(index) if index else 1.0
+            self._index = (index, df, mean_len)
+        return self._index
 
     def ground(self, answer: str, question: str = "", evidence: Sequence[Passage] = ()) -> list[Claim]:
         return [c for c in (self.claim(t, question, evidence) for t in split_claims(answer)) if c is not None]
@@ -370,8 +452,11 @@ class Grounder:
             return Claim(text, "not_in_documents")
         if question and _restates(plain, own, question):
             return Claim(text, "restates_question")
+        unknown = self._unknown_subject(plain, own, question)
         quoted = self._quoted(text, own)
         if quoted is not None:
+            if unknown:
+                return Claim(text, "unsupported", score=quoted.score, missing=unknown, nearest=quoted.passage)
             return quoted
         evidence_facts = [facts(p.text) for p in evidence]
         best = self._best(plain, own, list(evidence), evidence_facts) if evidence else None
@@ -382,6 +467,7 @@ class Grounder:
         if best is None:
             return Claim(text, "unsupported", missing=own.all())
         score, passage, missing = best
+        missing = missing + [w for w in unknown if w not in missing]
         if score >= self.threshold and not missing:
             return Claim(text, "supported", _passage_dict(passage), round(score, 1))
         return Claim(text, "unsupported", score=round(score, 1), missing=missing, nearest=_passage_dict(passage))
@@ -443,6 +529,56 @@ class Grounder:
         return found
 
 
+# -- search: the lines that hold the question's words ---------------------------------------------
+
+# words of a question that ask rather than name what is asked about
+_ASKING = frozenset(_split(
+    "how many much why whose name names named say says said tell told give given mean means meant "
+    "does did document documents text according please list state stated find summarize summarise summary "
+    "overview describe explain i me my mine we us our you your yours"))
+
+
+def stem(word: str) -> str:
+    """A crude English stem (plural, past and -ing endings), enough for a question's word to meet the
+    document's ("signed" / "signs" / "signing" -> "sign")."""
+    if len(word) > 5 and word.endswith("ies"):
+        return word[:-3] + "y"
+    for end in ("ing", "ed", "es", "s"):
+        if len(word) > len(end) + 3 and word.endswith(end):
+            return word[: -len(end)]
+    return word
+
+
+def question_terms(question: str) -> dict[str, str]:
+    """stem -> the question's word, for the words that name what the question is about."""
+    return {stem(w): w for w in words(question) if w not in _ASKING and len(w) > 1}
+
+
+@dataclass
+class Found:
+    """What `Grounder.search` found: the passages holding the question's rarer words, best first,
+    and the question's words no passage holds."""
+
+    passages: list[Passage]
+    absent: list[str]
+
+
+def marker(p: dict[str, Any]) -> str:
+    """The citation marker of a passage's place: [p. N], [file:Ln-Lm] or [file]."""
+    if p.get("page") is not None:
+        return f"[p. {p['page']}]"
+    if p.get("line_start") is None:
+        return f"[{p.get('path') or p.get('filename')}]"
+    lines = f"L{p['line_start']}" + (f"-L{p['line_end']}" if p.get("line_end") not in (None, p["line_start"]) else "")
+    return f"[{p.get('path') or p.get('filename')}:{lines}]"
+
+
+def _from(claim: Claim, said: str) -> bool:
+    """Whether every fact of the claim is in what the user said (and it has one)."""
+    own = facts(_MARKER.sub(" ", claim.text))
+    return bool(said) and bool(own) and not missing_facts(own, said)
+
+
 def _better(a: tuple[float, Passage, list[str]], b: tuple[float, Passage, list[str]]) -> bool:
     """Whether candidate a beats b: holding every fact first, then the score."""
     return (not a[2], a[0]) > (not b[2], b[0])
@@ -493,20 +629,13 @@ def citations(claims: Sequence[Claim]) -> list[dict[str, Any]]:
         if key in seen:
             continue
         seen.add(key)
-        if p.get("page") is not None:
-            marker = f"[p. {p['page']}]"
-        elif p.get("line_start") is None:
-            marker = f"[{p.get('path') or p.get('filename')}]"
-        else:
-            lines = f"L{p['line_start']}" + (f"-L{p['line_end']}" if p.get("line_end") not in (None, p["line_start"])
-                                             else "")
-            marker = f"[{p.get('path') or p.get('filename')}:{lines}]"
         out.append({
             "document_id": p.get("document_id"), "filename": p.get("filename"), "page": p.get("page"),
             "path": p.get("path"), "line_start": p.get("line_start"), "line_end": p.get("line_end"),
-            "quote": p.get("quote") or p["text"], "verified": True, "marker": marker, "origin": "matched",
+            "quote": p.get("quote") or p["text"], "verified": True, "marker": marker(p), "origin": "matched",
         })
     return out
 
 
-__all__ = ["Claim", "Facts", "Grounder", "Passage", "abstains", "citations", "facts", "note", "split_claims", "summary"]
+__all__ = ["Claim", "Facts", "Found", "Grounder", "Passage", "abstains", "citations", "facts", "marker", "note",
+           "split_claims", "summary"]

@@ -78,3 +78,17 @@ class Piece:
 
 def question_text(question: str) -> str:
     return f"\nQuestion: {question}"
+
+
+def search_text(lines: list[tuple[str, str]], absent: list[str]) -> str:
+    """What goes between the documents and the question: the lines a search of the documents found for
+    the question's words ((marker, text) pairs, from grounding.Grounder.search) and its words no line
+    holds. A small model over a long context finds the line it needs far more often when it is repeated
+    next to the question (bench/quality.py); the lines are the documents' own text, untrusted like them."""
+    out: list[str] = []
+    if lines:
+        out.append("Lines of the documents that may answer the question:")
+        out += [f"{m} {text}" for m, text in lines]
+    if absent:
+        out.append("No line of the documents contains: " + ", ".join(f'"{w}"' for w in absent) + ".")
+    return ("\n" + "\n".join(out)) if out else ""

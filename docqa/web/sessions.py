@@ -65,7 +65,7 @@ def message_out(m: Message) -> dict[str, Any]:
         out["continues"] = bool((m.extra or {}).get("continues"))
     if m.role == "assistant":
         out.update(thinking=m.thinking or "", citations=m.citations, mode=m.mode, timings=m.timings,
-                   **{"claims": [], "grounding": {}, "history": {}, **(m.extra or {})})
+                   **{"claims": [], "grounding": {}, "history": {}, "draft": None, **(m.extra or {})})
     return out
 
 
