@@ -120,7 +120,8 @@ class Settings(BaseSettings):
         8, ge=0, description="Most earlier question/answer turns carried into a question (0: no history)."
     )
     search_lines: int = Field(
-        3, ge=0, le=20, description="Lines of the documents shown to the model before the question: those a search "
+        3, ge=0, le=20, description="Lines of the documents shown to the model before the question (document sets of "
+        "1,024 tokens or more): those a search "
         "finds holding the question's rarer words, and a sentence naming its words no line holds (0: none).",
     )
     unsupported_answers: Literal["withhold", "show"] = Field(

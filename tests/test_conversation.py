@@ -65,9 +65,7 @@ def test_a_follow_up_is_answered_from_the_earlier_turn(conversation) -> None:
 def test_the_document_prefix_is_still_reused(conversation) -> None:
     _, _, first, follow, alone = conversation
     assert first["timings"]["prefix_source"] == "evaluated"
-    # at least the documents and instructions: all the first question read but its suffix (the line the
-    # search found, "The pass key is 52817.", and the question: under 80 tokens)
-    prefix = first["timings"]["prefill_tokens"] - 80
+    prefix = first["timings"]["prefill_tokens"] - 40  # at least the documents and instructions
     for later in (follow, alone):
         assert later["timings"]["prefix_source"] == "memory"
         assert later["timings"]["cached_tokens"] >= prefix, later["timings"]

@@ -28,6 +28,8 @@ LEASE = (
 )
 ABSENT = ["What is the name of the ship that carries the goods?", "What is the pass code of the blue vault?",
           "Who is the guarantor of this agreement?"]
+SUPPORTED = {"What is the pass key of the front door?": "52817",
+             "Which laws govern this agreement?": "England and Wales"}
 GREEDY = {"temperature": 0, "seed": 1}
 
 
@@ -46,7 +48,7 @@ def _answers(tmp: Path, **settings: object) -> Iterator[tuple[TestClient, str, d
         s = client.post("/api/sessions", json={"document_ids": [r.json()["id"]]})
         assert s.status_code == 201, s.text
         sid = s.json()["id"]
-        yield client, sid, {q: _ask(client, sid, q) for q in [*ABSENT, "What is the monthly rent?"]}
+        yield client, sid, {q: _ask(client, sid, q) for q in [*ABSENT, *SUPPORTED]}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,28 @@ def test_an_invented_answer_is_withheld_and_kept_as_the_draft(both) -> None:
 
 def test_an_answer_the_documents_support_is_shown(both) -> None:
     shown, withheld, _ = both
-    rent = withheld["What is the monthly rent?"]
-    assert rent["draft"] is None and "4,500" in rent["answer"], rent
-    assert rent["answer"] == shown["What is the monthly rent?"]["answer"]
-    assert rent["grounding"]["grounded"] >= 1
+    for question, fact in SUPPORTED.items():
+        answer = withheld[question]
+        assert answer["draft"] is None and fact in answer["answer"], answer
+        assert answer["answer"] == shown[question]["answer"]
+        assert answer["grounding"]["grounded"] >= 1
+
+
+def test_the_lines_found_for_the_question_are_shown_before_it_in_a_longer_document(tmp_path: Path) -> None:
+    # ~1,300 tokens of clauses (past SEARCH_MIN_TOKENS) with the pass key in the middle
+    filler = [f"Clause {i}: notices under this agreement are given in writing to the address in Schedule {i}."
+              for i in range(1, 61)]
+    text = "\n".join([*filler[:30], "The pass key of the archive is 61904.", *filler[30:]]) + "\n"
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url=LOOPBACK) as client:  # type: ignore[arg-type]
+        r = client.post("/api/documents", files={"file": ("clauses.txt", text.encode(), "text/plain")})
+        s = client.post("/api/sessions", json={"document_ids": [r.json()["id"]]}).json()
+        assert s["plan"]["prompt_tokens"] >= 1024, s["plan"]
+        key = _ask(client, s["id"], "What is the pass key of the archive?")
+        needle = {"marker": "[clauses.txt:L31]", "text": "The pass key of the archive is 61904."}
+        assert key["search"]["lines"][0] == needle, key["search"]
+        assert key["search"]["absent"] == []
+        assert "61904" in key["answer"], key["answer"]
+        vault = _ask(client, s["id"], "What is the code of the blue vault?")
+        assert vault["search"] == {"lines": [], "absent": ["code", "blue", "vault"]}, vault["search"]
+        # the document prefix is still reused: the lines come after it, with the question
+        assert vault["timings"]["prefix_source"] == "memory", vault["timings"]

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[str, dict[str, Any]], None]
 Turn = tuple[str, str]  # an earlier (question, answer) of the conversation
 MAP_ANSWER_TOKENS = 256
+# Below this many document tokens the search's lines are not shown: the whole document is as near the
+# question as they would be, and in the one short case measured (a 2-page scanned PDF, tests/test_formats.py)
+# the 135M model answered worse with them (4 phrasings of one question: 4 right without, 0 with).
+SEARCH_MIN_TOKENS = 1024
 EVIDENCE_HEADER = "Evidence quoted from the documents:\n\n"
 
 
@@ -67,12 +71,14 @@ class Answer:
     grounding: dict[str, int] = field(default_factory=dict)  # grounding.summary(): counts per status
     history: dict[str, Any] = field(default_factory=dict)  # {"turns": used, "dropped": left out}
     draft: str | None = None  # the model's own text of an answer withheld as unsupported (withhold())
+    search: dict[str, Any] | None = None  # the lines shown before the question: {"lines": [...], "absent": [...]}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer, "thinking": self.thinking, "citations": self.citations, "mode": self.mode,
             "timings": self.timings, "coverage": self.coverage, "notes": self.notes, "stop_reason": self.stop_reason,
             "claims": self.claims, "grounding": self.grounding, "history": self.history, "draft": self.draft,
+            "search": self.search,
         }
 
 
@@ -87,6 +93,7 @@ class _Call:
     dropped: int = 0  # turns left out for room (the most over every context of the question)
     notes: list[str] = field(default_factory=list)  # what the backend said of its jobs (a retry elsewhere)
     partial: str = ""  # AskOptions.continue_from: the answer's text so far, already in the assistant's turn
+    searched: dict[str, Any] | None = None  # what Engine.search showed the model before the question
 
 
 class Engine:
@@ -273,6 +280,7 @@ class Engine:
                     if call.dropped:
                         notes.append(f"The {call.dropped} oldest earlier turn(s) of this conversation were left out "
                                      "to fit the context (DOCQA_HISTORY_TOKENS).")
+                    result.search = call.searched
                     result.history = {"turns": len(kept) - call.dropped,
                                       "dropped": len(earlier) - len(kept) + call.dropped, "enabled": opts.history}
                     result.notes = notes + call.notes + result.notes
@@ -281,8 +289,11 @@ class Engine:
                     if (warning := grounding.note(claims)):
                         result.notes.append(warning)
                     said = " ".join(q for q, _ in kept[call.dropped:])  # the user's words in the turns carried
-                    if self.settings.unsupported_answers == "withhold" and not self.grounder(sources).answers(
-                            claims, question, said):
+                    # an answer cut at its limit, or the rest of one, is unfinished: shown (its claims marked)
+                    # so that "continue" goes on from the model's own words
+                    finished = result.stop_reason != "length" and not opts.continue_from
+                    if self.settings.unsupported_answers == "withhold" and finished and not self.grounder(
+                            sources).answers(claims, question, said):
                         withhold(result)
                     return result
                 except ContextAllocationFailed as exc:
@@ -356,7 +367,7 @@ class Engine:
     def _whole(self, spec: Spec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                sampling: Sampling, max_tokens: int, call: _Call) -> Answer:
         thinking_flag = (False if opts.continue_from else opts.thinking) if spec.family == "hybrid" else None
-        found = self.search(sources, question)
+        found = self.search(sources, question, plan, call)
         prefix, suffix = self._conversation(spec, prompts.INSTRUCTIONS, self.render_documents(sources), question,
                                             thinking_flag, call, plan.n_ctx - max_tokens, final=True, found=found)
         gen, queue_s = self._run(spec, plan, plan.n_ctx, prefix, suffix, max_tokens, sampling,
@@ -387,13 +398,17 @@ class Engine:
         call.dropped = max(call.dropped, len(call.turns) - len(turns))
         return prefix, suffix + tail
 
-    def search(self, sources: Sources, question: str) -> str:
-        """The prompt text of what a search of the documents finds for the question (DOCQA_SEARCH_LINES)."""
+    def search(self, sources: Sources, question: str, plan: Plan, call: _Call) -> str:
+        """The prompt text of what a search of the documents finds for the question (DOCQA_SEARCH_LINES),
+        for document sets of SEARCH_MIN_TOKENS or more; what it found goes into `call.searched`."""
         k = self.settings.search_lines
-        if k <= 0:
+        if k <= 0 or plan.prompt_tokens < SEARCH_MIN_TOKENS:
             return ""
         found = self.grounder(sources).search(question, k)
-        lines = [(grounding.marker(p.location()), p.text[:400]) for p in found.passages]
+        # each line under the marker the documents above show for its place ("[page 2]", not "[p. 2]")
+        lines = [(f"[page {p.page}]" if p.page is not None else grounding.marker(p.location()), p.text[:400])
+                 for p in found.passages]
+        call.searched = {"lines": [{"marker": m, "text": t} for m, t in lines], "absent": found.absent}
         return prompts.search_text(lines, found.absent)
 
     def grounder(self, sources: Sources) -> Grounder:
@@ -453,7 +468,7 @@ class Engine:
         prefix, suffix = self._conversation(spec, prompts.REDUCE_INSTRUCTIONS, body, question,
                                             (False if opts.continue_from else opts.thinking)
                                             if spec.family == "hybrid" else None, call, ctx - max_tokens, final=True,
-                                            found=self.search(sources, question))
+                                            found=self.search(sources, question, plan, call))
         gen, queue_s = self._run(spec, plan, ctx, prefix, suffix, max_tokens, sampling,
                                  spec.family == "thinking" and not opts.continue_from, call, yarn=False)
         claims = self.grounder(sources).ground(gen.text, question, passages)
