@@ -3,8 +3,8 @@
     python -m bench.quality           # the reduced grid (main()); bench/results/quality.json + quality.png
     python -m bench.quality --full    # every length x every sampling x whole and chunked (hours on 2 cores)
     python -m bench.quality --smoke   # one question whole, one chunked: does it run
-    python -m bench.quality --grid targets          # the target cells, 3 seeds each
-    python -m bench.quality --grid targets --plain  # the same, the model alone (bench/results/quality_plain.json)
+    python -m bench.quality --grid targets          # the target cells, 3 seeds each (quality_targets.json)
+    python -m bench.quality --grid targets --plain  # the same, the model alone (quality_targets_plain.json)
 
 Per (length, seed) one contract-like haystack is generated (filler clauses, some with numbers) and
 the needles of every task are put in it at seeded depths, so one prefix serves all the cell's
@@ -50,7 +50,7 @@ SAMPLINGS: dict[str, dict[str, float | str]] = {
 MAX_TOKENS = 64  # answers are a sentence or two; a longer one is rambling, and is scored as what it says
 THREADS = 2  # run it with the machine to itself (under other load, 1 thread waits for no other)
 CHUNK_CONTEXT = 2048  # small, so chunked mode has several chunks at these lengths
-NAME = "quality"  # the results file; quality_plain with --plain
+NAME = "quality"  # the results file: quality[_targets][_plain].json
 WORDS = ["amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper", "kelp",
          "lumen", "maple", "nimbus", "onyx", "pepper", "quartz", "raven", "saffron", "tundra"]
 ABSENT = [("Who is the guarantor of this agreement?", None),
@@ -302,13 +302,13 @@ def main(argv: list[str]) -> None:
                     help="recompute the summary and the chart from bench/results/quality.json (a run cut short)")
     ap.add_argument("--plain", action="store_true",
                     help="the model alone, as before docqa's search lines and withholding: DOCQA_SEARCH_LINES=0 and "
-                         "DOCQA_UNSUPPORTED_ANSWERS=show (writes bench/results/quality_plain.json)")
+                         "DOCQA_UNSUPPORTED_ANSWERS=show (writes bench/results/quality[_targets]_plain.json)")
     ap.add_argument("--grid", choices=["reduced", "targets"], default="reduced",
                     help="targets: only the cells of the issue's targets (single needle and not-in-the-document, "
                          "whole mode to 7.7K, chunked at 2K), 3 seeds")
     args = ap.parse_args(argv)
     global NAME
-    NAME = "quality_plain" if args.plain else "quality"
+    NAME = "quality" + ("_targets" if args.grid == "targets" else "") + ("_plain" if args.plain else "")
     if args.report:
         resummarize()
         return
@@ -395,7 +395,7 @@ def report(spec: Any, args: Any, cells: list[Cell], t0: float) -> None:
     write(NAME, {
         "model": spec.path.name, "grid": "full" if args.full else "smoke" if args.smoke else args.grid,
         "seeds": sorted({c.seed for c in cells}), "n_threads": THREADS, "chunk_context": CHUNK_CONTEXT,
-        "max_tokens": MAX_TOKENS, "plain": NAME == "quality_plain",
+        "max_tokens": MAX_TOKENS, "plain": NAME.endswith("_plain"),
         "elapsed_s": round(time.perf_counter() - t0, 1), **summarize(cells),
         "answers": [{"length": c.length, "mode": c.mode, "sampling": c.sampling, "seed": c.seed, **r}
                     for c in cells for r in c.results],
