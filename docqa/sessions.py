@@ -184,7 +184,8 @@ class SessionService:
         if continues:
             if not turns:
                 raise InvalidRequest("There is no earlier answer in this session to continue.")
-            (asked, partial), turns = turns[-1], turns[:-1]  # the cut answer goes on in its own turn
+            # the cut answer goes on in its own turn, from the model's own words (its draft, if withheld)
+            (asked, partial), turns = conversation(session.messages, drafts=True)[-1], turns[:-1]
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
         place = self.engine.reserve(spec, "interactive", owner)
@@ -221,9 +222,11 @@ class SessionService:
         return answer
 
 
-def conversation(messages: list[Message]) -> list[tuple[str, str]]:
+def conversation(messages: list[Message], drafts: bool = False) -> list[tuple[str, str]]:
     """The (question, answer) pairs of a session's messages, oldest first (thinking never included).
-    A continuation belongs to the answer it continues: the model sees that answer whole."""
+    A continuation belongs to the answer it continues: the model sees that answer whole. An answer
+    withheld as unsupported is what was shown, or with `drafts` the model's own text (what "continue"
+    goes on from)."""
     turns: list[tuple[str, str]] = []
     question: str | None = None
     continues = False
@@ -231,10 +234,11 @@ def conversation(messages: list[Message]) -> list[tuple[str, str]]:
         if m.role == "user":
             question, continues = m.content, bool((m.extra or {}).get("continues"))
         elif m.role == "assistant" and question is not None:
+            text = ((m.extra or {}).get("draft") or m.content) if drafts else m.content
             if continues and turns:
-                turns[-1] = (turns[-1][0], turns[-1][1] + m.content)
+                turns[-1] = (turns[-1][0], turns[-1][1] + text)
             else:
-                turns.append((question, m.content))
+                turns.append((question, text))
             question = None
     return turns
 

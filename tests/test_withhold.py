@@ -110,3 +110,16 @@ def test_the_lines_found_for_the_question_are_shown_before_it_in_a_longer_docume
         assert vault["search"] == {"lines": [], "absent": ["code", "blue", "vault"]}, vault["search"]
         # the document prefix is still reused: the lines come after it, with the question
         assert vault["timings"]["prefix_source"] == "memory", vault["timings"]
+
+
+def test_continue_goes_on_from_the_draft_of_a_withheld_answer() -> None:
+    from docqa.sessions import conversation
+    from docqa.store.models import Message
+
+    messages = [Message(role="user", content="Who carries the goods?", extra={}),
+                Message(role="assistant", content=WITHHELD, extra={"draft": "The ship Aurora carries"}),
+                Message(role="user", content="", extra={"continues": True}),
+                Message(role="assistant", content=" the goods.", extra={})]
+    # later questions see what was shown; "continue" goes on from the model's own words
+    assert conversation(messages) == [("Who carries the goods?", WITHHELD + " the goods.")]
+    assert conversation(messages, drafts=True) == [("Who carries the goods?", "The ship Aurora carries the goods.")]

@@ -289,11 +289,9 @@ class Engine:
                     if (warning := grounding.note(claims)):
                         result.notes.append(warning)
                     said = " ".join(q for q, _ in kept[call.dropped:])  # the user's words in the turns carried
-                    # an answer cut at its limit, or the rest of one, is unfinished: shown (its claims marked)
-                    # so that "continue" goes on from the model's own words
-                    finished = result.stop_reason != "length" and not opts.continue_from
-                    if self.settings.unsupported_answers == "withhold" and finished and not self.grounder(
-                            sources).answers(claims, question, said):
+                    # an answer cut at its limit is judged too: "continue" goes on from its draft (sessions.py)
+                    if self.settings.unsupported_answers == "withhold" and not self.grounder(sources).answers(
+                            claims, question, said):
                         withhold(result)
                     return result
                 except ContextAllocationFailed as exc:
