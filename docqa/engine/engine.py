@@ -391,7 +391,7 @@ class Engine:
             if turns:
                 turns = turns[1:]
             else:
-                found = ""
+                found, call.searched = "", None  # the answer says only what the model was shown
             _, suffix = self._tokens(spec, system, "", question, thinking, turns, found)
         call.dropped = max(call.dropped, len(call.turns) - len(turns))
         return prefix, suffix + tail
