@@ -211,7 +211,7 @@ class SessionService:
                 timings={**answer.timings, "model_identity": p.spec.identity},  # reading.py keys rates by it
                 extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason,
                        "claims": answer.claims, "grounding": answer.grounding, "history": answer.history,
-                       **({"draft": answer.draft} if answer.draft is not None else {})},
+                       "draft": answer.draft},
             ))
             s.execute(update(ChatSession).where(ChatSession.id == session_id).values(updated_at=_now()))
             session = s.get(ChatSession, session_id)

@@ -358,20 +358,20 @@ class Grounder:
         self._facts = [facts(p.text) for p in self.passages]
         self.method = method
         self.threshold = threshold
-        self._index: tuple[list[tuple[dict[str, int], int]], dict[str, int], float] | None = None  # search's
+        self._index: _Index | None = None  # search's, built at its first use
         self._single: list[Passage] = []
 
     def search(self, question: str, k: int = 3) -> Found:
         """The `k` sentences that best hold the question's words (BM25 over single sentences), among those
         holding at least one *rare* word of it (in at most a tenth of the sentences, or three): a word
         every clause has ("agreement") finds nothing on its own. Also the question's words that no
-        sentence holds at all. What the prompt shows the model after the question (prompts.search_text)."""
+        sentence holds at all. What the prompt shows the model before the question (prompts.search_text)."""
         terms = question_terms(question)
         if not terms or k <= 0:
             return Found([], [])
         index, df, mean_len = self._search_index()
         n = len(index)
-        rare = {t for t in terms if 0 < df.get(t, 0) <= max(3, n // 10)}
+        rare = {t for t in terms if 0 < df.get(t, 0) <= self._rare_max()}
         scored: list[tuple[float, int]] = []
         for i, (tf, length) in enumerate(index):
             if not rare.intersection(tf):
@@ -398,10 +398,10 @@ class Grounder:
         terms = question_terms(question)
         if not terms:
             return []
-        index, df, _ = self._search_index()
+        df = self._search_index()[1]
         mine = {stem(w) for w in words(plain)} & terms.keys()
         if not own:
-            mine = {t for t in mine if df.get(t, 0) <= max(3, len(index) // 10)}
+            mine = {t for t in mine if df.get(t, 0) <= self._rare_max()}
         unknown = [terms[t] for t in sorted(mine) if not df.get(t)]
         return unknown if 2 * len(unknown) > len(mine) else []
 
@@ -423,15 +423,20 @@ class Grounder:
         return any(terms.keys() & {stem(w) for w in words(c.text + " " + (c.passage or {}).get("text", ""))}
                    for c in grounded)
 
-    def _search_index(self) -> tuple[list[tuple[dict[str, int], int]], dict[str, int], float]:
+    def _rare_max(self) -> int:
+        """The most sentences a *rare* word is in: a tenth of them, or three."""
+        return max(3, len(self._search_index()[0]) // 10)
+
+    def _search_index(self) -> _Index:
+        """Per single sentence its stems' counts and length; each stem's sentence count; the mean length."""
         if self._index is None:
             self._single = [p for p in self.passages if not p.pair]
             index: list[tuple[dict[str, int], int]] = []
             df: dict[str, int] = {}
             for p in self._single:
                 tf: dict[str, int] = {}
-                for w in words(p.text):
-                    tf[stem(w)] = tf.get(stem(w), 0) + 1
+                for t in map(stem, words(p.text)):
+                    tf[t] = tf.get(t, 0) + 1
                 index.append((tf, max(1, sum(tf.values()))))
                 for t in tf:
                     df[t] = df.get(t, 0) + 1
@@ -552,6 +557,9 @@ def stem(word: str) -> str:
 def question_terms(question: str) -> dict[str, str]:
     """stem -> the question's word, for the words that name what the question is about."""
     return {stem(w): w for w in words(question) if w not in _ASKING and len(w) > 1}
+
+
+_Index = tuple[list[tuple[dict[str, int], int]], dict[str, int], float]  # Grounder._search_index()
 
 
 @dataclass
