@@ -186,6 +186,8 @@ def test_kv_and_compute_bytes_match_llama_cpp(capfd: pytest.CaptureFixture[str],
 _RSS_SCRIPT = r"""
 import json, sys
 import llama_cpp, psutil
+from docqa.engine import cpu
+from docqa.engine.runner import new_llama
 path, n_ctx, n_eval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 yarn = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
 extra = dict(rope_scaling_type=llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN, rope_freq_scale=1 / yarn,
@@ -195,8 +197,9 @@ def mem():
     m = proc.memory_info()
     return {"rss": m.rss, "shared": m.shared}
 before = mem()
-llm = llama_cpp.Llama(path, n_ctx=n_ctx, n_batch=512, n_ubatch=512, flash_attn=True, n_threads=1, verbose=False,
-                      **extra)
+# the runner's own choice of extra buffer types: on an AMX CPU they crash at the first decode
+llm = new_llama(dict(model_path=path, n_ctx=n_ctx, n_batch=512, n_ubatch=512, flash_attn=True, n_threads=1,
+                     verbose=False, **extra), extra_buffers=cpu.use_extra_buffers("auto")[0])
 created = mem()
 text = " ".join(f"Item {i} of the price list costs {i * 37 % 1000} euros per month." for i in range(300))
 tokens = llm.tokenize(text.encode(), add_bos=False)[:n_eval]
