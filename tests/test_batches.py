@@ -267,8 +267,13 @@ def test_crash_and_resume_answers_each_question_once(tmp_path):
                                                 "max_tokens": 24, "sampling": SAMPLING})
             assert r.status_code == 202, r.text
             batch_id = r.json()["id"]
-            # wait until one answer is written and the next is being answered, then pull the plug
-            seen = wait_for(http, batch_id, until=lambda b: b["done"] >= 1 and b["running"] == 1 or b["done"] == 4)
+            # wait until one answer is written, the document's snapshot is on disk (its writer thread runs at
+            # idle priority, so it may lag the answer) and the next question is being answered; pull the plug
+            def snapshotted() -> bool:
+                return any((data_dir / "state").rglob("*.json"))
+
+            seen = wait_for(http, batch_id, until=lambda b: b["done"] >= 1 and b["running"] == 1 and snapshotted()
+                            or b["done"] == 4)
             assert seen["done"] < 4, "the batch finished before it could be interrupted"
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
