@@ -92,32 +92,24 @@ def parse_support(spec: str, doc: Doc) -> list[dict[str, int]]:
 def build() -> tuple[list[dict], list[dict]]:
     sentences: list[dict] = []
     answers: list[dict] = []
+    parts: dict[str, list[str]] = {}
     for source in sorted((ROOT / "source").glob("*.txt")):
         doc_name = ""
         doc: Doc | None = None
         answer: dict | None = None
-        parts: list[str] = []
         question = ""
         counter: dict[str, int] = {}
-
-        def close() -> None:
-            if answer is not None:
-                answer["answer"] = " ".join(parts)
-                answers.append(answer)
-
         for lineno, raw in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             try:
                 if line.startswith("@ "):
-                    close()
-                    answer, parts = None, []
+                    answer = None
                     doc_name = line[2:].strip()
                     doc = Doc(ROOT / "docs" / doc_name)
                     continue
                 if line.startswith(("Q+ ", "Q- ")):
-                    close()
                     text = line[3:].strip()
                     question = question if text == "=" else text
                     stem = Path(doc_name).stem if doc_name.count(".") <= 1 else doc_name.rsplit(".", 1)[0]
@@ -125,7 +117,8 @@ def build() -> tuple[list[dict], list[dict]]:
                     counter[stem] = counter.get(stem, 0) + 1
                     answer = {"answer_id": f"{stem}-a{counter[stem]:02d}", "doc": doc_name, "question": question,
                               "answer": "", "correct": line.startswith("Q+")}
-                    parts = []
+                    answers.append(answer)
+                    parts[answer["answer_id"]] = []
                     continue
                 if answer is None or doc is None:
                     raise SourceError("a sentence before any '@ doc' and 'Q+/Q-' line")
@@ -151,10 +144,11 @@ def build() -> tuple[list[dict], list[dict]]:
                 sentences.append({"id": sid, "doc": doc_name, "question": question, "answer_id": answer["answer_id"],
                                   "sentence": sentence, "phrasing": phrasing, "label": LABELS[label],
                                   "support": ranges, "note": note})
-                parts.extend([sentence] * repeats)
+                parts[answer["answer_id"]].extend([sentence] * repeats)
             except (SourceError, OSError, ValueError) as exc:
                 raise SourceError(f"{source.name}:{lineno}: {exc}") from exc
-        close()
+    for row in answers:
+        row["answer"] = " ".join(parts[row["answer_id"]])
     return sentences, answers
 
 
