@@ -4,6 +4,7 @@ Checks: every manifest document exists in docs/ and every document in docs/ is i
 sentence's doc is a manifest document; every support range lies inside its document and its lines hold
 text; a supported sentence has a range and no other label has one; ids are unique; every sentence's
 answer_id is an answer of the same document and question; each answer's text holds its sentences;
+a correct answer has no unsupported or restating sentence and an incorrect one has at least one;
 fields and values are the contract's; and the issue's minimums hold (12 documents, three kinds, one
 Arabic document, 300 sentences, 40 correct answers).
 
@@ -111,9 +112,15 @@ def check(root: Path = ROOT) -> tuple[list[str], dict]:
                 continue
             if not any(line.strip() for line in lines[start - 1:end]):
                 problems.append(f"sentence {sid}: lines {start}-{end} of {row['doc']} hold no text")
-    for answer_id in answer_by_id:
+    for answer_id, answer in answer_by_id.items():
         if answer_id not in answered:
             problems.append(f"answer {answer_id} has no labelled sentence")
+            continue
+        labels = {row["label"] for row in sentences if row["answer_id"] == answer_id}
+        wrong = bool(labels & {"unsupported", "restates"})
+        if answer["correct"] == wrong:
+            problems.append(f"answer {answer_id}: correct={answer['correct']} but its sentences are {sorted(labels)} "
+                            "(a correct answer has no unsupported or restating sentence, a wrong one has one)")
 
     kinds = {entry["kind"] for entry in manifest}
     arabic = sum(1 for entry in manifest if entry["language"].split()[0] == "ar")
