@@ -8,7 +8,8 @@ a correct answer has no unsupported or restating sentence and an incorrect one h
 fields and values are the contract's; and the issue's minimums hold (12 documents, three kinds, one
 Arabic document, 300 sentences, 40 correct answers).
 
-Run: python bench/grounding_real_check.py   (exit status 1 with the problems listed when any fails)
+Run: python bench/grounding_real_check.py   (exit status 1 with the problems listed when any fails);
+--markdown prints the count tables of the README instead of the JSON counts.
 """
 
 from __future__ import annotations
@@ -143,8 +144,30 @@ def check(root: Path = ROOT) -> tuple[list[str], dict]:
     return problems, counts
 
 
+def markdown(counts: dict) -> str:
+    """The counts as the Markdown tables of bench/grounding_real/README.md."""
+    sentences = [json.loads(line) for line in (ROOT / "set.jsonl").read_text(encoding="utf-8").splitlines()]
+    labels = ["supported", "unsupported", "restates", "abstain"]
+    out = ["| document | " + " | ".join(labels) + " | sentences |", "|---" * (len(labels) + 2) + "|"]
+    for doc in sorted(counts["per_doc"]):
+        per = Counter(row["label"] for row in sentences if row["doc"] == doc)
+        out.append(f"| {doc} | " + " | ".join(str(per[label]) for label in labels) + f" | {counts['per_doc'][doc]} |")
+    total = Counter(row["label"] for row in sentences)
+    out.append("| **all** | " + " | ".join(str(total[label]) for label in labels) + f" | {len(sentences)} |")
+    out += ["", "| kind | sentences |", "|---|---|"]
+    out += [f"| {kind} | {n} |" for kind, n in sorted(counts["per_kind"].items())]
+    out += ["", "| phrasing | " + " | ".join(labels) + " | sentences |", "|---" * (len(labels) + 2) + "|"]
+    for phrasing, n in sorted(counts["per_phrasing"].items(), key=lambda item: -item[1]):
+        per = Counter(row["label"] for row in sentences if row["phrasing"] == phrasing)
+        out.append(f"| {phrasing} | " + " | ".join(str(per[label]) for label in labels) + f" | {n} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     problems, counts = check()
+    if "--markdown" in sys.argv:
+        print(markdown(counts))
+        return 1 if problems else 0
     print(json.dumps(counts, indent=2, ensure_ascii=False))
     for problem in problems:
         print("PROBLEM:", problem, file=sys.stderr)
