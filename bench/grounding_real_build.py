@@ -6,6 +6,8 @@ document, in a small line format so that a reviewer can read them beside the doc
     @ MPL-2.0.txt                                   the document (a file in bench/grounding_real/docs/)
     Q+ Who is the license steward?                  a new answer to this question; Q+ correct, Q- not
     Q- =                                            "=" repeats the previous question (another answer)
+    T The answer as the model wrote it ...          optional: the whole answer's text (model answers), when
+                                                    it holds more than its labelled sentences
     verbatim | S | q:Mozilla Foundation is the license steward. | Mozilla Foundation is ... | note
 
 A sentence line is: phrasing | label | support | sentence [| note].
@@ -93,6 +95,7 @@ def build() -> tuple[list[dict], list[dict]]:
     sentences: list[dict] = []
     answers: list[dict] = []
     parts: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}  # an answer's text as the model wrote it ("T" lines), when not just its sentences
     for source in sorted((ROOT / "source").glob("*.txt")):
         doc_name = ""
         doc: Doc | None = None
@@ -122,6 +125,9 @@ def build() -> tuple[list[dict], list[dict]]:
                     continue
                 if answer is None or doc is None:
                     raise SourceError("a sentence before any '@ doc' and 'Q+/Q-' line")
+                if line.startswith("T "):
+                    texts[answer["answer_id"]] = line[2:].strip()
+                    continue
                 fields = [f.strip() for f in line.split(" | ")]
                 if len(fields) not in (4, 5):
                     raise SourceError(f"expected 4 or 5 fields separated by ' | ', got {len(fields)}")
@@ -148,7 +154,7 @@ def build() -> tuple[list[dict], list[dict]]:
             except (SourceError, OSError, ValueError) as exc:
                 raise SourceError(f"{source.name}:{lineno}: {exc}") from exc
     for row in answers:
-        row["answer"] = " ".join(parts[row["answer_id"]])
+        row["answer"] = texts.get(row["answer_id"]) or " ".join(parts[row["answer_id"]])
     return sentences, answers
 
 
