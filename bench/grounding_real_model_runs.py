@@ -1,6 +1,8 @@
 """Ask the embedded model questions about the real set's documents; keep its raw answers for labelling.
 
-    DOCQA_DATA_DIR=/tmp/labels-docqa python bench/grounding_real_model_runs.py
+    DOCQA_DATA_DIR=/tmp/labels-docqa python bench/grounding_real_model_runs.py [DOC ...]
+
+With DOC names, only their questions are asked and the transcripts are appended.
 
 Each question goes through `docqa ask DOC -q QUESTION --max-tokens 96` with
 DOCQA_UNSUPPORTED_ANSWERS=show (so the model's own answer is printed, not a withheld notice) and one
@@ -45,8 +47,11 @@ def main() -> int:
     env = dict(os.environ, DOCQA_UNSUPPORTED_ANSWERS="show", DOCQA_N_THREADS="1")
     env.setdefault("DOCQA_DATA_DIR", "/tmp/labels-docqa")
     subprocess.run([str(DOCQA), "migrate"], env=env, check=True, capture_output=True)
-    out = (ROOT / "model_raw.jsonl").open("w", encoding="utf-8")
+    only = set(sys.argv[1:])
+    out = (ROOT / "model_raw.jsonl").open("a" if only else "w", encoding="utf-8")
     for doc, question in QUESTIONS:
+        if only and doc not in only:
+            continue
         started = time.monotonic()
         run = subprocess.run(["nice", "-n", "10", str(DOCQA), "ask", str(ROOT / "docs" / doc), "-q", question,
                               "--max-tokens", "96"], env=env, capture_output=True, text=True, timeout=900)
