@@ -48,19 +48,29 @@ def is_ip_literal(name: str) -> bool:
     return True
 
 
-def host_name(host_header: str) -> str:
-    """The name of a Host header value, without its port or IPv6 brackets, lower case."""
-    value = host_header.strip().lower()
-    if value.startswith("["):
-        return value[1:].split("]", 1)[0]
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+_HOST_HEADER = re.compile(r"^(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def host_name(host_header: str) -> str | None:
+    """The name of a Host header value, without its port or IPv6 brackets, lower case; None when the value is
+    not `name[:port]` or `[ipv6][:port]` (RFC 9110's uri-host: no user info, no path, one port of digits), so
+    `localhost:80@evil.example` names no host at all rather than `localhost`."""
+    m = _HOST_HEADER.match(host_header.strip().lower())
+    if m is None or (m.group("port") is not None and int(m.group("port")) > 65535):
+        return None
+    if m.group("ip6") is not None:
+        return m.group("ip6") if is_ip_literal(m.group("ip6")) else None
+    return m.group("name")
 
 
 def host_allowed(host_header: str | None, keys_enabled: bool, allowed: tuple[str, ...]) -> bool:
     """Loopback names always; other names only with API keys, and then only those of `allowed` when set."""
     if not host_header:
         return False
-    name = host_name(host_header).rstrip(".")
+    parsed = host_name(host_header)
+    if not parsed:
+        return False
+    name = parsed.rstrip(".")
     if is_loopback(name):
         return True
     if not keys_enabled:

@@ -11,5 +11,8 @@ _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u206
 
 
 def clean_text(text: str) -> str:
-    """NFC, without control characters or bidi overrides, embeddings, isolates and marks."""
-    return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
+    """NFC, without control characters, bidi overrides, embeddings, isolates and marks, nor any other format
+    character (Unicode category Cf: zero-width space, joiners, U+FEFF, soft hyphen, word joiner…): a name that
+    shows the same as another must be the same name ("contract\u200b.pdf" is "contract.pdf")."""
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()

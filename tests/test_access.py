@@ -130,6 +130,11 @@ def test_public_paths_need_no_key_and_health_tells_no_one_elses_counts(client: T
     assert client.get("/api/health", headers=ALICE).json()["documents"] == 2
     assert client.get("/api/health", headers=BOB).json()["documents"] == 1
     assert client.get("/api/health", headers=CAROL).json()["documents"] == 0
+    for headers in ({}, ALICE):  # nobody learns from health where docqa keeps its data or which processes run
+        text = client.get("/api/health", headers=headers).text
+        assert '"url"' not in text and '"pid"' not in text and "system_info" not in text, text[:1500]
+        assert "/data" not in text and "sqlite" not in text.replace('"dialect":"sqlite"', ""), text[:1500]
+    assert client.get("/api/health").json()["details"]["read_ahead"] is None  # no key: no one's read-ahead
 
 
 def test_loopback_mode_needs_no_key(tmp_path: Path) -> None:

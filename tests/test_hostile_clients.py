@@ -83,7 +83,9 @@ def sentence(r: httpx.Response, status: int) -> str:
 
 def test_dns_rebinding_host_is_refused(loopback: Server, keyed: Server) -> None:
     port = loopback.port
-    for host in (f"rebind.test:{port}", "rebind.test", f"127.0.0.1.nip.io:{port}", "0.0.0.0"):
+    for host in (f"rebind.test:{port}", "rebind.test", f"127.0.0.1.nip.io:{port}", "0.0.0.0",
+                 "localhost:80@evil.example", "127.0.0.1:99999", "user@localhost",
+                 "[::1]x", "localhost:80:81"):
         detail = sentence(httpx.get(loopback.url + "/api/documents", headers={"Host": host}), 400)
         assert "DNS rebinding" in detail and host[:20] in detail
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}", "127.0.0.2"):
@@ -364,6 +366,11 @@ def test_former_5xx_are_4xx_with_a_sentence(loopback: Server) -> None:
     assert r.json()["filename"] == "notesgpj.txt"  # shown as "notestxt.jpg" with the override kept
     listed = {d["filename"] for d in httpx.get(base + "/api/documents").json()}
     assert not any("\u202e" in n or "\x00" in n for n in listed)
+    # zero-width and other format characters: a name that looks like another is that other name
+    form = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="' +
+            "lea\u200bse\u200d\ufeff\u2060.txt".encode() + b'"\r\nContent-Type: text/plain\r\n\r\nLease.\r\n--b--\r\n')
+    r = httpx.post(base + "/api/documents", content=form, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 201 and r.json()["filename"] == "lease.txt", r.text
 
 
 def test_private_answers_are_not_stored_and_models_hide_paths(loopback: Server) -> None:

@@ -101,9 +101,10 @@ def make_engine(url: str, **pool: int) -> Engine:
 
 
 def public_url(url: str) -> str:
-    """The URL without its password (for health and logs), also one given as a `?password=` query."""
+    """The URL without its password and without query parameters (for health and logs): a query may carry
+    `password=`, `sslpassword=`, `sslkey=` or other connection secrets."""
     parsed = make_url(url)
-    parsed = parsed._replace(password=None).difference_update_query(["password"])  # URL is a named tuple
+    parsed = parsed._replace(password=None).difference_update_query(list(parsed.query))
     return parsed.render_as_string(hide_password=False)
 
 

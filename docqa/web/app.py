@@ -81,9 +81,11 @@ async def security_headers(message: Message, scope: Scope) -> None:
      responses={503: ResponseSpec(Health, description="The database does not answer: status unavailable")})
 def health(request: Request, state: State) -> Response[Health]:
     """Public: `documents` counts only the caller's own documents, and is null without a valid key.
-    `details.database` names the database (its URL without the password) and the latency of a
-    `SELECT 1`; when it does not answer, the status is `unavailable` and the answer 503 (a load
-    balancer then sends requests elsewhere)."""
+    `details.database` gives the dialect and the latency of a `SELECT 1`; when it does not answer, the
+    status is `unavailable` and the answer 503 (a load balancer then sends requests elsewhere). Only the
+    operator of a loopback-mode server (no API keys) sees where things are: the database's URL (without
+    password or query parameters), runner pids, CPU details and the model servers' URLs. With API keys,
+    nobody learns those from health, with a key or without one (see `for_principals`)."""
     db: Database = state.db
     database: dict[str, Any] = {"dialect": db.dialect, "url": db.public_url, "shared": db.shared}
     try:
@@ -99,10 +101,28 @@ def health(request: Request, state: State) -> Response[Health]:
     models = {spec.name: public_health(state.engine.model_health(spec), state.registry)
               for spec in state.registry.list()}
     ok = "error" not in database
-    return Response(Health(status="ok" if ok else "unavailable", version=__version__, documents=n,
-                           details={"models": models, "database": database, "ocr": _ocr(state),
-                                    "read_ahead": state.engine.read_ahead.status(principal)}),
+    details = {"models": models, "database": database, "ocr": _ocr(state),
+               "read_ahead": state.engine.read_ahead.status(principal) if principal is not None else None}
+    if state.keyring.enabled:
+        details = for_principals(details)
+    return Response(Health(status="ok" if ok else "unavailable", version=__version__, documents=n, details=details),
                     status_code=200 if ok else 503)
+
+
+_OPERATOR_ONLY = frozenset({"url", "pid", "system_info", "extra_buffers_reason", "resident_bytes"})
+
+
+def for_principals(details: dict[str, Any]) -> dict[str, Any]:
+    """Health as a server with API keys shows it: no database URL, no process ids, no CPU report, no model
+    server URLs (their index stands for them) — nothing that says where docqa keeps things or runs them."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in _OPERATOR_ONLY}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return {**strip({k: v for k, v in details.items() if k != "ocr"}), "ocr": details["ocr"]}
 
 
 def _ocr(state: State) -> dict[str, object]:
