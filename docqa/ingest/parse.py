@@ -11,6 +11,8 @@ from docqa.ingest.detect import MEDIA_TYPES, detect, text_kind
 from docqa.ingest.docx import parse_docx
 from docqa.ingest.html import parse_html
 from docqa.ingest.pdf import parse_pdf
+from docqa.ingest.tarball import MEDIA_TYPES as TAR_MEDIA_TYPES
+from docqa.ingest.tarball import compression, parse_tar
 from docqa.ingest.text import decode_text, normalize, split_lines
 from docqa.tokens import estimate_tokens
 
@@ -31,6 +33,10 @@ def parse_upload(data: bytes, filename: str, limits: ParseLimits, *, password: s
     elif content == "zip":
         sections, skipped = parse_zip(data, filename, limits)
         doc = ParsedDocument("archive", MEDIA_TYPES["archive"], sections, skipped=skipped, parser="zipfile")
+    elif content == "tar":
+        sections, skipped = parse_tar(data, filename, limits)
+        doc = ParsedDocument("archive", TAR_MEDIA_TYPES[compression(data)], sections, skipped=skipped,
+                             parser="tarfile")
     else:
         kind, media_type = text_kind(filename)
         text = normalize(decode_text(data, filename))
