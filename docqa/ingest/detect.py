@@ -30,10 +30,12 @@ TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tbz", ".tbz2", ".tar.bz2", ".txz", 
 PDF_EXTENSIONS = {".pdf"}
 DOCX_EXTENSIONS = {".docx"}
 HTML_EXTENSIONS = {".html", ".htm", ".xhtml"}
+MAIL_EXTENSIONS = {".eml": "email", ".mbox": "mbox"}
 
 MEDIA_TYPES = {"pdf": "application/pdf", "archive": "application/zip", "markdown": "text/markdown"}
 
-SUPPORTED = "PDF, Word (.docx), HTML, plain text, Markdown, source code or a .zip or tarball of a codebase"
+SUPPORTED = ("PDF, Word (.docx), HTML, e-mail (.eml, .mbox), plain text, Markdown, source code or a .zip or "
+             "tarball of a codebase")
 _HTML_START = (b"<!doctype html", b"<html")
 
 
@@ -97,6 +99,8 @@ def extension_kind(filename: str) -> tuple[str | None, str]:
         return "docx", ext
     if ext in HTML_EXTENSIONS:
         return "html", ext
+    if ext in MAIL_EXTENSIONS:
+        return MAIL_EXTENSIONS[ext], ext
     if ext in TEXT_EXTENSIONS or ext in CODE_EXTENSIONS or p.name.lower() in CODE_FILENAMES:
         return "text", ext
     return None, ext
@@ -110,16 +114,26 @@ def describe_binary(data: bytes) -> str:
 
 
 def detect(data: bytes, filename: str) -> str:
-    """Return 'pdf', 'docx', 'zip', 'tar', 'html' or 'text', or raise UnsupportedDocument (415)."""
+    """Return 'pdf', 'docx', 'zip', 'tar', 'html', 'email', 'mbox' or 'text', or raise UnsupportedDocument (415)."""
     content = sniff(data)
     named, ext = extension_kind(filename)
     if content == "html" and named == "text":  # an .md or .txt that starts with markup is still what it says
         content = "text"
     if named == "html" and content == "text":  # a fragment or a page without a doctype
         content = "html"
+    if named in ("email", "mbox") and content in ("text", "html", "binary"):
+        # a message is text with headers; 8-bit bodies, and a NUL in one, are still a message
+        content = named
     if named == "pdf" and content != "pdf" and b"%PDF-" in data[:1024]:
         # PDF readers accept the header anywhere in the first 1024 bytes; a text file may merely mention it
         content = "pdf"
+    if ext == ".msg":
+        raise UnsupportedDocument(
+            f"{filename} is an Outlook message (.msg), which docqa does not read. Save it as an .eml file "
+            "(Outlook on the web and Thunderbird: Save as / Download; Outlook for Windows: drag it out of "
+            "Outlook as .eml or use File › Save As › Outlook Message Format - Unicode then convert), or "
+            "export the folder as .mbox."
+        )
     if content == "binary":
         raise UnsupportedDocument(
             f"{filename} looks like {describe_binary(data)}, which docqa cannot read. Upload {SUPPORTED}."
@@ -139,7 +153,8 @@ def detect(data: bytes, filename: str) -> str:
 
 def _label(kind: str) -> str:
     return {"pdf": "a PDF", "zip": "a zip archive", "tar": "a tar archive", "text": "text", "docx": "a Word document",
-            "html": "a web page (HTML)"}[kind]
+            "html": "a web page (HTML)",
+            "email": "an e-mail message", "mbox": "a mailbox"}[kind]
 
 
 def text_kind(filename: str) -> tuple[str, str]:
