@@ -11,6 +11,7 @@ from docqa.ingest.archive import parse_zip
 from docqa.ingest.detect import MEDIA_TYPES, detect, text_kind
 from docqa.ingest.docx import parse_docx
 from docqa.ingest.html import parse_html
+from docqa.ingest.legal import legal_flavour, parse_legal_xml
 from docqa.ingest.mail import MAX_DEPTH, parse_mail
 from docqa.ingest.pdf import parse_pdf
 from docqa.ingest.tarball import MEDIA_TYPES as TAR_MEDIA_TYPES
@@ -54,6 +55,9 @@ def _parse(data: bytes, filename: str, limits: ParseLimits, *, password: str | N
             raise UnsupportedDocument(f"{filename} is a message attached inside messages nested too deeply.")
         attachment = partial(_attachment, limits=limits, ocr_langs=ocr_langs, on_ocr=on_ocr, depth=depth + 1)
         return parse_mail(data, filename, limits, attachment, mbox=content == "mbox")
+    flavour = legal_flavour(data) if filename.lower().endswith((".xml", ".akn")) else None
+    if flavour is not None:  # USLM or Akoma Ntoso: by its structure; any other XML is code
+        return parse_legal_xml(data, filename, limits, flavour)
     kind, media_type = text_kind(filename)
     text = normalize(decode_text(data, filename))
     sections = split_lines(text, limits.section_max_chars, markdown=media_type == "text/markdown")
