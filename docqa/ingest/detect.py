@@ -31,11 +31,12 @@ PDF_EXTENSIONS = {".pdf"}
 DOCX_EXTENSIONS = {".docx"}
 HTML_EXTENSIONS = {".html", ".htm", ".xhtml"}
 MAIL_EXTENSIONS = {".eml": "email", ".mbox": "mbox"}
+SHEET_EXTENSIONS = {".xlsx", ".xlsm", ".ods"}
 
 MEDIA_TYPES = {"pdf": "application/pdf", "archive": "application/zip", "markdown": "text/markdown"}
 
-SUPPORTED = ("PDF, Word (.docx), HTML, e-mail (.eml, .mbox), plain text, Markdown, source code or a .zip or "
-             "tarball of a codebase")
+SUPPORTED = ("PDF, Word (.docx), a spreadsheet (.xlsx, .ods), HTML, e-mail (.eml, .mbox), plain text, Markdown, "
+             "source code or a .zip or tarball of a codebase")
 _HTML_START = (b"<!doctype html", b"<html")
 
 
@@ -101,6 +102,8 @@ def extension_kind(filename: str) -> tuple[str | None, str]:
         return "html", ext
     if ext in MAIL_EXTENSIONS:
         return MAIL_EXTENSIONS[ext], ext
+    if ext in SHEET_EXTENSIONS:
+        return "sheet", ext
     if ext in TEXT_EXTENSIONS or ext in CODE_EXTENSIONS or p.name.lower() in CODE_FILENAMES:
         return "text", ext
     return None, ext
@@ -114,7 +117,7 @@ def describe_binary(data: bytes) -> str:
 
 
 def detect(data: bytes, filename: str) -> str:
-    """Return 'pdf', 'docx', 'zip', 'tar', 'html', 'email', 'mbox' or 'text', or raise UnsupportedDocument (415)."""
+    """'pdf', 'docx', 'zip', 'tar', 'html', 'email', 'mbox', 'sheet' or 'text', or UnsupportedDocument (415)."""
     content = sniff(data)
     named, ext = extension_kind(filename)
     if content == "html" and named == "text":  # an .md or .txt that starts with markup is still what it says
@@ -127,6 +130,8 @@ def detect(data: bytes, filename: str) -> str:
     if named == "pdf" and content != "pdf" and b"%PDF-" in data[:1024]:
         # PDF readers accept the header anywhere in the first 1024 bytes; a text file may merely mention it
         content = "pdf"
+    if named == "sheet" and content == "zip":  # a workbook is a zip; calamine tells a damaged one apart
+        content = "sheet"
     if ext == ".msg":
         raise UnsupportedDocument(
             f"{filename} is an Outlook message (.msg), which docqa does not read. Save it as an .eml file "
@@ -154,7 +159,7 @@ def detect(data: bytes, filename: str) -> str:
 def _label(kind: str) -> str:
     return {"pdf": "a PDF", "zip": "a zip archive", "tar": "a tar archive", "text": "text", "docx": "a Word document",
             "html": "a web page (HTML)",
-            "email": "an e-mail message", "mbox": "a mailbox"}[kind]
+            "email": "an e-mail message", "mbox": "a mailbox", "sheet": "a spreadsheet"}[kind]
 
 
 def text_kind(filename: str) -> tuple[str, str]:

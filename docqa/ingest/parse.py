@@ -8,12 +8,13 @@ from functools import partial
 from docqa.errors import InvalidDocument, UnsupportedDocument
 from docqa.ingest import ParsedDocument, ParseLimits
 from docqa.ingest.archive import parse_zip
-from docqa.ingest.detect import MEDIA_TYPES, detect, text_kind
+from docqa.ingest.detect import MEDIA_TYPES, detect, extension_kind, text_kind
 from docqa.ingest.docx import parse_docx
 from docqa.ingest.html import parse_html
 from docqa.ingest.legal import legal_flavour, parse_legal_xml
 from docqa.ingest.mail import MAX_DEPTH, parse_mail
 from docqa.ingest.pdf import parse_pdf
+from docqa.ingest.sheet import parse_sheet
 from docqa.ingest.tarball import MEDIA_TYPES as TAR_MEDIA_TYPES
 from docqa.ingest.tarball import compression, parse_tar
 from docqa.ingest.text import decode_text, normalize, split_lines
@@ -50,6 +51,8 @@ def _parse(data: bytes, filename: str, limits: ParseLimits, *, password: str | N
         sections, skipped = parse_tar(data, filename, limits)
         return ParsedDocument("archive", TAR_MEDIA_TYPES[compression(data)], sections, skipped=skipped,
                               parser="tarfile")
+    if content == "sheet":
+        return parse_sheet(data, filename, extension_kind(filename)[1], limits)
     if content in ("email", "mbox"):
         if depth >= MAX_DEPTH:
             raise UnsupportedDocument(f"{filename} is a message attached inside messages nested too deeply.")
