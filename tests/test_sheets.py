@@ -121,3 +121,14 @@ def test_spreadsheet_bomb_and_damage_are_refused(client, settings):
         zf.writestr("xl/media/zeros.bin", b"\0" * (8 * 1024 * 1024))
     assert_refused(client, settings, "bomb.xlsx", buf.getvalue(), 422, "looks like an archive bomb")
     assert_refused(client, settings, "cut.xlsx", bomb[:200], 422, "cut.xlsx")
+
+
+def test_password_protected_workbooks_are_refused_with_how_to_fix_it(client, settings):
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 1024
+    assert_refused(client, settings, "locked.xlsx", ole, 422, "locked.xlsx is password-protected",
+                   "Remove the password")
+    manifest = (b"<manifest:manifest><manifest:file-entry><manifest:encryption-data/></manifest:file-entry>"
+                b"</manifest:manifest>")
+    locked = builders.make_zip({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet",
+                                "content.xml": b"\x8f\x01 encrypted", "META-INF/manifest.xml": manifest})
+    assert_refused(client, settings, "locked.ods", locked, 422, "locked.ods is password-protected")

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 import filetype
 
-from docqa.errors import UnsupportedDocument
+from docqa.errors import InvalidDocument, UnsupportedDocument
 from docqa.ingest.text import looks_binary
 
 TEXT_EXTENSIONS = {".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".log", ".csv", ".tsv"}
@@ -130,6 +130,11 @@ def detect(data: bytes, filename: str) -> str:
     if named == "pdf" and content != "pdf" and b"%PDF-" in data[:1024]:
         # PDF readers accept the header anywhere in the first 1024 bytes; a text file may merely mention it
         content = "pdf"
+    if ext in (".docx", ".xlsx", ".xlsm") and data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        # Office saves a password-protected .docx/.xlsx as an encrypted package inside an OLE2 file
+        raise InvalidDocument(
+            f"{filename} is password-protected (an encrypted Office file). Remove the password (File › Info › "
+            "Protect › Encrypt with Password, then clear it), save, and upload it again.")
     if named == "sheet" and content == "zip":  # a workbook is a zip; calamine tells a damaged one apart
         content = "sheet"
     if ext == ".msg":

@@ -41,6 +41,10 @@ _CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3})(\d{1,7})"')
 def parse_sheet(data: bytes, name: str, ext: str, limits: ParseLimits) -> ParsedDocument:
     zf, infos = open_checked_zip(data, name, limits)
     _check_xlsx_extent(zf, infos, name)
+    if any(i.filename == "META-INF/manifest.xml" and i.file_size < 1_000_000 and b"encryption-data" in zf.read(i)
+           for i in infos):
+        raise InvalidDocument(f"{name} is password-protected (an encrypted OpenDocument file). Save it without a "
+                              "password and upload it again.")
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
     except Exception as exc:  # calamine raises its own errors for a damaged or encrypted workbook
