@@ -55,7 +55,7 @@ def parse_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[list[ParsedS
     zf, infos = open_checked_zip(data, name, limits)
     files = [i for i in infos if not i.is_dir()]
     root = common_root([i.filename for i in files])
-    members = [Member(i.filename[len(root):], i.file_size, partial(_read_member, zf, i, name,
+    members = [Member(i.filename[len(root):], i.file_size, partial(read_member, zf, i, name,
                                                                    limits.max_archive_file_bytes))
                for i in files]
     return codebase_sections(members, name, limits)
@@ -196,7 +196,7 @@ def _skip_reason(path: str, size: int, ignore: pathspec.PathSpec | None, limits:
     return ""
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, cap: int) -> bytes:
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, cap: int) -> bytes:
     """Read through a counter: never more than the declared size, nor more than `cap`."""
     limit = min(info.file_size, cap)
     buf = bytearray()

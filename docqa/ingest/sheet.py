@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from python_calamine import CalamineWorkbook
 
 from docqa.errors import InvalidDocument
 from docqa.ingest import ParsedDocument, ParsedSection, ParseLimits
-from docqa.ingest.archive import open_checked_zip
+from docqa.ingest.archive import open_checked_zip, read_member
 from docqa.ingest.text import normalize, split_lines
 
 MEDIA_TYPES = {".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -41,7 +42,7 @@ _CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3})(\d{1,7})"')
 def parse_sheet(data: bytes, name: str, ext: str, limits: ParseLimits) -> ParsedDocument:
     zf, infos = open_checked_zip(data, name, limits)
     _check_xlsx_extent(zf, infos, name)
-    if any(i.filename == "META-INF/manifest.xml" and i.file_size < 1_000_000 and b"encryption-data" in zf.read(i)
+    if any(i.filename == "META-INF/manifest.xml" and b"encryption-data" in read_member(zf, i, name, 1_000_000)
            for i in infos):
         raise InvalidDocument(f"{name} is password-protected (an encrypted OpenDocument file). Save it without a "
                               "password and upload it again.")
@@ -84,13 +85,16 @@ def _check_xlsx_extent(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], name: 
         if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
             continue
         rows = cols = 0
-        with zf.open(info) as fh:
-            tail = b""
-            while chunk := fh.read(1 << 20):
-                for m in _CELL_REF.finditer(tail + chunk):
-                    rows = max(rows, int(m.group(2)))
-                    cols = max(cols, _column_number(m.group(1).decode()))
-                tail = chunk[-32:]
+        try:
+            with zf.open(info) as fh:
+                tail = b""
+                while chunk := fh.read(1 << 20):
+                    for m in _CELL_REF.finditer(tail + chunk):
+                        rows = max(rows, int(m.group(2)))
+                        cols = max(cols, _column_number(m.group(1).decode()))
+                    tail = chunk[-32:]
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as exc:
+            raise InvalidDocument(f"{name} has a damaged entry '{info.filename}' ({exc}).") from exc
         if rows * cols > MAX_CELLS:
             sheet = info.filename.rsplit("/", 1)[-1]
             raise InvalidDocument(
