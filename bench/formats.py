@@ -158,4 +158,108 @@ def bench_formats() -> None:
             "parse_process_peak_rss_MiB": round(max(peaks) / 2**20, 1),
         }
         db.dispose()
+    results["received"] = bench_received()
     write("formats", results)
+
+
+# -- documents as reviewers receive them (issue #27), on files nobody on the team wrote -------------
+
+MIRRORS = Path("/work/.mirror")
+# (format, repository snapshot fetched with the search tool's `fetch`, how its files are picked)
+RECEIVED_SOURCES = {
+    "tarball": "SpamScope+mail-parser, dimastbk+python-calamine (git archive of HEAD)",
+    "email": "SpamScope+mail-parser tests/mails/* (23 real and malformed messages, as .eml, and all as one .mbox)",
+    "uslm": "usgpo+uslm previous/sample-files/114hr2029enr_good.xml, bill-version-samples-september-2024/*s1325rs.xml",
+    "sheet": "dimastbk+python-calamine tests/data/*.xlsx|*.ods",
+}
+
+
+def _git(repo: str, *args: str) -> bytes:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(MIRRORS / repo / "repo"), *args], check=True,
+                          capture_output=True).stdout
+
+
+def _files(repo: str, prefix: str, suffixes: tuple[str, ...] = ()) -> list[tuple[str, bytes]]:
+    names = _git(repo, "ls-tree", "-r", "--name-only", "HEAD", prefix).decode().split("\n")
+    return [(n.rsplit("/", 1)[-1], _git(repo, "show", f"HEAD:{n}")) for n in names
+            if n and (not suffixes or n.lower().endswith(suffixes))]
+
+
+def received_inputs() -> dict[str, list[tuple[str, bytes]]]:
+    mails = [(f"{name}.eml", data) for name, data in _files("SpamScope+mail-parser", "tests/mails")]
+    mbox = b"".join(b"From bench@example.org Thu Jan  1 00:00:00 2025\n" + data.replace(b"\nFrom ", b"\n>From ")
+                    + b"\n\n" for _, data in mails)
+    return {
+        "tarball": [("mail-parser.tar.gz", _git("SpamScope+mail-parser", "archive", "--format=tar.gz",
+                                                "--prefix=mail-parser/", "HEAD")),
+                    ("python-calamine.tar", _git("dimastbk+python-calamine", "archive", "--format=tar",
+                                                 "--prefix=python-calamine/", "HEAD"))],
+        "email": [*mails, ("mail-parser-tests.mbox", mbox)],
+        "uslm": [(n, d) for n, d in _files("usgpo+uslm", "previous/sample-files/114hr2029enr_good.xml")]
+        + _files("usgpo+uslm", "bill-version-samples-september-2024/BILLS-118s1325rs.xml"),
+        "sheet": _files("dimastbk+python-calamine", "tests/data", (".xlsx", ".ods")),
+    }
+
+
+def _before(fmt: str, data: bytes) -> dict[str, Any]:
+    """What docqa made of the file before #27: tarballs and spreadsheets refused (415); an .eml stored
+    as plain text, headers and base64 and all; USLM as code with its markup."""
+    from docqa.tokens import estimate_tokens
+
+    if fmt in ("tarball", "sheet"):
+        return {"stored": False}
+    text = data.decode("utf-8", "replace")
+    return {"stored": True, "chars": len(text), "tokens": estimate_tokens(text)}
+
+
+def bench_received() -> dict[str, Any]:
+    from docqa.errors import DocqaError
+    from docqa.ingest import ParseLimits
+    from docqa.ingest.sandbox import parse_in_sandbox
+
+    limits = ParseLimits(ocr=False)  # OCR is measured above; scanned attachments would dominate the times
+    out: dict[str, Any] = {"sources": RECEIVED_SOURCES, "tokens": "cl100k (docqa's upload estimate)"}
+    for fmt, files in received_inputs().items():
+        rows = []
+        for name, data in files:
+            t = time.perf_counter()
+            try:
+                doc = parse_in_sandbox(data, name, limits, timeout_s=120, memory_bytes=4 * 1024**3)
+            except DocqaError as exc:
+                rows.append({"file": name, "bytes": len(data), "outcome": f"refused {exc.status_code}",
+                             "detail": exc.detail, "parse_s": round(time.perf_counter() - t, 3)})
+                continue
+            rows.append({"file": name, "bytes": len(data), "outcome": "read", "kind": doc.kind, "parser": doc.parser,
+                         "sections": len(doc.sections), "skipped": len(doc.skipped),
+                         "parse_s": round(time.perf_counter() - t, 3), "chars": doc.n_chars,
+                         "tokens": doc.token_estimate, "before": _before(fmt, data)})
+        read = [r for r in rows if r["outcome"] == "read"]
+        out[fmt] = {"files": len(rows), "read": len(read), "refused": len(rows) - len(read),
+                    "parse_s_total": round(sum(r["parse_s"] for r in rows), 2), "each": rows}
+    return out
+
+
+def main() -> None:
+    """`python -m bench.formats received`: only the received formats, merged into formats.json."""
+    import json
+    import sys
+
+    from bench.run import RESULTS, write
+
+    if sys.argv[1:] != ["received"]:
+        raise SystemExit("usage: python -m bench.formats received   (the rest: python -m bench.run formats)")
+    path = RESULTS / "formats.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.pop("benchmark", None)
+    results.pop("machine", None)
+    results["received"] = bench_received()
+    write("formats", results, quiet=True)
+    for fmt in ("tarball", "email", "uslm", "sheet"):
+        r = results["received"][fmt]
+        print(fmt, r["files"], "read", r["read"], "refused", r["refused"], "parse_s", r["parse_s_total"])
+
+
+if __name__ == "__main__":
+    main()

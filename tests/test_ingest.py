@@ -493,7 +493,7 @@ def test_text_named_as_pdf(client, settings):
 
 
 def test_office_zip_is_not_a_codebase(client, settings):
-    assert_refused(client, settings, "sheet.xlsx", builders.make_docx(), 415, "is a .xlsx file (a zip container)")
+    assert_refused(client, settings, "slides.pptx", builders.make_docx(), 415, "is a .pptx file (a zip container)")
 
 
 def test_damaged_docx(client, settings):

@@ -4,7 +4,8 @@ When the model cites nothing (small models rarely follow the format), `attribute
 source sentence that best supports each sentence of the answer, by word overlap, and cites it
 with origin "matched"; its quote is copied from the source, so it is verified by construction.
 
-Accepted forms: `[p. 3]`, `[page 3]`, `[file.py:L10-L20]`, `[file.py:L10]`, and for Word and HTML
+Accepted forms: `[p. 3]`, `[page 3]`, `[report.pdf p. 3]` (a PDF attached to an e-mail),
+`[file.py:L10-L20]`, `[file.py:L10]`, and for Word and HTML
 documents `[doc.docx §4.2 ¶3]` (clause and paragraph; `¶3-5` a range, `[doc.docx §4.2]` the whole
 clause, `[doc.docx ¶2]` before the first heading), with a quote in straight or curly double quotes
 right before or after the marker. A citation is *verified* only when its quote occurs (ignoring
@@ -22,7 +23,7 @@ from docqa.engine import clause_cites
 from docqa.engine.sources import Document, Section
 
 _MARKER = re.compile(
-    r"\[(?:p(?:age)?\.?\s*(?P<page>\d+)|(?P<path>[^\[\]\n:]{1,300}):L(?P<start>\d+)(?:\s*-\s*L?(?P<end>\d+))?)\]",
+    r"\[(?:(?:(?P<pfile>[^\[\]\n:§¶]{1,300}?)[\s,]+)?p(?:age)?\.?\s*(?P<page>\d+)|(?P<path>[^\[\]\n:]{1,300}):L(?P<start>\d+)(?:\s*-\s*L?(?P<end>\d+))?)\]",
     re.IGNORECASE,
 )
 _QUOTE = r"[\"“”«»]([^\"“”«»\n]{3,400})[\"“”«»]"
@@ -64,7 +65,7 @@ def extract_citations(answer: str, sources: list[tuple[Document, list[Section]]]
         if m.re is clause_cites.MARKER:
             cit = clause_cites.check(m, quote, sources)
         elif m.group("page"):
-            cit = _check_page(int(m.group("page")), quote, sources, m.group(0))
+            cit = _check_page(int(m.group("page")), quote, sources, m.group(0), m.group("pfile"))
         else:
             start = int(m.group("start"))
             end = int(m.group("end") or start)
@@ -102,16 +103,28 @@ def _contains(haystack: str, quote: str | None) -> bool:
     return quote is not None and bool(quote) and squash(quote) in squash(haystack)
 
 
-def _check_page(page: int, quote: str | None, sources: list[tuple[Document, list[Section]]], marker: str) -> Citation:
+def _check_page(page: int, quote: str | None, sources: list[tuple[Document, list[Section]]], marker: str,
+                named: str | None = None) -> Citation:
+    """`[p. 3]`, or `[report.pdf p. 3]` for a PDF attached to an e-mail (its sections' path): a name
+    that is no attachment's is read as no name at all ("[see p. 3]")."""
+    name = (named or "").split("›")[-1].strip()
+    pages = [(doc, s) for doc, sections in sources for s in sections if s.page == page]
+    if name and any(_names(doc, s, name) for doc, s in pages):
+        pages = [(doc, s) for doc, s in pages if _names(doc, s, name)]
     first: Document | None = None
-    for doc, sections in sources:
-        for s in sections:
-            if s.page == page:
-                first = first or doc
-                if _contains(s.text, quote):
-                    return Citation(doc.id, doc.filename, page, None, None, None, quote, True, marker)
-    return Citation(first.id if first else None, first.filename if first else None, page, None, None, None,
+    for doc, s in pages:
+        first = first or doc
+        if _contains(s.text, quote):
+            return Citation(doc.id, doc.filename, page, s.path, None, None, quote, True, marker)
+    path = pages[0][1].path if pages else None
+    return Citation(first.id if first else None, first.filename if first else None, page, path, None, None,
                     quote, False, marker)
+
+
+def _names(doc: Document, section: Section, name: str) -> bool:
+    """Whether `name` is the section's file: its path (an attachment), or its document's name."""
+    spath = section.path or doc.filename
+    return spath == name or spath.endswith("/" + name) or (section.path is None and doc.filename.endswith(name))
 
 
 def _check_lines(path: str, start: int, end: int, quote: str | None,
@@ -195,7 +208,8 @@ def _matched(doc: Document, sec: Section, quote: str) -> Citation:
     if sec.para_start is not None:
         return clause_cites.matched(doc, sec, quote)
     if sec.page is not None:
-        return Citation(doc.id, doc.filename, sec.page, None, None, None, quote, True, f"[p. {sec.page}]", "matched")
+        marker = f"[{sec.path} p. {sec.page}]" if sec.path else f"[p. {sec.page}]"
+        return Citation(doc.id, doc.filename, sec.page, sec.path, None, None, quote, True, marker, "matched")
     offset = sec.text[: sec.text.find(quote)].count("\n") if quote in sec.text else 0
     line = (sec.line_start or 1) + offset
     path = sec.path or doc.filename

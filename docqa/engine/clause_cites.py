@@ -27,7 +27,7 @@ MARKER = re.compile(
 def marker(doc: Document, sec: Section, para_start: int, para_end: int | None = None) -> str:
     where = f" §{sec.clause}" if sec.clause else ""
     paras = f"¶{para_start}" + (f"-{para_end}" if para_end and para_end != para_start else "")
-    return f"[{doc.filename}{where} {paras}]"
+    return f"[{sec.path or doc.filename}{where} {paras}]"
 
 
 def _same_clause(a: str | None, b: str | None) -> bool:
@@ -43,7 +43,12 @@ def check(m: re.Match[str], quote: str | None, sources: list[tuple[Document, lis
     clause = (m.group("clause") or "").strip() or None
     p1 = int(m.group("p1")) if m.group("p1") else None
     p2 = int(m.group("p2")) if m.group("p2") else p1
+    # the name is the document's, or an e-mail attachment's (its sections' path)
     named = [(d, ss) for d, ss in sources if name and (d.filename == name or d.filename.endswith("/" + name))]
+    if name and not named:
+        named = [(d, [s for s in ss if s.path and (s.path == name or s.path.endswith("/" + name))])
+                 for d, ss in sources]
+        named = [(d, ss) for d, ss in named if ss]
     first: Document | None = None
     for doc, sections in named or sources:
         for sec in sections:

@@ -527,7 +527,8 @@ def _evidence(text: str, chunk: list[Part], chunk_no: int) -> list[tuple[str, Pa
     for part in chunk:
         for quote in verbatim_spans(text, part.text):
             s = part.section
-            where = f"page {s.page}" if s.page is not None else f"{s.path or part.document.filename}, lines " \
+            page = f"{s.path} p. {s.page}" if s.path else f"page {s.page}"
+            where = page if s.page is not None else f"{s.path or part.document.filename}, lines " \
                 f"{part.line_start}-{part.line_end}"
             if s.para_start is not None:  # Word / HTML: cited by clause and paragraph
                 clause = f" §{s.clause}" if s.clause else ""

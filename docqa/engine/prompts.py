@@ -31,11 +31,11 @@ REDUCE_INSTRUCTIONS = (
 
 
 def section_marker(doc: Document, section: Section) -> str:
-    if section.page is not None:
-        return f"[page {section.page}]"
+    if section.page is not None:  # a PDF attached to an e-mail is named: [report.pdf p. 3]
+        return f"[{section.path} p. {section.page}]" if section.path else f"[page {section.page}]"
     if section.para_start is not None:  # Word / HTML: the clause and its paragraphs, as they are cited
         clause = f" §{section.clause}" if section.clause else ""
-        return f"[{doc.filename}{clause} ¶{section.para_start}-{section.para_end}]"
+        return f"[{section.path or doc.filename}{clause} ¶{section.para_start}-{section.para_end}]"
     path = section.path or doc.filename
     return f"[{path}:L{section.line_start}-L{section.line_end}]"
 
@@ -44,12 +44,12 @@ def render_part(doc: Document, section: Section, text: str, first: int | None, l
     """A slice of a section (chunked mode): lines `first`..`last` of a text file, or paragraphs
     `first`..`last` of a Word/HTML section, with the marker a citation of it names."""
     if section.page is not None:
-        return f"[page {section.page}]\n{text}\n"
+        return f"{section_marker(doc, section)}\n{text}\n"
     if section.para_start is not None and first is not None:
         clause = f" §{section.clause}" if section.clause else ""
         heading = f" {section.heading}" if section.heading else ""
         body = "\n".join(f"¶{first + i} {line}" for i, line in enumerate(text.split("\n")))
-        return f"[{doc.filename}{clause} ¶{first}-{last}]{heading}\n{body}\n"
+        return f"[{section.path or doc.filename}{clause} ¶{first}-{last}]{heading}\n{body}\n"
     return f"[{section.path or doc.filename}:L{first}-L{last}]\n{text}\n"
 
 

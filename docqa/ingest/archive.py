@@ -17,6 +17,9 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePosixPath
 
 import pathspec
@@ -38,25 +41,45 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 CHUNK = 64 * 1024
 
 
+@dataclass(frozen=True)
+class Member:
+    """A regular file of an archive, once the archive's guards passed: its path (the archive's
+    common top folder removed), its size, and how to read it (through a byte counter)."""
+
+    path: str
+    size: int
+    read: Callable[[], bytes]
+
+
 def parse_zip(data: bytes, name: str, limits: ParseLimits) -> tuple[list[ParsedSection], list[dict[str, str]]]:
     zf, infos = open_checked_zip(data, name, limits)
     files = [i for i in infos if not i.is_dir()]
-    root = _common_root([i.filename for i in files])
-    ignore = _gitignore(zf, root, name, limits)
+    root = common_root([i.filename for i in files])
+    members = [Member(i.filename[len(root):], i.file_size, partial(read_member, zf, i, name,
+                                                                   limits.max_archive_file_bytes))
+               for i in files]
+    return codebase_sections(members, name, limits)
+
+
+def codebase_sections(members: list[Member], name: str,
+                      limits: ParseLimits) -> tuple[list[ParsedSection], list[dict[str, str]]]:
+    """Every text file's line runs (path + lines), and the files skipped with the reason (zip and tar)."""
+    gitignore = next((m for m in members if m.path == ".gitignore"), None)
+    ignore = _gitignore(gitignore.read()) if gitignore and gitignore.size <= limits.max_archive_file_bytes else None
     sections: list[ParsedSection] = []
     skipped: list[dict[str, str]] = []
     total = 0
-    for info in files:
-        path = info.filename[len(root):] if root else info.filename
-        reason = _skip_reason(path, info, ignore, limits)
+    for member in members:
+        path = member.path
+        reason = _skip_reason(path, member.size, ignore, limits)
         if reason:
             skipped.append({"path": path, "reason": reason})
             continue
-        raw = _read_member(zf, info, name, limits.max_archive_file_bytes)
+        raw = member.read()
         total += len(raw)
         if total > limits.max_archive_bytes:
             raise InvalidDocument(f"{name} unpacks to more than {limits.max_archive_bytes:,} bytes.")
-        text, why = _member_text(raw)
+        text, why = member_text(raw)
         if text is None:
             skipped.append({"path": path, "reason": why})
             continue
@@ -133,7 +156,7 @@ def _check_no_overlap(data: bytes, infos: list[zipfile.ZipInfo], start_dir: int,
         raise InvalidDocument(f"{name} is unsafe: an entry overlaps the archive's directory.")
 
 
-def _common_root(names: list[str]) -> str:
+def common_root(names: list[str]) -> str:
     """'repo-main/' when every file sits in that one folder (GitHub's zips), else ''."""
     tops = {n.split("/", 1)[0] for n in names}
     if len(tops) == 1 and all("/" in n for n in names):
@@ -141,12 +164,8 @@ def _common_root(names: list[str]) -> str:
     return ""
 
 
-def _gitignore(zf: zipfile.ZipFile, root: str, name: str, limits: ParseLimits) -> pathspec.PathSpec | None:
-    try:
-        info = zf.getinfo(root + ".gitignore")
-    except KeyError:
-        return None
-    lines = _read_member(zf, info, name, limits.max_archive_file_bytes).decode("utf-8", "replace").splitlines()
+def _gitignore(raw: bytes) -> pathspec.PathSpec | None:
+    lines = raw.decode("utf-8", "replace").splitlines()
     try:
         return pathspec.GitIgnoreSpec.from_lines(lines)
     except (ValueError, re.error):  # like git, skip the patterns it cannot use ("!", a lone "\\", "[z-a]" …)
@@ -161,7 +180,7 @@ def _valid_pattern(line: str) -> bool:
     return True
 
 
-def _skip_reason(path: str, info: zipfile.ZipInfo, ignore: pathspec.PathSpec | None, limits: ParseLimits) -> str:
+def _skip_reason(path: str, size: int, ignore: pathspec.PathSpec | None, limits: ParseLimits) -> str:
     parts = PurePosixPath(path).parts
     if any(p in VENDORED_DIRS for p in parts[:-1]):
         return "vendored or generated folder"
@@ -172,12 +191,12 @@ def _skip_reason(path: str, info: zipfile.ZipInfo, ignore: pathspec.PathSpec | N
         return "minified"
     if ignore is not None and ignore.match_file(path):
         return "excluded by .gitignore"
-    if info.file_size > limits.max_archive_file_bytes:
+    if size > limits.max_archive_file_bytes:
         return f"larger than {limits.max_archive_file_bytes:,} bytes"
     return ""
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, cap: int) -> bytes:
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, cap: int) -> bytes:
     """Read through a counter: never more than the declared size, nor more than `cap`."""
     limit = min(info.file_size, cap)
     buf = bytearray()
@@ -192,7 +211,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, cap: int
     return bytes(buf)
 
 
-def _member_text(raw: bytes) -> tuple[str | None, str]:
+def member_text(raw: bytes) -> tuple[str | None, str]:
     if looks_binary(raw):
         return None, "binary"
     try:

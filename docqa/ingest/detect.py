@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
 import filetype
 
-from docqa.errors import UnsupportedDocument
+from docqa.errors import InvalidDocument, UnsupportedDocument
 from docqa.ingest.text import looks_binary
 
 TEXT_EXTENSIONS = {".txt", ".text", ".md", ".markdown", ".rst", ".adoc", ".org", ".log", ".csv", ".tsv"}
@@ -23,22 +26,28 @@ CODE_EXTENSIONS = {
 }
 CODE_FILENAMES = {"makefile", "dockerfile", "cmakelists.txt", "gemfile", "rakefile", "procfile", "justfile"}
 ARCHIVE_EXTENSIONS = {".zip"}
+TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tbz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
 PDF_EXTENSIONS = {".pdf"}
 DOCX_EXTENSIONS = {".docx"}
 HTML_EXTENSIONS = {".html", ".htm", ".xhtml"}
+MAIL_EXTENSIONS = {".eml": "email", ".mbox": "mbox"}
+SHEET_EXTENSIONS = {".xlsx", ".xlsm", ".ods"}
 
 MEDIA_TYPES = {"pdf": "application/pdf", "archive": "application/zip", "markdown": "text/markdown"}
 
-SUPPORTED = "PDF, Word (.docx), HTML, plain text, Markdown, source code or a .zip of a codebase"
+SUPPORTED = ("PDF, Word (.docx), a spreadsheet (.xlsx, .ods), HTML, e-mail (.eml, .mbox), plain text, Markdown, "
+             "source code or a .zip or tarball of a codebase")
 _HTML_START = (b"<!doctype html", b"<html")
 
 
 def sniff(data: bytes) -> str:
-    """'pdf', 'docx', 'zip', 'html', 'text' or 'binary' from the bytes alone."""
+    """'pdf', 'docx', 'zip', 'tar', 'html', 'text' or 'binary' from the bytes alone."""
     if data[:1024].lstrip().startswith(b"%PDF-"):
         return "pdf"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "docx" if _zip_is_docx(data) else "zip"
+    if _is_tar(_tar_head(data)):
+        return "tar"
     if looks_binary(data):
         return "binary"
     if data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(_HTML_START):
@@ -46,10 +55,31 @@ def sniff(data: bytes) -> str:
     return "text"
 
 
+def is_docx(names: set[str]) -> bool:
+    return "word/document.xml" in names and "[Content_Types].xml" in names
+
+
+def _tar_head(data: bytes) -> bytes:
+    """The first 512 bytes, decompressed when the upload is gzip, bzip2 or xz (never more than that)."""
+    try:
+        if data.startswith(b"\x1f\x8b"):
+            return zlib.decompressobj(wbits=31).decompress(data[:65536], 512)
+        if data.startswith(b"BZh"):
+            return bz2.BZ2Decompressor().decompress(data[:65536], max_length=512)
+        if data.startswith(b"\xfd7zXZ\x00"):
+            return lzma.LZMADecompressor().decompress(data[:65536], max_length=512)
+    except (zlib.error, OSError, lzma.LZMAError, EOFError):
+        return b""
+    return data[:512]
+
+
+def _is_tar(head: bytes) -> bool:
+    """A POSIX (ustar/pax) or GNU tar header: its magic at offset 257."""
+    return head[257:262] == b"ustar"
+
+
 def _zip_is_docx(data: bytes) -> bool:
     """A Word package: the zip holds word/document.xml and [Content_Types].xml (read from its directory only)."""
-    from docqa.ingest.docx import is_docx
-
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return is_docx(set(zf.namelist()))
@@ -60,6 +90,8 @@ def _zip_is_docx(data: bytes) -> bool:
 def extension_kind(filename: str) -> tuple[str | None, str]:
     p = PurePosixPath(filename.replace("\\", "/"))
     ext = p.suffix.lower()
+    if p.name.lower().endswith(TAR_SUFFIXES):
+        return "tar", ext
     if ext in PDF_EXTENSIONS:
         return "pdf", ext
     if ext in ARCHIVE_EXTENSIONS:
@@ -68,6 +100,10 @@ def extension_kind(filename: str) -> tuple[str | None, str]:
         return "docx", ext
     if ext in HTML_EXTENSIONS:
         return "html", ext
+    if ext in MAIL_EXTENSIONS:
+        return MAIL_EXTENSIONS[ext], ext
+    if ext in SHEET_EXTENSIONS:
+        return "sheet", ext
     if ext in TEXT_EXTENSIONS or ext in CODE_EXTENSIONS or p.name.lower() in CODE_FILENAMES:
         return "text", ext
     return None, ext
@@ -81,16 +117,33 @@ def describe_binary(data: bytes) -> str:
 
 
 def detect(data: bytes, filename: str) -> str:
-    """Return 'pdf', 'docx', 'zip', 'html' or 'text', or raise UnsupportedDocument (415)."""
+    """'pdf', 'docx', 'zip', 'tar', 'html', 'email', 'mbox', 'sheet' or 'text', or UnsupportedDocument (415)."""
     content = sniff(data)
     named, ext = extension_kind(filename)
     if content == "html" and named == "text":  # an .md or .txt that starts with markup is still what it says
         content = "text"
     if named == "html" and content == "text":  # a fragment or a page without a doctype
         content = "html"
+    if named in ("email", "mbox") and content in ("text", "html", "binary"):
+        # a message is text with headers; 8-bit bodies, and a NUL in one, are still a message
+        content = named
     if named == "pdf" and content != "pdf" and b"%PDF-" in data[:1024]:
         # PDF readers accept the header anywhere in the first 1024 bytes; a text file may merely mention it
         content = "pdf"
+    if ext in (".docx", ".xlsx", ".xlsm") and data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        # Office saves a password-protected .docx/.xlsx as an encrypted package inside an OLE2 file
+        raise InvalidDocument(
+            f"{filename} is password-protected (an encrypted Office file). Remove the password (File › Info › "
+            "Protect › Encrypt with Password, then clear it), save, and upload it again.")
+    if named == "sheet" and content == "zip":  # a workbook is a zip; calamine tells a damaged one apart
+        content = "sheet"
+    if ext == ".msg":
+        raise UnsupportedDocument(
+            f"{filename} is an Outlook message (.msg), which docqa does not read. Save it as an .eml file "
+            "(Outlook on the web and Thunderbird: Save as / Download; Outlook for Windows: drag it out of "
+            "Outlook as .eml or use File › Save As › Outlook Message Format - Unicode then convert), or "
+            "export the folder as .mbox."
+        )
     if content == "binary":
         raise UnsupportedDocument(
             f"{filename} looks like {describe_binary(data)}, which docqa cannot read. Upload {SUPPORTED}."
@@ -109,8 +162,9 @@ def detect(data: bytes, filename: str) -> str:
 
 
 def _label(kind: str) -> str:
-    return {"pdf": "a PDF", "zip": "a zip archive", "text": "text", "docx": "a Word document",
-            "html": "a web page (HTML)"}[kind]
+    return {"pdf": "a PDF", "zip": "a zip archive", "tar": "a tar archive", "text": "text", "docx": "a Word document",
+            "html": "a web page (HTML)",
+            "email": "an e-mail message", "mbox": "a mailbox", "sheet": "a spreadsheet"}[kind]
 
 
 def text_kind(filename: str) -> tuple[str, str]:

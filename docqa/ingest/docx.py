@@ -48,10 +48,6 @@ _RUN_CHARS = {qn("w:tab"): "\t", qn("w:ptab"): "\t", qn("w:cr"): "\n", qn("w:noB
 _T, _BR = qn("w:t"), qn("w:br")
 
 
-def is_docx(names: set[str]) -> bool:
-    return "word/document.xml" in names and "[Content_Types].xml" in names
-
-
 def parse_docx(data: bytes, name: str, limits: ParseLimits) -> ParsedDocument:
     open_checked_zip(data, name, limits)
     try:

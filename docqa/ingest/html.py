@@ -26,7 +26,7 @@ BLOCKS = {"p", "div", "li", "ul", "ol", "table", "thead", "tbody", "tfoot", "blo
           "br", "body", "center", "fieldset", "legend"}
 
 
-def parse_html(data: bytes, name: str, limits: ParseLimits) -> ParsedDocument:
+def parse_html(data: bytes | str, name: str, limits: ParseLimits) -> ParsedDocument:
     soup = BeautifulSoup(data, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup.find_all(DROPPED):

@@ -42,7 +42,8 @@ class Outline:
         self._para = 0  # paragraphs of the current span so far
         self._size = 0
 
-    def heading(self, level: int, text: str, label: str | None = None) -> None:
+    def heading(self, level: int, text: str, label: str | None = None, clause: str | None = None) -> None:
+        """`clause`, when given, is what the span is cited by (legal XML: "3(a)"), else its number or text."""
         text = " ".join(text.split())
         if not text:
             return
@@ -50,7 +51,7 @@ class Outline:
         while self._stack and self._stack[-1][0] >= level:
             self._stack.pop()
         self._stack.append((level, f"{label} {text}" if label and not text.startswith(label) else text))
-        self._clause = clause_of(label, text)
+        self._clause = clause[:MAX_CLAUSE] if clause else clause_of(label, text)
         self._para = 0
 
     def paragraph(self, text: str) -> None:
