@@ -24,8 +24,8 @@ from docqa.engine.runner import SnapshotWriter, local_host
 from docqa.engine.state_cache import ContextConfig, StateCache, copy_state
 from docqa.settings import Settings
 from tests.browser import Server
-from tests.test_runner import BEDS, SERVER_ENV, wait_for
 from tests.test_faults import upload
+from tests.test_runner import BEDS, SERVER_ENV, wait_for
 
 CONFIG = ContextConfig(n_ctx=512, type_k="f16", type_v="f16", flash_attn=False, yarn_factor=None,
                        n_ctx_train=8192, n_batch=64, n_ubatch=64)
@@ -115,10 +115,11 @@ def test_sigterm_right_after_a_follow_up_keeps_the_reading_for_the_next_start(tm
     """The issue's sequence: a cold question, a follow-up, SIGTERM 0 s after its answer, a restart: the
     next question reads the documents back from disk, and the stop said what it wrote."""
     server = Server(tmp_path / "data", env=SERVER_ENV).start()
+    beds = "\n".join(BEDS.splitlines()[:12])  # short: the machine running the suite may be loaded
     ask = {"max_tokens": 4, "sampling": {"temperature": 0, "seed": 1}}
     try:
-        with httpx.Client(base_url=server.url, timeout=300) as http:
-            doc = upload(http, "beds.txt", BEDS.encode())
+        with httpx.Client(base_url=server.url, timeout=900) as http:
+            doc = upload(http, "beds.txt", beds.encode())
             sid = http.post("/api/sessions", json={"document_ids": [doc["id"]]}).json()["id"]
             url = f"/api/sessions/{sid}/questions"
             cold = http.post(url, json={**ask, "question": "What does bed 4 grow?"}).json()
@@ -137,7 +138,7 @@ def test_sigterm_right_after_a_follow_up_keeps_the_reading_for_the_next_start(tm
         assert [n for n in names if n.endswith(".kv")], names
 
         server.start()
-        with httpx.Client(base_url=server.url, timeout=300) as http:
+        with httpx.Client(base_url=server.url, timeout=900) as http:
             after = http.post(url, json={**ask, "question": "What does bed 6 grow?"}).json()
         assert after["timings"]["prefix_source"] == "disk", after
         assert after["timings"]["prefill_tokens"] < 100, after  # the question only, not the documents
