@@ -167,6 +167,7 @@ class RunnerProcess:
         child_in.close()
         child_out.close()
         self.info: dict[str, Any] = {}
+        self.killed_on_stop = False
         self.send(("params", params))
 
     @property
@@ -244,7 +245,8 @@ class RunnerProcess:
                 logging.getLogger(message[2]).log(message[1], "%s", message[3])
             elif message[0] == "stopped":
                 report = message[1]
-        if self._wait(max(0.0, deadline - time.monotonic())) is None:
+        self.killed_on_stop = self._wait(max(0.0, deadline - time.monotonic())) is None
+        if self.killed_on_stop:
             self.kill()
         self._close()
         return report
@@ -707,8 +709,9 @@ class Runtime:
         """Log what a stopping runner did with the snapshots it had not yet written (`docqa serve` shows it)."""
         name = self.spec.name
         if report is None:
-            log.warning("model %s: runner %d did not stop in time and was killed; a snapshot it was writing is "
-                        "lost (its documents will be read again)", name, r.pid)
+            if r.killed_on_stop:
+                log.warning("model %s: runner %d did not stop in time and was killed; a snapshot it was writing "
+                            "is lost (its documents will be read again)", name, r.pid)
             return
         if report["saved"]:
             log.info("model %s: runner %d stopped after writing %d pending KV snapshot(s) (%s tokens, %.1f MB) "
