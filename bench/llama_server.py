@@ -17,8 +17,10 @@ this CPU; docqa's is off at this size, bench/flash.py), and answer the same ques
 Each side's first question comes once its model is loaded (llama-server's /health answers then; docqa
 loads its default model at start, DOCQA_PRELOAD, and its health says when the runner is ready).
 Time to first token (first streamed token) and total are taken by the client, over HTTP on loopback.
-Rounds alternate who goes first; medians per cell. Targets: cold and warm ≤ 1.0× llama-server,
-restart ≥ 5× faster than llama-server's. For reference, llama-server with `-fa off` too (cold and warm:
+The stop before the restart comes 0 s after the follow-up's answer (issue #30: the snapshot may still
+be being written; `docqa_stop_reports` keeps what docqa's log said of it). Rounds alternate who goes
+first; medians per cell. Targets (issue #30): cold ≤ 1.0× llama-server, warm ≤ 0.8×, restart ≥ 10×
+faster than llama-server's. For reference, llama-server with `-fa off` too (cold and warm:
 what a user who tuned it would get).
 """
 
@@ -154,6 +156,7 @@ def bench_server(rounds: int = 2) -> None:
     cells: dict[str, dict[str, list[float]]] = {}
     prompt_tokens: dict[str, int] = {}
     sources: list[str] = []  # where docqa's prefix came from after each restart (disk: its snapshot)
+    stops: list[str] = []  # what docqa's log said of its pending snapshots as it stopped
 
     def add(side: str, phase: str, result: dict[str, float]) -> None:
         cell = cells.setdefault(f"{side}_{phase}", {"ttft_s": [], "total_s": []})
@@ -174,7 +177,12 @@ def bench_server(rounds: int = 2) -> None:
                 for phase, q in (("cold", BATCH_QUESTIONS[0]), ("warm", BATCH_QUESTIONS[1])):
                     ttft, total, last = _stream(http, url, {**body, "question": q}, "docqa")
                     add("docqa", phase, {"ttft_s": ttft, "total_s": total})
-            server.stop()  # the runner finishes writing the snapshot before it stops
+            # stopped 0 s after the follow-up's answer (SIGINT, as Ctrl-C): the runner writes the snapshots still
+            # pending before it exits, bounded by DOCQA_SNAPSHOT_STOP_WAIT, and logs what it wrote
+            server.stop()
+            stops.extend(line.partition(" - runtime - ")[2] for line in server.log_tail(400).splitlines()
+                         if "stopped after writing" in line or "no KV snapshot was pending" in line
+                         or "not written within" in line)
             model_ready(server.start())
             with httpx.Client(base_url=server.url, timeout=600) as http:
                 ttft, total, last = _stream(http, url, {**body, "question": BATCH_QUESTIONS[2]}, "docqa")
@@ -224,11 +232,11 @@ def bench_server(rounds: int = 2) -> None:
     write("server", {
         "model": spec.path.name, "threads": threads, "extra_buffers": extra, "extra_buffers_reason": why,
         "max_tokens": MAX_TOKENS, "rounds": rounds, "prompt_tokens": prompt_tokens, "medians": med,
-        "docqa_prefix_source_after_restart": sources,
+        "docqa_prefix_source_after_restart": sources, "docqa_stop_reports": stops,
         "ratio_docqa_over_llama_server": ratio,
         "ratio_docqa_over_llama_server_fa_off": ratio_fa_off,
         "docqa_flash_attn": docqa_flash,
         "restart_speedup": round(med["llama_server_restart"]["total_s"] / med["docqa_restart"]["total_s"], 2),
-        "targets": {"cold": "≤ 1.0", "warm": "≤ 1.0", "restart_speedup": "≥ 5"},
+        "targets": {"cold": "≤ 1.0", "warm": "≤ 0.8", "restart_speedup": "≥ 10"},  # issue #30
         "runs": cells,
     })

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     state_cache_bytes: int = Field(
         4 * 1024**3, description="Disk cap for KV-state snapshots of read documents; least recently used go first."
     )
+    snapshot_stop_wait: float = Field(
+        60.0, ge=0,
+        description="Seconds a stopping docqa (SIGTERM, Ctrl-C, an idle model unloading) waits for the KV snapshots "
+        "still being written, so documents just read are not read again after a restart (30s, 2m accepted); what is "
+        "not written by then is given up and logged. Keep a service manager's stop timeout above it plus ~25 s "
+        "(systemd TimeoutStopSec, docker stop -t).",
+    )
     preload: bool = Field(
         True, description="Load the default model (DOCQA_MODEL, else the embedded one) when docqa starts, in its "
         "runner process, as llama-server does, so the first question does not wait for the model to load; "
@@ -263,9 +270,9 @@ class Settings(BaseSettings):
             raise ValueError(f"DOCQA_EXTRA_BUFFERS takes auto, on or off; got {value!r}")
         return value.strip().lower()
 
-    @field_validator("model_keep_alive", mode="before")
+    @field_validator("model_keep_alive", "snapshot_stop_wait", mode="before")
     @classmethod
-    def _duration(cls, value: object) -> object:
+    def _duration(cls, value: object, info: ValidationInfo) -> object:
         """'300', '30s', '5m', '1h' → seconds."""
         if isinstance(value, str):
             text = value.strip().lower()
@@ -274,9 +281,10 @@ class Settings(BaseSettings):
             try:
                 seconds = float(text[:-1]) * factor if factor else float(text)
             except ValueError:
-                raise ValueError(f"DOCQA_MODEL_KEEP_ALIVE takes seconds or 30s, 5m, 1h; got {value!r}") from None
+                raise ValueError(f"DOCQA_{str(info.field_name).upper()} takes seconds or 30s, 5m, 1h; "
+                                 f"got {value!r}") from None
             value = seconds
-        if isinstance(value, int | float) and value < 0:
+        if isinstance(value, int | float) and value < 0 and info.field_name == "model_keep_alive":
             raise ValueError("DOCQA_MODEL_KEEP_ALIVE cannot be negative; 0 keeps the model loaded")
         return value
 

@@ -32,6 +32,7 @@ class LocalBackend:
         self.runtime = Runtime(
             spec, s.state_dir, s.state_cache_bytes, queue_size=s.queue_size, n_threads=s.n_threads,
             use_mmap=s.mmap, extra_buffers=s.extra_buffers, keep_alive_s=s.model_keep_alive,
+            snapshot_stop_wait_s=s.snapshot_stop_wait,
         )
 
     @property

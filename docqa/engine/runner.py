@@ -8,7 +8,8 @@ LM Studio run models too.
 
 The pipe carries, web → runner: ("job", id, Work), ("cancel", id), ("stop",);
 runner → web: ("hello", info), ("phase", id, name), ("progress", id, dict), ("token", id, kind,
-text), ("done", id, Generation), ("error", id, code, detail, extra).
+text), ("done", id, Generation), ("error", id, code, detail, extra), and last, once stopped, ("stopped",
+report): the snapshots it wrote or gave up while stopping (SnapshotWriter.finish).
 
 Within a job, the document prefix is made resident before the question is appended:
 1. already in the context's KV cells (the previous question was about the same documents) → free;
@@ -18,7 +19,8 @@ Within a job, the document prefix is made resident before the question is append
 `Llama.generate` then reuses that prefix, so only the question and the answer are evaluated. A
 freshly read prefix is snapshotted *after* the answer has been sent (and the question's and
 answer's cells dropped): its state is copied to memory (milliseconds) and a writer thread writes the
-file, so neither this question's first token nor the next question waits for the disk.
+file, so neither this question's first token nor the next question waits for the disk. The writer
+gives way to a following job for a few seconds at most (SnapshotWriter), and a stop waits for it.
 
 Priorities (runtime.py): the web process may ask a running job to yield ("yield", id) for
 higher-priority work. It stops at its next prefill slice or generated token and answers ("yielded",
@@ -34,7 +36,9 @@ process is gone (a SIGKILLed server leaves no runner behind).
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -50,7 +54,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
-from docqa.engine.state_cache import ContextConfig, StateCache, copy_state, restore_state
+from docqa.engine.state_cache import ContextConfig, SnapshotAbandoned, StateCache, copy_state, restore_state
 from docqa.engine.work import Cancelled, ContextAllocationFailed, Generation, Work, Yielded
 from docqa.errors import DocqaError
 
@@ -76,89 +80,166 @@ class HostParams:
     # A state up to this size is copied to memory and written to disk by a background thread; a larger
     # one is written directly (after the answer), so a huge context is never held twice in memory.
     copy_state_bytes: int = 2 * 1024**3
+    # Stopping: how long the runner waits for the snapshots still being written (DOCQA_SNAPSHOT_STOP_WAIT).
+    snapshot_stop_wait_s: float = 60.0
+
+
+PROMOTE_AFTER_S = 3.0  # a snapshot write waits for a question for at most this long, then goes on beside it
+
+
+@dataclass
+class _Write:
+    key: str
+    tokens: list[int]
+    state: Any
+    evict_before: float | None
 
 
 class SnapshotWriter:
     """Writes copied sequence states to disk on a thread of its own, in order, so no question waits for
     a snapshot file: the question's path holds only a memory copy. Until a state is written it is
-    `pending` and is loaded from memory.
+    `pending` (loaded from memory, and shown by a marker file that health reads).
 
-    The thread runs at the lowest CPU priority (`SCHED_IDLE` on Linux, else nice 19): on a small machine
-    hashing and writing a 100 MB file on one of two cores slowed the next question's reading, whose ggml
-    threads wait for each other, by a second (bench/llama_server.py, warm). Idle-class work gets a core
-    only when the model's threads leave it, so it writes between questions and never competes with one."""
+    The writer gives way to questions without starving: it writes in chunks (state_cache.WRITE_CHUNK)
+    and, while a job runs (`busy`), waits before its next chunk, for at most PROMOTE_AFTER_S of that
+    job. A warm follow-up (about a second) so runs alone, as it did when the writer was in the idle
+    scheduling class (on 2 cores hashing and writing beside it cost it about a second), but a write
+    still pending when a long job arrives (a cold reading, a long answer) is promoted after the bound
+    and finishes beside it instead of waiting minutes, or for ever on a busy machine, as the idle class
+    did (a stop right after a follow-up found the snapshot unwritten; issue #30). Stopping (`finish`)
+    promotes every pending write at once and waits for them, bounded by DOCQA_SNAPSHOT_STOP_WAIT."""
 
-    def __init__(self, cache: StateCache) -> None:
+    def __init__(self, cache: StateCache, promote_after_s: float = PROMOTE_AFTER_S) -> None:
         self.cache = cache
-        self._queue: queue.Queue[tuple[str, list[int], Any, float | None]] = queue.Queue()
+        self.promote_after_s = promote_after_s
+        self._cond = threading.Condition()
+        self._queue: collections.deque[_Write] = collections.deque()
         self._pending: dict[str, tuple[list[int], Any]] = {}
-        self._lock = threading.Lock()
+        self._writing: _Write | None = None
+        self._busy_since: float | None = None
+        self._urgent = 0  # flushes waiting: writes are not held back meanwhile
+        self._stopping = False
+        self._abandon = False
+        self._stop_log: dict[str, list[int]] = {"saved": [], "saved_bytes": [], "abandoned": []}
         self._thread: threading.Thread | None = None
 
     def put(self, key: str, tokens: list[int], state: Any, evict_before: float | None = None) -> None:
         if self.cache.cap_bytes <= 0:
             return
-        try:  # a marker while it is written (health: snapshots_writing); a folder that cannot be written is
+        try:  # a marker while it is written (health: snapshot_writes); a folder that cannot be written is
             self.cache.root.mkdir(parents=True, exist_ok=True)  # said now, not after the next question
-            self._marker(key).touch()
+            self._marker(key).write_text(json.dumps({"tokens": len(tokens), "bytes": len(state)}))
         except OSError as exc:
             logging.getLogger("docqa.engine.state_cache").warning("could not save KV snapshot %s: %s", key[:12], exc)
             return
-        with self._lock:
+        with self._cond:
             self._pending[key] = (tokens, state)
+            self._queue.append(_Write(key, tokens, state, evict_before))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, daemon=True, name="snapshot-writer")
                 self._thread.start()
-        self._queue.put((key, tokens, state, evict_before))
+            self._cond.notify_all()
 
     def pending(self, key: str) -> tuple[list[int], Any] | None:
-        with self._lock:
+        with self._cond:
             return self._pending.get(key)
 
     def forget(self, key: str) -> None:
         """Drop a pending state (it is not written) and any file already written under `key`."""
-        with self._lock:
+        with self._cond:
             if self._pending.pop(key, None) is not None:
                 with contextlib.suppress(OSError):
                     self._marker(key).unlink(missing_ok=True)
         self.cache.discard(key)
 
+    def busy(self) -> None:
+        """A job starts: writes wait for it, for at most `promote_after_s`."""
+        with self._cond:
+            self._busy_since = time.monotonic()
+
+    def idle(self) -> None:
+        with self._cond:
+            self._busy_since = None
+            self._cond.notify_all()
+
     def flush(self) -> None:
-        if self._thread is not None:
-            self._queue.join()
+        """Wait until every pending state is written (not held back by a running job meanwhile)."""
+        with self._cond:
+            self._urgent += 1
+            self._cond.notify_all()
+            try:
+                while self._queue or self._writing is not None:
+                    self._cond.wait()
+            finally:
+                self._urgent -= 1
+
+    def finish(self, wait_s: float) -> dict[str, Any]:
+        """Stopping: write every pending state now, waiting at most `wait_s` seconds; what is not written by
+        then is given up (its temp file removed; its documents will be read again). Says what happened:
+        saved/abandoned (counts), saved_tokens, saved_bytes, abandoned_tokens, seconds."""
+        t0 = time.monotonic()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            deadline = t0 + max(0.0, wait_s)
+            while (self._queue or self._writing is not None) and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            if self._queue or self._writing is not None:
+                self._abandon = True  # the writer drops the rest, each at its next chunk
+                self._cond.notify_all()
+                while self._queue or self._writing is not None:
+                    self._cond.wait()
+            done = self._stop_log
+        return {"saved": len(done["saved"]), "saved_tokens": sum(done["saved"]),
+                "saved_bytes": sum(done["saved_bytes"]), "abandoned": len(done["abandoned"]),
+                "abandoned_tokens": sum(done["abandoned"]),
+                "seconds": round(time.monotonic() - t0, 3), "wait_s": wait_s}
 
     def _marker(self, key: str) -> Path:
         return self.cache.root / f"{key}.{os.getpid()}.pending"
 
+    def _pace(self) -> None:
+        """Before each chunk: give the write up when stopping ran out of time; wait while a job has run for
+        less than `promote_after_s` (never while stopping or flushing)."""
+        with self._cond:
+            while True:
+                if self._abandon:
+                    raise SnapshotAbandoned
+                if self._stopping or self._urgent or self._busy_since is None:
+                    return
+                left = self._busy_since + self.promote_after_s - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
     def _loop(self) -> None:
-        lowest_priority()
         while True:
-            key, tokens, state, evict_before = self._queue.get()
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                item = self._writing = self._queue.popleft()
+                current = self._pending.get(item.key)
+                live = current is not None and current[1] is item.state  # not forgotten or replaced meanwhile
+                stopping = self._stopping
             try:
-                with self._lock:
-                    current = self._pending.get(key)
-                if current is not None and current[1] is state:  # not forgotten or replaced meanwhile
-                    self.cache.write(key, tokens, state, evict_before=evict_before)
+                if live and self._abandon:
+                    raise SnapshotAbandoned
+                if live and self.cache.write(item.key, item.tokens, item.state, evict_before=item.evict_before,
+                                             pace=self._pace) and (stopping or self._stopping):
+                    self._stop_log["saved"].append(len(item.tokens))
+                    self._stop_log["saved_bytes"].append(len(item.state))
+            except SnapshotAbandoned:
+                self._stop_log["abandoned"].append(len(item.tokens))
             except Exception:  # noqa: BLE001 - a snapshot that cannot be written never fails anything
-                logging.getLogger(__name__).exception("could not write KV snapshot %s", key[:12])
+                logging.getLogger(__name__).exception("could not write KV snapshot %s", item.key[:12])
             finally:
-                with self._lock:
-                    if self._pending.get(key, (None, None))[1] is state:
-                        del self._pending[key]
+                with self._cond:
+                    if self._pending.get(item.key, (None, None))[1] is item.state:
+                        del self._pending[item.key]
                         with contextlib.suppress(OSError):
-                            self._marker(key).unlink(missing_ok=True)
-                self._queue.task_done()
-
-
-def lowest_priority() -> str:
-    """Put the calling thread in the idle scheduling class (Linux), or at nice 19 elsewhere; says which."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread, not the process
-        return "idle"
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        return "nice 19"
-    return "normal"
+                            self._marker(item.key).unlink(missing_ok=True)
+                    self._writing = None
+                    self._cond.notify_all()
 
 
 class ModelHost:
@@ -537,7 +618,11 @@ class _PipeLog(logging.Handler):
 
 def main(inbox: Any, outbox: Any, params: HostParams) -> None:
     """The runner's work, once its pipes are open and its parameters read."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal reaches the whole group: the server stops us
+    # Ctrl-C in a terminal and a service manager's SIGTERM (systemd signals the whole group) reach the runner
+    # too: the server stops it itself, once the snapshots it is writing are on disk (`finish`); a runner whose
+    # server is gone exits within a second (_orphan_watch).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     outbox = _Outbox(outbox)
     root = logging.getLogger()
     root.handlers, root.level = [_PipeLog(outbox)], logging.INFO
@@ -557,6 +642,7 @@ def main(inbox: Any, outbox: Any, params: HostParams) -> None:
     while (item := jobs.get()) is not None:
         job_id, work = item
         emit: Emit = lambda kind, *args, _id=job_id: outbox.send((kind, _id, *args))  # noqa: E731
+        host.writer.busy()
         try:
             gen = host.run(work, emit, cancels[job_id], yields[job_id])
             outbox.send(("done", job_id, asdict(gen)))
@@ -570,11 +656,13 @@ def main(inbox: Any, outbox: Any, params: HostParams) -> None:
         finally:
             cancels.pop(job_id, None)
             yields.pop(job_id, None)
+            host.writer.idle()
         outbox.send(("phase", job_id, "saving"))
         with contextlib.suppress(Exception):  # a snapshot that cannot be written never fails anything
             host.settle()
         outbox.send(("idle", job_id))
-    host.writer.flush()  # stopping: the snapshots copied but not yet written are written first
+    # stopping: the snapshots copied but not yet written are written first, for at most the stop wait
+    outbox.send(("stopped", host.writer.finish(params.snapshot_stop_wait_s)))
     host.free()
 
 

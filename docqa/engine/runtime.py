@@ -85,6 +85,7 @@ CLASSES = ("interactive", "batch", "read_ahead")  # served in this order
 # than the usual n_batch (512), whose slice takes 2 s at 250 tokens/s and over 10 s on a loaded 2-core
 # machine (bench/results/priority.json); the cost is a somewhat slower read of lower-class work.
 YIELD_SLICE = 128
+STOP_GRACE_S = 15.0  # a stopping runner's time to end its current job, on top of DOCQA_SNAPSHOT_STOP_WAIT
 RANK = {"system": -1, **{c: i for i, c in enumerate(CLASSES)}}  # system: the runtime's own short steps
 
 
@@ -166,6 +167,7 @@ class RunnerProcess:
         child_in.close()
         child_out.close()
         self.info: dict[str, Any] = {}
+        self.killed_on_stop = False
         self.send(("params", params))
 
     @property
@@ -224,14 +226,30 @@ class RunnerProcess:
                 return f"signal {-code}"
         return f"exit status {code}"
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Ask the runner to end after its current job (and the snapshot it writes after it); kill it if it
-        has not within `timeout_s`."""
+    def stop(self, timeout_s: float = 30.0) -> dict[str, Any] | None:
+        """Ask the runner to end after its current job and the snapshots it is still writing; kill it if it
+        has not within `timeout_s`. Returns its report of those snapshots (runner.SnapshotWriter.finish),
+        None when it gave none (killed, or already gone). Its log lines are read meanwhile."""
+        report: dict[str, Any] | None = None
         with contextlib.suppress(BrokenPipeError, OSError):
             self._to_runner.send(("stop",))
-        if self._wait(timeout_s) is None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                message = self.recv(min(0.5, max(0.0, deadline - time.monotonic())))
+            except RunnerDied:
+                break
+            if message is None:
+                continue
+            if message[0] == "log":
+                logging.getLogger(message[2]).log(message[1], "%s", message[3])
+            elif message[0] == "stopped":
+                report = message[1]
+        self.killed_on_stop = self._wait(max(0.0, deadline - time.monotonic())) is None
+        if self.killed_on_stop:
             self.kill()
         self._close()
+        return report
 
     def kill(self) -> None:
         if self.alive():
@@ -249,7 +267,7 @@ class Runtime:
     def __init__(self, spec: ModelSpec, state_dir: Path, state_cache_bytes: int, *, queue_size: int,
                  n_threads: int | None, use_mmap: bool = True, extra_buffers: str = "auto",
                  keep_alive_s: float = 300.0, crash_limit: int = 3, crash_window_s: float = 60.0,
-                 start_timeout_s: float = 120.0) -> None:
+                 start_timeout_s: float = 120.0, snapshot_stop_wait_s: float = 60.0) -> None:
         self.spec = spec
         self.state_dir = state_dir
         self.state_cache_bytes = state_cache_bytes
@@ -260,6 +278,8 @@ class Runtime:
         self.crash_limit = crash_limit
         self.crash_window_s = crash_window_s
         self.start_timeout_s = start_timeout_s
+        self.snapshot_stop_wait_s = snapshot_stop_wait_s
+        self.last_stop: dict[str, Any] | None = None  # the runner's report when it last stopped (its snapshots)
         self.extra_buffers, self.extra_buffers_reason = cpu.use_extra_buffers(extra_buffers)
         self._auto_buffers = extra_buffers == "auto"
         self.fault: str | None = None  # tests only: passed to the runner (see runner.HostParams.fault)
@@ -328,6 +348,7 @@ class Runtime:
         """starting | ready | restarting (it died; the next question starts it) | failed | unloaded."""
         r = self._runner
         state = self._state
+        writes = StateCache(self.state_dir, 0).pending_writes()
         if state == "ready" and (r is None or not r.alive()):
             state = "restarting"
         return {
@@ -337,7 +358,9 @@ class Runtime:
             "last_exit": self._last_exit, "failed": self._failed, "extra_buffers": self.extra_buffers,
             "extra_buffers_reason": self.extra_buffers_reason, "keep_alive_s": self.keep_alive_s,
             "resident_bytes": self.resident_bytes(),
-            "snapshots_writing": StateCache(self.state_dir, 0).writing(),
+            "snapshots_writing": writes["pending"],
+            # snapshots copied from a context and not yet on disk: count, tokens, bytes, oldest_s
+            "snapshot_writes": writes,
             "system_info": (r.info.get("system_info") if r is not None else None) or cpu.system_info(),
         }
 
@@ -614,7 +637,7 @@ class Runtime:
             model_path=str(self.spec.path), model_name=self.spec.name, use_mmap=self.use_mmap,
             n_threads=self.n_threads or default_threads(), n_threads_batch=self.n_threads or os.cpu_count() or 1,
             extra_buffers=self.extra_buffers, state_dir=str(self.state_dir), state_cache_bytes=self.state_cache_bytes,
-            parent_pid=os.getpid(), fault=self.fault,
+            parent_pid=os.getpid(), fault=self.fault, snapshot_stop_wait_s=self.snapshot_stop_wait_s,
         )
         self._state = "restarting" if self._crashes or self._restarts else "starting"
         self._phase = "starting"
@@ -674,10 +697,32 @@ class Runtime:
     def _stop_runner(self, state: str) -> None:
         r, self._runner = self._runner, None
         if r is not None:
-            r.stop()
+            self._phase = "saving"
+            # the runner's own wait for its snapshots, and time for the job it may still be ending
+            self.last_stop = r.stop(self.snapshot_stop_wait_s + STOP_GRACE_S)
+            self._say_stopped(r, self.last_stop)
         if self._state != "failed":
             self._state = state
         self._phase = "idle"
+
+    def _say_stopped(self, r: RunnerProcess, report: dict[str, Any] | None) -> None:
+        """Log what a stopping runner did with the snapshots it had not yet written (`docqa serve` shows it)."""
+        name = self.spec.name
+        if report is None:
+            if r.killed_on_stop:
+                log.warning("model %s: runner %d did not stop in time and was killed; a snapshot it was writing "
+                            "is lost (its documents will be read again)", name, r.pid)
+            return
+        if report["saved"]:
+            log.info("model %s: runner %d stopped after writing %d pending KV snapshot(s) (%s tokens, %.1f MB) "
+                     "in %.1f s", name, r.pid, report["saved"], f"{report['saved_tokens']:,}",
+                     report["saved_bytes"] / 1e6, report["seconds"])
+        if report["abandoned"]:
+            log.warning("model %s: %d KV snapshot(s) (%s tokens) not written within DOCQA_SNAPSHOT_STOP_WAIT "
+                        "(%g s); their documents will be read again", name, report["abandoned"],
+                        f"{report['abandoned_tokens']:,}", report["wait_s"])
+        if not report["saved"] and not report["abandoned"]:
+            log.info("model %s: runner %d stopped; no KV snapshot was pending (all are on disk)", name, r.pid)
 
     def _keep_alive(self) -> None:
         """Stop the runner once it has been idle for keep_alive_s (on the worker thread, between jobs)."""

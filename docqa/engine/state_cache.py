@@ -68,6 +68,11 @@ def state_key(model_identity: str, config: ContextConfig, prefix_tokens: list[in
 
 
 GET_DATA_HEADER = 8
+WRITE_CHUNK = 8 * 1024**2  # bytes written (and hashed) between two calls of a write's `pace`
+
+
+class SnapshotAbandoned(Exception):
+    """Raised by a write's `pace` to give the write up (docqa is stopping and its wait ran out)."""
 
 
 def copy_state(ctx: Any) -> Any:
@@ -112,12 +117,15 @@ class StateCache:
         self.evict()
         return True
 
-    def write(self, key: str, tokens: list[int], state: Any, *, evict_before: float | None = None) -> bool:
+    def write(self, key: str, tokens: list[int], state: Any, *, evict_before: float | None = None,
+              pace: Callable[[], None] | None = None) -> bool:
         """Write a sequence state copied to memory (`copy_state`) under `key`, in exactly the layout
         `llama_state_seq_save_file` writes (so `load` reads it back with llama.cpp's own loader). Runs
         on the runner's writer thread, off the path of every question. `evict_before`: make room only
         by evicting snapshots last used before that time (read-ahead never pushes out a snapshot used
-        since it was asked for); when that is not enough room, this snapshot is not kept."""
+        since it was asked for); when that is not enough room, this snapshot is not kept. `pace` is called
+        before each chunk of WRITE_CHUNK bytes: it may wait (a question runs) or raise SnapshotAbandoned
+        (nothing is kept, no temp file is left)."""
         header = struct.pack("<III", llama_cpp.LLAMA_STATE_SEQ_MAGIC, llama_cpp.LLAMA_STATE_SEQ_VERSION, len(tokens))
         body = array("i", tokens).tobytes()
         # llama_state_seq_get_data puts its own 8-byte header (an io magic and the sequence id) before
@@ -128,9 +136,13 @@ class StateCache:
         def fill(tmp: Path) -> str:
             digest = hashlib.sha256()
             with tmp.open("wb") as out:
-                for chunk in (header, body, view):
-                    out.write(chunk)
-                    digest.update(chunk)
+                for part in (header, body, view):
+                    for start in range(0, len(part), WRITE_CHUNK):
+                        if pace is not None:
+                            pace()
+                        chunk = part[start : start + WRITE_CHUNK]
+                        out.write(chunk)
+                        digest.update(chunk)
             return digest.hexdigest()
 
         if not self._store(key, tokens, fill):
@@ -162,11 +174,13 @@ class StateCache:
                        "tokens_hash": tokens_hash(tokens)}
             meta_tmp.write_text(json.dumps(sidecar))
             os.replace(meta_tmp, meta)
-        except OSError as exc:  # a full or read-only disk must not fail the answer
-            log.warning("could not save KV snapshot %s: %s", key[:12], exc)
+        except (OSError, SnapshotAbandoned) as exc:  # a full or read-only disk must not fail the answer
             for leftover in (tmp, meta_tmp):
                 with contextlib.suppress(OSError):
                     leftover.unlink(missing_ok=True)
+            if isinstance(exc, SnapshotAbandoned):
+                raise
+            log.warning("could not save KV snapshot %s: %s", key[:12], exc)
             return False
         return True
 
@@ -240,10 +254,29 @@ class StateCache:
 
     def writing(self) -> int:
         """Snapshots copied from a context and being written now (runner.SnapshotWriter's markers)."""
+        return self.pending_writes()["pending"]
+
+    def pending_writes(self) -> dict[str, Any]:
+        """The snapshots copied from a context and not yet on disk (runner.SnapshotWriter's markers, each
+        naming its tokens and bytes): how many, their tokens and bytes, and the age of the oldest (s)."""
+        out: dict[str, Any] = {"pending": 0, "tokens": 0, "bytes": 0, "oldest_s": None}
         try:
-            return len(list(self.root.glob("*.pending"))) if self.root.is_dir() else 0
+            markers = list(self.root.glob("*.pending")) if self.root.is_dir() else []
         except OSError:
-            return 0
+            return out
+        now = time.time()
+        for marker in markers:
+            try:
+                info = json.loads(marker.read_text() or "{}")
+                age = now - marker.stat().st_mtime
+            except (OSError, ValueError):
+                continue  # written just now, or gone meanwhile
+            out["pending"] += 1
+            if isinstance(info, dict):
+                out["tokens"] += int(info.get("tokens", 0))
+                out["bytes"] += int(info.get("bytes", 0))
+            out["oldest_s"] = round(max(age, out["oldest_s"] or 0.0), 1)
+        return out
 
     def total_bytes(self) -> int:
         return sum(size for _, size, _ in self._sizes())
