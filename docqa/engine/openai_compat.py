@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from docqa.engine.remote import Server, ThinkingSplit, _CloseOnCancel, _raise_for, _sse
+from docqa.engine.remote import Server, ThinkingSplit, stream_chunks
 from docqa.engine.template import ChatTemplate, tokenize_pieces
-from docqa.engine.work import Cancelled, Generation
-from docqa.errors import RemoteRefused, RemoteStreamCut
+from docqa.engine.work import Generation
+from docqa.errors import RemoteStreamCut
 from docqa.reading import RecentRates
 
 if TYPE_CHECKING:
@@ -161,34 +161,21 @@ class OpenAICompatible:
         ticker = _Estimate(self.rates, total, expect_cached, request.on_progress)
         t0 = time.perf_counter()
         first = 0.0
-        with server.http.stream("POST", self.completions_path, json=self.body(request)) as r:
-            if r.status_code >= 400:
-                r.read()
-                _raise_for(server, r)
-            watcher = _CloseOnCancel(request.cancel, r)
-            try:
-                for chunk in _sse(r):
-                    if request.cancel.is_set():
-                        raise Cancelled("The question was cancelled; the server was told to stop.")
-                    _raise_for_chunk(server, chunk)
-                    text, finished = self.parse(chunk, state)
-                    if (text or state.get("stop")) and not first:
-                        first = time.perf_counter()
-                        ticker.read(first - t0)
-                    if text and request.max_tokens:
-                        for kind, piece in split.feed(text):
-                            if request.on_token:
-                                streamed[0] = True
-                                request.on_token(kind, piece)
-                    if finished:
-                        break
-            except httpx.HTTPError:
-                if request.cancel.is_set():
-                    raise Cancelled("The question was cancelled; the server was told to stop.") from None
-                raise
-            finally:
-                watcher.stop()
-                ticker.stop()
+        try:
+            for chunk in stream_chunks(server, self.completions_path, self.body(request), request.cancel):
+                text, finished = self.parse(chunk, state)
+                if (text or state.get("stop")) and not first:
+                    first = time.perf_counter()
+                    ticker.read(first - t0)
+                if text and request.max_tokens:
+                    for kind, piece in split.feed(text):
+                        if request.on_token:
+                            streamed[0] = True
+                            request.on_token(kind, piece)
+                if finished:
+                    break
+        finally:
+            ticker.stop()
         if "stop" not in state:
             raise RemoteStreamCut(f"The stream from {server.url} ended before the answer did.")
         for kind, piece in split.flush():
@@ -213,15 +200,6 @@ class OpenAICompatible:
                 "save_restore": self.snapshots, "cached_token_counts": self.cached_counts,
                 "prefix_reuse": "the server's own prefix cache; docqa routes a document set to the server that "
                                 "last read it", "reading_rate": self.rates.describe()}
-
-
-def _raise_for_chunk(server: Server, chunk: dict[str, Any]) -> None:
-    error = chunk.get("error")
-    if error is None and chunk.get("object") == "error":
-        error = chunk
-    if error is not None:
-        message = error.get("message") if isinstance(error, dict) else error
-        raise RemoteRefused(f"The server {server.url} stopped the answer: “{message}”", server=server.url)
 
 
 class _Estimate:

@@ -681,37 +681,19 @@ class RemoteBackend:
         final: dict[str, Any] = {}
         t0 = time.perf_counter()
         first_token = 0.0
-        with server.http.stream("POST", "/completion", json=body) as r:
-            if r.status_code >= 400:
-                r.read()
-                _raise_for(server, r)
-            watcher = _CloseOnCancel(request.cancel, r)
-            try:
-                for chunk in _sse(r):
-                    if request.cancel.is_set():
-                        raise Cancelled("The question was cancelled; the server was told to stop.")
-                    if "error" in chunk:
-                        message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
-                        raise RemoteRefused(f"The server {server.url} stopped the answer: “{message}”",
-                                            server=server.url)
-                    if (p := chunk.get("prompt_progress")) and request.on_progress:
-                        request.on_progress(_progress(p))
-                    text = chunk.get("content") or ""
-                    if text:
-                        first_token = first_token or time.perf_counter()
-                        for kind, piece in split.feed(text):
-                            if request.on_token:
-                                streamed[0] = True
-                                request.on_token(kind, piece)
-                    if chunk.get("stop"):
-                        final = chunk
-                        break
-            except httpx.HTTPError:
-                if request.cancel.is_set():
-                    raise Cancelled("The question was cancelled; the server was told to stop.") from None
-                raise
-            finally:
-                watcher.stop()
+        for chunk in stream_chunks(server, "/completion", body, request.cancel):
+            if (p := chunk.get("prompt_progress")) and request.on_progress:
+                request.on_progress(_progress(p))
+            text = chunk.get("content") or ""
+            if text:
+                first_token = first_token or time.perf_counter()
+                for kind, piece in split.feed(text):
+                    if request.on_token:
+                        streamed[0] = True
+                        request.on_token(kind, piece)
+            if chunk.get("stop"):
+                final = chunk
+                break
         if not final:
             raise RemoteStreamCut(f"The stream from {server.url} ended before the answer did.")
         for kind, piece in split.flush():
@@ -843,6 +825,31 @@ class _CloseOnCancel:
 
     def stop(self) -> None:
         self._done.set()
+
+
+def stream_chunks(server: Server, path: str, body: dict[str, Any], cancel: threading.Event) -> Iterator[dict[str, Any]]:
+    """The JSON events of a streamed POST, any engine: an HTTP error status is refused (502 quoting the server),
+    an `error` event stops the answer (502), and a cancelled question closes the stream (the server aborts)."""
+    with server.http.stream("POST", path, json=body) as r:
+        if r.status_code >= 400:
+            r.read()
+            _raise_for(server, r)
+        watcher = _CloseOnCancel(cancel, r)
+        try:
+            for chunk in _sse(r):
+                if cancel.is_set():
+                    raise Cancelled("The question was cancelled; the server was told to stop.")
+                error = chunk.get("error", chunk if chunk.get("object") == "error" else None)
+                if error is not None:
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise RemoteRefused(f"The server {server.url} stopped the answer: “{message}”", server=server.url)
+                yield chunk
+        except httpx.HTTPError:
+            if cancel.is_set():
+                raise Cancelled("The question was cancelled; the server was told to stop.") from None
+            raise
+        finally:
+            watcher.stop()
 
 
 def _sse(r: httpx.Response) -> Iterator[dict[str, Any]]:
