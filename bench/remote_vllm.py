@@ -108,8 +108,9 @@ def bench_remote_vllm(rounds: int = 2) -> None:
                                                                "direct_warm")}
     tmp = Path(tempfile.mkdtemp(prefix="docqa-bench-vllm-"))
     print(f"logs in {tmp}", flush=True)
-    vllm = VLLMServer(tmp / "vllm.log")
-    vllm.env = {**vllm.env, "VLLM_LOGGING_LEVEL": "DEBUG"}  # each request's prompt_token_ids, for the direct side
+    vllm = VLLMServer(tmp / "vllm.log", compiled=True)  # as it would be served
+    # DEBUG: each request's prompt_token_ids, for the direct side; dev mode: POST /reset_prefix_cache (a cold cache)
+    vllm.env = {**vllm.env, "VLLM_LOGGING_LEVEL": "DEBUG", "VLLM_SERVER_DEV_MODE": "1"}
     vllm.args[vllm.args.index("--max-log-len") + 1] = "1000000"
     vllm.start()
     prompts: list[list[int]] = []

