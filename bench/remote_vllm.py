@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from bench.remote import _docqa
 from bench.sidebyside import BATCH_QUESTIONS, document_text
 
 MAX_TOKENS = 8
@@ -63,12 +64,8 @@ def _reset(url: str) -> None:
 
 
 def _docqa_side(tmp: Path, vllm: Any, text: str) -> tuple[list[dict[str, Any]], int]:
-    from tests.browser import Server
-
     _reset(vllm.url)
-    server = Server(tmp, env={"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1",
-                              "DOCQA_MODELS": f"big={vllm.url}", "OMP_WAIT_POLICY": "PASSIVE",
-                              "DOCQA_PRELOAD": "false", "DOCQA_READ_AHEAD": "false"}).start()
+    server = _docqa(tmp, [vllm.url])  # the same docqa process as bench/remote.py's (read-ahead off, no preload)
     out = []
     try:
         with httpx.Client(base_url=server.url, timeout=900) as http:
