@@ -590,8 +590,8 @@ class RemoteBackend:
                         s.busy.add(slot)
                         s.in_flight += 1
                         return s, slot
-                    if held == prefix_hash and s.dialect is not None:  # one cache for the whole server: no slot to pin
-                        s.in_flight += 1
+                    if held == prefix_hash and s.dialect is not None and not s.in_flight:
+                        s.in_flight += 1  # one cache for the whole server, no slot to pin: back to it while it is free
                         return s, -1
         server = min(up, key=lambda s: (s.in_flight / s.slots, s.in_flight))
         with server.lock:
