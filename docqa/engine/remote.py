@@ -110,6 +110,10 @@ class Server:
         self.slot_save: bool | None = None  # started with --slot-save-path (probed)
         self.snapshots = {"saved": 0, "restored": 0, "save_ms": 0.0, "restore_ms": 0.0, "bytes": 0}
         self._http: httpx.Client | None = None
+        # not llama-server: the engine's dialect (openai_compat.py), made from `dialects` by the kind it says
+        self.dialects: dict[str, Any] = {}
+        self.tokenizer: Path | None = None  # for a server without /tokenize (DOCQA_MODELS URL#tokenizer=PATH)
+        self.dialect: Any = None
 
     def __repr__(self) -> str:
         return f"Server({self.url!r}, {self.state})"
@@ -164,9 +168,28 @@ class Server:
         if r.status_code in (401, 403):
             self.mark_down(f"it refused docqa's API key (HTTP {r.status_code}); check DOCQA_REMOTE_API_KEYS")
             return
+        if self.kind in self.dialects:
+            self._probe_dialect(c, t)
+            return
         self.state = "unsupported"
         self.error = (f"it is {self.kind}, not llama-server: docqa answers through llama-server only so far "
                       "(nothing else was tested here)")
+
+    def _probe_dialect(self, c: httpx.Client, t: httpx.Timeout) -> None:
+        """In rotation through its engine's dialect, or unsupported with the dialect's sentence."""
+        from docqa.engine.openai_compat import Unusable
+
+        dialect = self.dialects[str(self.kind)](self, self.tokenizer)
+        try:
+            dialect.probe(c, t)
+        except Unusable as exc:
+            self.state, self.error, self.dialect = "unsupported", str(exc), None
+            return
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            self.mark_down(_what(exc))
+            return
+        self.dialect, self.slot_save = dialect, None
+        self.state, self.error = "up", None
 
     @staticmethod
     def _probe_slot_save(c: httpx.Client, t: httpx.Timeout) -> bool:
@@ -247,14 +270,21 @@ class Server:
         return {"url": self.url, "state": self.state, "kind": self.kind, "n_ctx": self.n_ctx or None,
                 "total_slots": self.slots if self.kind == LLAMA_SERVER else None, "in_flight": self.in_flight,
                 "model": Path(str(self.props.get("model_path") or "")).name or None, "error": self.error,
-                "slot_save": self.slot_save, "snapshots": dict(self.snapshots) if self.slot_save else None}
+                "slot_save": self.slot_save, "snapshots": dict(self.snapshots) if self.slot_save else None,
+                **({"engine": self.dialect.abilities()} if self.dialect is not None else {})}
 
     # -- tokens ---------------------------------------------------------------------------------------
 
     def tokenize(self, text: str, *, special: bool, add_bos: bool) -> list[int]:
+        if self.dialect is not None:
+            return list(self.dialect.tokenize(text, special=special, add_bos=add_bos))
         r = self.http.post("/tokenize", json={"content": text, "add_special": add_bos, "parse_special": special})
         _raise_for(self, r)
         return [int(t) for t in r.json()["tokens"]]
+
+
+def request_hash(request: Request) -> str:
+    return hashlib.sha256(json.dumps(request.prefix).encode()).hexdigest()
 
 
 def _what(exc: BaseException) -> str:
@@ -288,12 +318,17 @@ class RemoteSpec:
     urls: list[str]
     settings: Settings
     keys: dict[str, str] = field(default_factory=dict, repr=False)
+    dialects: dict[str, Any] = field(default_factory=dict, repr=False)  # kind → dialect class (dialects.py)
     servers: list[Server] = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.servers = [Server(u, self.keys.get(u, self.keys.get("*")), s.remote_timeout_s, s.remote_probe_s)
-                        for u in dict.fromkeys(self.urls)]
+                        for u in dict.fromkeys(u.partition("#")[0] for u in self.urls)]
+        tokenizers = {u.partition("#")[0]: u.partition("#tokenizer=")[2] for u in self.urls if "#tokenizer=" in u}
+        for server in self.servers:
+            server.dialects = self.dialects
+            server.tokenizer = Path(tokenizers[server.url]).expanduser() if server.url in tokenizers else None
 
     @property
     def path(self) -> Path:
@@ -404,7 +439,8 @@ class RemoteBackend:
         """Snapshots where every server in rotation keeps slot files (a question may go to any of them)."""
         up = [s for s in self.spec.servers if s.state == "up"]
         snapshots = bool(up) and all(s.slot_save for s in up)
-        return Capabilities(kv_budget=False, prefix_cache=True, state_snapshots=snapshots, progress=True)
+        progress = all(s.dialect is None or s.dialect.progress for s in up)  # otherwise estimated (openai_compat.py)
+        return Capabilities(kv_budget=False, prefix_cache=True, state_snapshots=snapshots, progress=progress)
 
     @property
     def identity(self) -> str:
@@ -424,6 +460,8 @@ class RemoteBackend:
     # -- tokens -------------------------------------------------------------------------------------
 
     def template(self) -> ChatTemplate:
+        if self._template is None and (dialect := next((s.dialect for s in self.spec.up() if s.dialect), None)):
+            self._template = dialect.template()
         if self._template is None:
             props = self.spec.require()._props()
             self._template = ChatTemplate(props.get("chat_template") or None, str(props.get("bos_token") or ""),
@@ -552,6 +590,9 @@ class RemoteBackend:
                         s.busy.add(slot)
                         s.in_flight += 1
                         return s, slot
+                    if held == prefix_hash and s.dialect is not None and not s.in_flight:
+                        s.in_flight += 1  # one cache for the whole server, no slot to pin: back to it while it is free
+                        return s, -1
         server = min(up, key=lambda s: (s.in_flight / s.slots, s.in_flight))
         with server.lock:
             free = [i for i in range(server.slots) if i not in server.busy] or list(range(server.slots))
@@ -623,6 +664,10 @@ class RemoteBackend:
                 server.slot_holds[slot_id] = prefix_hash
 
     def _complete(self, server: Server, slot_id: int, request: Request, streamed: list[bool]) -> Generation:
+        if server.dialect is not None:
+            with server.lock:  # the server last read this prefix: most of it should come from its cache
+                expect = len(request.prefix) if request_hash(request) in server.slot_holds.values() else 0
+            return server.dialect.complete(request, streamed, expect)  # type: ignore[no-any-return]
         s = request.sampling
         body: dict[str, Any] = {
             "prompt": request.prefix + request.suffix, "n_predict": request.max_tokens, "stream": True,
@@ -636,37 +681,19 @@ class RemoteBackend:
         final: dict[str, Any] = {}
         t0 = time.perf_counter()
         first_token = 0.0
-        with server.http.stream("POST", "/completion", json=body) as r:
-            if r.status_code >= 400:
-                r.read()
-                _raise_for(server, r)
-            watcher = _CloseOnCancel(request.cancel, r)
-            try:
-                for chunk in _sse(r):
-                    if request.cancel.is_set():
-                        raise Cancelled("The question was cancelled; the server was told to stop.")
-                    if "error" in chunk:
-                        message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
-                        raise RemoteRefused(f"The server {server.url} stopped the answer: “{message}”",
-                                            server=server.url)
-                    if (p := chunk.get("prompt_progress")) and request.on_progress:
-                        request.on_progress(_progress(p))
-                    text = chunk.get("content") or ""
-                    if text:
-                        first_token = first_token or time.perf_counter()
-                        for kind, piece in split.feed(text):
-                            if request.on_token:
-                                streamed[0] = True
-                                request.on_token(kind, piece)
-                    if chunk.get("stop"):
-                        final = chunk
-                        break
-            except httpx.HTTPError:
-                if request.cancel.is_set():
-                    raise Cancelled("The question was cancelled; the server was told to stop.") from None
-                raise
-            finally:
-                watcher.stop()
+        for chunk in stream_chunks(server, "/completion", body, request.cancel):
+            if (p := chunk.get("prompt_progress")) and request.on_progress:
+                request.on_progress(_progress(p))
+            text = chunk.get("content") or ""
+            if text:
+                first_token = first_token or time.perf_counter()
+                for kind, piece in split.feed(text):
+                    if request.on_token:
+                        streamed[0] = True
+                        request.on_token(kind, piece)
+            if chunk.get("stop"):
+                final = chunk
+                break
         if not final:
             raise RemoteStreamCut(f"The stream from {server.url} ended before the answer did.")
         for kind, piece in split.flush():
@@ -798,6 +825,31 @@ class _CloseOnCancel:
 
     def stop(self) -> None:
         self._done.set()
+
+
+def stream_chunks(server: Server, path: str, body: dict[str, Any], cancel: threading.Event) -> Iterator[dict[str, Any]]:
+    """The JSON events of a streamed POST, any engine: an HTTP error status is refused (502 quoting the server),
+    an `error` event stops the answer (502), and a cancelled question closes the stream (the server aborts)."""
+    with server.http.stream("POST", path, json=body) as r:
+        if r.status_code >= 400:
+            r.read()
+            _raise_for(server, r)
+        watcher = _CloseOnCancel(cancel, r)
+        try:
+            for chunk in _sse(r):
+                if cancel.is_set():
+                    raise Cancelled("The question was cancelled; the server was told to stop.")
+                error = chunk.get("error", chunk if chunk.get("object") == "error" else None)
+                if error is not None:
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise RemoteRefused(f"The server {server.url} stopped the answer: “{message}”", server=server.url)
+                yield chunk
+        except httpx.HTTPError:
+            if cancel.is_set():
+                raise Cancelled("The question was cancelled; the server was told to stop.") from None
+            raise
+        finally:
+            watcher.stop()
 
 
 def _sse(r: httpx.Response) -> Iterator[dict[str, Any]]:
