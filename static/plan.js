@@ -10,7 +10,19 @@ export const READ_AHEAD_PAUSE_MS = 800; // the choice must rest this long before
 const sameIds = (a, b) => a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
 // The page's one read-ahead: the set ticked now (choiceKey), whether the server holds one of ours, and
 // whether a question on that very set is being answered (then the question is what reads it).
-const ahead = { key: null, held: false, asking: null, read: new Set() };
+const ahead = { key: null, held: false, asking: null, read: new Set(), enabled: null };
+
+/** Whether this server reads ahead at all (DOCQA_READ_AHEAD); asked once. */
+async function readAheadEnabled() {
+  if (ahead.enabled === null) {
+    try {
+      ahead.enabled = Boolean((await api("/api/read-ahead")).enabled);
+    } catch {
+      return false; // asked again next time
+    }
+  }
+  return ahead.enabled;
+}
 
 export function choice() {
   const body = { document_ids: selectedIds() };
@@ -165,7 +177,7 @@ export async function dropReadAhead() {
  * Only the set ticked now reads ahead: starting it replaces this person's earlier set on the server. */
 async function readAhead(seq, body, p, key) {
   ahead.key = key;
-  if (p.backend === "remote") return;
+  if (p.backend === "remote" || !(await readAheadEnabled()) || seq !== plan.seq) return;
   if (p.snapshot || p.already_read || ahead.read.has(key)) {
     dropReadAhead(); // whatever was reading for an earlier choice stops
     // a snapshot is what the Reading line already speaks of
@@ -195,7 +207,7 @@ async function readAhead(seq, body, p, key) {
  * so the plan says so instead of "waiting for the model". */
 export function readAheadAsking(key) {
   ahead.asking = key;
-  if (key === ahead.key && !$("plan-readahead").hidden) showReadAhead({ state: "asking" });
+  if (key === ahead.key && ahead.enabled) showReadAhead({ state: "asking" });
 }
 
 /** The question ended. Answered: the set is read (the next question starts from it), so any read-ahead of
@@ -209,7 +221,7 @@ export function readAheadAnswered(answer) {
   }
   ahead.read.add(key);
   dropReadAhead();
-  if (key !== ahead.key) return;
+  if (key !== ahead.key || !ahead.enabled) return;
   const t = answer.timings || {};
   const tokens = (t.prefill_tokens || 0) + (t.cached_tokens || 0);
   showReadAhead({ state: "answered", tokens });

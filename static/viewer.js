@@ -192,7 +192,10 @@ function sectionBlock(s, filename, citation, doc) {
   const code = isCode(s, doc);
   const box = userText("pre", "", { class: `section-text${code ? " code" : ""}${pdf ? " page" : ""}`, tabindex: code ? "0" : undefined });
   if (has(s.para_start)) box.append(...numberedLines(text, s.para_start, "¶", range, { class: kind }, label));
-  else if (has(s.line_start)) box.append(...numberedLines(text, s.line_start, "", range, { class: kind }, label));
+  else if (has(s.line_start)) {
+    const lines = numberedLines(text, s.line_start, "", range, { class: kind }, label);
+    box.append(...(code ? [el("span", { class: "code-lines" }, ...lines)] : lines));
+  }
   else box.append(...(label ? [label] : []), ...marked(text, range, { class: kind }));
   if (code) box.setAttribute("aria-label", `${s.path || filename}, lines ${s.line_start}–${s.line_end}`);
   return el("article", { class: s.ocr ? "section ocr" : "section", "data-ordinal": s.ordinal },
@@ -243,7 +246,8 @@ function focusViewer(target) {
       const gutter = code.querySelector(".ln")?.getBoundingClientRect().width || 0;
       const box = code.getBoundingClientRect();
       const mark = target.getBoundingClientRect();
-      if (mark.left < box.left + gutter || mark.right > box.right) code.scrollLeft += mark.left - box.left - gutter - 16;
+      // the highlight a quarter of the way in, so some of the line before it shows too
+      if (mark.left < box.left + gutter || mark.right > box.right) code.scrollLeft += mark.left - box.left - gutter - (box.width - gutter) / 4;
     }
   } else {
     scroller.scrollTop = 0;

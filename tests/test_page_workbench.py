@@ -422,7 +422,7 @@ def test_viewer_code_lines_zip_tree_pdf_pages_and_headings(page: Any, server: Se
     assert lines.nth(2).inner_text() == "        return 52817"  # indentation intact
     assert text.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
     assert text.evaluate("e => e.scrollWidth > e.clientWidth"), "a long code line wraps instead of scrolling"
-    save_shot(page, "page-code.png")
+    # (docs/page-code.png: a code citation, taken by test_page_review.py)
 
     doc_item(page, "contract.pdf").get_by_role("button", name="View contract.pdf").click()
     pages = viewer.locator(".section-where")
@@ -515,7 +515,7 @@ def test_phone_360_px_session_brings_the_conversation_into_view(browser: Any, se
         chip.click()
         expect(page.locator("#viewer mark").first).to_be_in_viewport()
         assert overflow_x(page)["scrollWidth"] <= 360
-        save_shot(page, "page-360.png")
+        # (docs/page-360.png: the viewer as a sheet on a phone, taken by test_page_review.py)
     finally:
         context.close()
     assert not [p for p in problems if "Failed to load resource" not in p], problems
