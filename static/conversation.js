@@ -110,9 +110,12 @@ function withheldView(msg) {
   const words = checked
     ? `${num(supported)} of its ${plural(checked, "checked sentence")} matched a passage, but none answers the question from the documents.`
     : "No sentence of it could be checked against the documents.";
-  return el("details", { class: "grounding withheld" },
+  const text = el("div", { class: "draft-text markdown", dir: "auto" }, renderMarkdown(msg.draft));
+  markClaims(text, claims); // each sentence of the draft still opens its passage
+  const unsupported = claims.some((c) => c.status === "unsupported");
+  return el("details", { class: `grounding withheld${unsupported ? " has-unsupported" : ""}` },
     el("summary", {}, el("span", { class: "grounding-title" }, "Withheld draft: "), "what the model wrote, not supported as an answer"),
-    userText("div", msg.draft, { class: "draft-text" }),
+    text,
     el("p", { class: "muted" }, words));
 }
 

@@ -196,7 +196,8 @@ def test_the_zip_tree_keeps_its_top_folder_links_its_files_and_the_blank_line_be
 # ---- 2. the nearest passage is not support, in colour and in words ---------------------------------------
 
 
-def test_the_nearest_passage_looks_different_from_support_and_says_so_at_the_highlight(page: Any, server: Server) -> None:
+def test_the_nearest_passage_looks_different_from_support_and_says_so_at_the_highlight(
+        page: Any, server: Server) -> None:
     open_page(page)
     choose_only(page, ZIP_NAME)
     answer, claims = code_claims(server)
@@ -262,7 +263,10 @@ def test_a_withheld_answer_shows_its_draft_collapsed_and_nothing_for_an_operator
     expect(box).to_have_count(1)
     assert box.get_attribute("open") is None  # collapsed
     expect(box.locator("summary")).to_contain_text("Withheld draft")
-    expect(box.locator(".draft-text")).to_have_text(draft)
+    expect(box.locator(".draft-text")).to_contain_text("Sentence 0 of a rambling draft.")
+    box.locator("summary").click()
+    box.locator(".draft-text .claim-mark").nth(3).click()  # a sentence of the draft still opens its passage
+    expect(page.locator("#viewer .mark-label.nearest")).to_be_in_viewport()
     expect(msg).not_to_contain_text("DOCQA_")
     expect(msg.locator(".notes")).to_have_text("Read in one context.")
     expect(msg.get_by_role("button", name="Continue the answer")).to_have_count(0)
