@@ -62,7 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name, body, kind in ((ZIP_NAME, make_zip({"click-subset/globals.py": GLOBALS.encode(),
                                                   "click-subset/core.py": CORE}), "application/zip"),
                              (LEASE_NAME, LEASE, "text/plain")):
-        r = httpx.post(f"{srv.url}/api/documents", files={"file": (name, body, kind)})
+        r = httpx.post(f"{srv.url}/api/documents", files={"file": (name, body, kind)}, timeout=120)
         assert r.status_code == 201, r.text
     yield srv
     srv.stop()
