@@ -235,6 +235,7 @@ class BatchService:
             "cancelled": counts.get("cancelled", 0), "running": counts.get("running", 0),
             "queued": counts.get("queued", 0), "total": total,
             "document_ids": list(batch.document_ids), "n_questions": len(batch.questions),
+            "first_question": batch.questions[0] if batch.questions else None,
             "per_document": batch.per_document, "model": batch.model, "mode": batch.mode,
             "options": batch.options, "error": batch.error,
             "created_at": iso_utc(batch.created_at), "updated_at": iso_utc(batch.updated_at),

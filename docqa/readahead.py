@@ -236,6 +236,26 @@ class ReadAhead:
                 stopped += 1
         return stopped
 
+    def drop(self, owner: str, keep: tuple[str, list[str], str] | None = None) -> int:
+        """Stop `owner`'s read-aheads that are not done, except the set `keep` (model, document ids, mode):
+        the client's choice changed or it went away, so nobody is about to ask about them. Returns how many."""
+        kept = None if keep is None else (keep[0], sorted(keep[1]), keep[2])
+        with self._lock:
+            readings = list(self._readings.values())
+        dropped = 0
+        for r in readings:
+            if r.owner != owner or r.state not in ("queued", "reading", "yielded"):
+                continue
+            if kept is not None and (r.model, sorted(r.document_ids), r.mode) == kept:
+                continue
+            r.state, r.reason = "stopped", "dropped: the documents are no longer chosen"
+            for job in r.jobs:
+                job.cancel.set()
+            for cancel in r.cancels:
+                cancel.set()
+            dropped += 1
+        return dropped
+
     def status(self, principal: str | None) -> dict[str, Any]:
         """For /api/health: the caller's read-aheads (none without a valid key), and counts for all."""
         with self._lock:

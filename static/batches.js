@@ -20,18 +20,40 @@ function setName(ids) {
   return names.length ? names.join(", ") : "the chosen documents";
 }
 
-/** Time left from how long the answered items took (item_s), for those not answered yet. */
+const mean = (xs) => xs.reduce((a, x) => a + x, 0) / xs.length;
+/** Whether an item read its documents itself (the set's first reading), rather than starting from what
+ * an earlier item, a question or a read-ahead had read. */
+const readItsDocuments = (t) => t.prefix_source === "evaluated" && (t.prefill_tokens || 0) > 0;
+
+/** Time left for the items not answered yet. The first item of a document set reads the documents, which
+ * can take most of the batch's time; the items after it start from that reading. So an item left counts
+ * as a warm item (the mean of answered items that did not read their documents, or, before there is one,
+ * the first items' time without their reading), plus a reading for each document set not read yet. */
 export function batchEta(b) {
-  const took = (b.results || []).filter((r) => r.status === "done" && typeof r.timings?.item_s === "number").map((r) => r.timings.item_s);
-  const left = (b.queued || 0) + (b.running || 0);
-  if (!took.length || !left) return null;
-  return (took.reduce((a, x) => a + x, 0) / took.length) * left;
+  const results = b.results || [];
+  const done = results.filter((r) => r.status === "done" && typeof r.timings?.item_s === "number");
+  const open = results.filter((r) => r.status === "queued" || r.status === "running");
+  const left = typeof b.queued === "number" || typeof b.running === "number" ? (b.queued || 0) + (b.running || 0) : open.length;
+  if (!done.length || !left) return null;
+  const cold = done.filter((r) => readItsDocuments(r.timings));
+  const warmTimes = done.filter((r) => !readItsDocuments(r.timings)).map((r) => r.timings.item_s);
+  const warm = warmTimes.length ? mean(warmTimes)
+    : mean(cold.map((r) => Math.max(0, r.timings.item_s - (r.timings.prefill_s || 0))));
+  const reading = cold.length ? mean(cold.map((r) => Math.min(r.timings.item_s, r.timings.prefill_s || 0))) : 0;
+  const read = new Set(done.map((r) => r.document_id || ""));
+  const unread = new Set(open.map((r) => r.document_id || "").filter((d) => !read.has(d)));
+  return warm * left + reading * unread.size;
 }
 
 function groundingCell(r) {
   const g = r.grounding || {};
   const claims = r.claims || [];
   const cell = el("td", { class: "grounding-cell" });
+  if (typeof r.draft === "string" && r.draft) { // its sentences are the draft's, not an answer's: no count
+    cell.append(el("span", { class: "g-count has-unsupported" },
+      el("span", { class: "flag" }, "⚠ Withheld"), ": the documents do not support the model's answer"));
+    return cell;
+  }
   if (!claims.length) {
     cell.append(el("span", { class: "muted" }, r.status === "done" ? "no sentences checked" : "—"));
     return cell;
@@ -139,8 +161,15 @@ export async function loadBatches() {
     open.addEventListener("click", () => openBatch(b.id));
     const csv = el("button", { type: "button", class: "small", "aria-label": `Download the CSV of the batch of ${when(b.created_at)}` }, "CSV");
     csv.addEventListener("click", () => downloadCsv(b.id));
+    const others = (b.n_questions || 0) - 1;
+    const first = b.first_question
+      ? el("span", { class: "batch-first" }, "“", userText("bdi", b.first_question), "”",
+        others > 0 ? ` and ${plural(others, "other question")}` : "")
+      : el("span", { class: "batch-first" }, plural(b.n_questions, "question"));
+    open.setAttribute("aria-label", `Open the batch ${b.first_question ? `“${b.first_question}”` : ""} of ${when(b.created_at)}`);
     return el("li", { class: `batch-item ${b.status}` },
       el("div", { class: "batch-what" },
+        first,
         el("span", { class: "batch-state" }, `${word} · ${num(b.done)} of ${num(b.total)} answered`),
         userText("span", `${plural(b.n_questions, "question")} over ${setName(b.document_ids)}`, { class: "batch-docs" }),
         el("span", { class: "meta" }, when(b.created_at))),

@@ -5,11 +5,24 @@ import { api, ApiError, postEvents } from "./api.js";
 import { $, duration, el, num, plural, seconds, setStatus, userText } from "./dom.js";
 import { selectedIds } from "./documents.js";
 import { renderMarkdown } from "./markdown.js";
-import { choice, choiceKey, showPlan } from "./plan.js";
-import { citationWhere, openCitation } from "./viewer.js";
+import { choice, choiceKey, readAheadAnswered, readAheadAsking, showPlan } from "./plan.js";
+import { citationWhere, closeViewer, openCitation } from "./viewer.js";
 
-const STALL_S = 10; // no event for this long while reading or writing: shown as stalled
+const STALL_MIN_S = 10; // never called stalled sooner than this
+const STALL_GAPS = 3; // …nor before this many of the expected gaps between events have passed in silence
+const PROGRESS_STEP = 512; // tokens read between progress events (the server's n_batch) until measured
 const HEALTH_EVERY_MS = 2500; // while waiting in the queue, its position is refreshed this often
+
+/** Seconds of silence after which the model counts as stalled, judged against what was measured: while
+ * reading, progress comes once per `step` tokens, so at `rate` tokens/s a gap of step/rate seconds is
+ * normal (512 tokens at 40 tokens/s: about 13 s); while writing, a token every 1/rate s; a chunk of a
+ * chunked reading takes as long as the chunks before it took. `gap`: the longest gap seen so far. */
+export function stallAfter({ stage, rate = 0, step = PROGRESS_STEP, gap = 0, chunkS = 0 }) {
+  let expected = 0;
+  if (stage === "reading") expected = chunkS || (rate > 0 ? step / rate : 0);
+  else if (stage === "writing" && rate > 0) expected = 1 / rate;
+  return Math.max(STALL_MIN_S, STALL_GAPS * expected, 2 * gap);
+}
 
 export const conv = {
   session: null, // the open session (with messages)
@@ -29,17 +42,19 @@ const STATUS = {
 };
 const statusOf = (s) => STATUS[s] || { mark: "?", word: s, long: s };
 
-/** A claim's passage as the viewer opens it (the passage text is what gets highlighted). */
-function passageCitation(claim) {
+/** A claim's passage as the viewer opens it (the passage text is what gets highlighted); `role` says
+ * whether it supports sentence `sentence` or is only the nearest passage to it. */
+function passageCitation(claim, i) {
   const p = claim.passage || claim.nearest;
   if (!p) return null;
   const note = claim.passage ? "" : "Nearest passage, for comparison: it does not support the sentence.";
-  return { ...p, quote: p.quote || p.text, verified: true, note };
+  return { ...p, quote: p.quote || p.text, verified: true, note, role: claim.passage ? "support" : "nearest",
+           sentence: i === undefined ? undefined : i + 1 };
 }
 
 function sourceChip(c, { label, extraClass = "" } = {}) {
   const name = c.path || c.filename || "unknown source";
-  const where = citationWhere(c);
+  const where = citationWhere(c, { short: Boolean(c.role) }); // a passage shows its range: L12–L14
   const title = [
     c.quote ? `“${c.quote}”` : "",
     c.verified ? "" : "This quote could not be found at the cited place.",
@@ -61,7 +76,7 @@ export { sourceChip };
 
 function claimRow(claim, i) {
   const st = statusOf(claim.status);
-  const cite = passageCitation(claim);
+  const cite = passageCitation(claim, i);
   const row = el("li", { class: `claim ${claim.status}`, id: undefined },
     el("span", { class: "claim-status" }, el("span", { "aria-hidden": "true" }, `${st.mark} `), st.word),
     userText("span", claim.text, { class: "claim-text" }));
@@ -86,9 +101,37 @@ function groundingSummary(g, claims) {
   return parts.join(" · ");
 }
 
+/** An answer withheld as unsupported: the model's draft, collapsed, and one line about its sentences (no
+ * list of rows: none of them answers the question). */
+function withheldView(msg) {
+  const claims = msg.claims || [];
+  const supported = claims.filter((c) => c.status === "quoted" || c.status === "supported").length;
+  const checked = claims.filter((c) => ["quoted", "supported", "unsupported"].includes(c.status)).length;
+  const words = checked
+    ? `${num(supported)} of its ${plural(checked, "checked sentence")} matched a passage, but none answers the question from the documents.`
+    : "No sentence of it could be checked against the documents.";
+  const text = el("div", { class: "draft-text markdown", dir: "auto" }, renderMarkdown(msg.draft));
+  markClaims(text, claims); // each sentence of the draft still opens its passage
+  const unsupported = claims.some((c) => c.status === "unsupported");
+  return el("details", { class: `grounding withheld${unsupported ? " has-unsupported" : ""}` },
+    el("summary", {}, el("span", { class: "grounding-title" }, "Withheld draft: "), "what the model wrote, not supported as an answer"),
+    text,
+    el("p", { class: "muted" }, words));
+}
+
+/** Notes for the reader: never an operator's setting (the server's notes may name one). */
+function readerNotes(msg) {
+  return (msg.notes || [])
+    .filter((n) => !(msg.draft && n.includes(msg.draft.slice(0, 40)))) // the withheld draft is shown in full above
+    .map((n) => n.replace(/\s*\([^()]*\bDOCQA_[A-Z_]+[^()]*\)/g, "").replace(/\s*\bDOCQA_[A-Z_]+(=\S+)?/g, ""));
+}
+
+const isWithheld = (msg) => typeof msg.draft === "string" && msg.draft.length > 0;
+
 /** The claims in order, each with its status in words and a symbol, and its passage one click away. */
 function groundingView(msg) {
   const claims = msg.claims || [];
+  if (isWithheld(msg)) return withheldView(msg);
   if (!claims.length) return null;
   const unsupported = claims.some((c) => c.status === "unsupported");
   return el("details", { class: `grounding${unsupported ? " has-unsupported" : ""}`, open: true },
@@ -111,12 +154,12 @@ function markClaims(container, claims) {
       const [w, at] = hit;
       const tail = node.splitText(at + w.length);
       const st = statusOf(claim.status);
+      const cite = passageCitation(claim, i);
       const marker = el("button", {
         type: "button", class: `claim-mark ${claim.status}`,
-        "aria-label": `Sentence ${i + 1}: ${st.word.toLowerCase()}${passageCitation(claim) ? ", open its passage" : ""}`,
+        "aria-label": `Sentence ${i + 1}: ${st.word.toLowerCase()}${cite ? `, open its ${cite.role === "nearest" ? "nearest passage (not support)" : "passage"}` : ""}`,
         title: `${st.word}: ${st.long}`,
       }, `${st.mark}${i + 1}`);
-      const cite = passageCitation(claim);
       if (cite) marker.addEventListener("click", () => openCitation(cite, marker));
       else marker.disabled = true;
       if (claim.status === "unsupported") {
@@ -173,9 +216,10 @@ function assistantView(onContinue) {
   const notes = el("ul", { class: "notes", hidden: true });
   const actions = el("div", { class: "msg-actions", hidden: true });
   const meta = el("p", { class: "meta" });
-  const li = el("li", { class: "msg assistant" }, el("div", { class: "who" }, "docqa"), reading, reasoning, answer, grounding, cites, notes, actions, meta);
+  const li = el("li", { class: "msg assistant", tabindex: "-1" }, el("div", { class: "who" }, "docqa"), reading, reasoning, answer, grounding, cites, notes, actions, meta);
 
-  const t = { sent: 0, last: 0, first: null, tokens: 0, stage: "sending", ahead: null, timer: null, health: null };
+  const t = { sent: 0, last: 0, first: null, tokens: 0, stage: "sending", ahead: null, timer: null, health: null,
+    rate: 0, step: PROGRESS_STEP, done: null, gap: 0, chunkS: 0, mapFrom: null };
   const setPhase = (stage, word) => {
     t.stage = stage;
     li.dataset.stage = stage;
@@ -185,15 +229,21 @@ function assistantView(onContinue) {
     const now = performance.now();
     const quiet = (now - t.last) / 1000;
     elapsed.textContent = `${Math.floor((now - t.sent) / 1000)} s`;
-    const stalled = quiet > STALL_S && t.stage !== "queue";
+    const limit = stallAfter({ stage: t.stage, rate: t.rate, step: t.step, gap: t.gap, chunkS: t.chunkS });
+    const stalled = quiet > limit && t.stage !== "queue";
     reading.classList.toggle("stalled", stalled);
+    li.dataset.stallAfter = String(Math.round(limit));
     if (stalled) {
       phase.textContent = "Stalled";
-      readingLabel.textContent = `Nothing from the model for ${Math.floor(quiet)} s (it was ${t.stage}). It may be overloaded or stuck; Cancel stops the question.`;
+      const normal = t.stage === "reading" && t.rate > 0 && !t.chunkS
+        ? ` At the measured ${num(Math.round(t.rate))} tokens/s, news comes every ${Math.round(t.step / t.rate)} s.` : "";
+      readingLabel.textContent = `Nothing from the model for ${Math.floor(quiet)} s (it was ${t.stage}).${normal} It may be overloaded or stuck; Cancel stops the question.`;
     }
   };
   const heard = () => {
-    t.last = performance.now();
+    const now = performance.now();
+    if (t.stage === "reading" || t.stage === "writing") t.gap = Math.max(t.gap, (now - t.last) / 1000);
+    t.last = now;
     reading.classList.remove("stalled");
   };
   const stopTimers = () => {
@@ -218,13 +268,13 @@ function assistantView(onContinue) {
     const list = msg.citations || [];
     cites.replaceChildren(...(list.length ? [el("span", { class: "cites-label" }, "Sources")] : []), ...list.map((c) => sourceChip(c)));
     cites.hidden = list.length === 0;
-    const noteList = [...(msg.notes || [])];
-    const cut = msg.stop_reason === "length" || msg.extra?.stop_reason === "length";
+    const noteList = readerNotes(msg);
+    const cut = (msg.stop_reason === "length" || msg.extra?.stop_reason === "length") && !isWithheld(msg);
     if (cut) noteList.push("The answer was cut off at its length limit.");
     notes.replaceChildren(...noteList.map((n) => userText("li", n)));
     notes.hidden = noteList.length === 0;
     actions.replaceChildren();
-    if (cut && onContinue) {
+    if (cut && onContinue) { // not for a withheld answer: continuing words the documents do not support
       const more = el("button", { type: "button", class: "small continue" }, "Continue the answer");
       more.addEventListener("click", () => onContinue(more));
       actions.append(more);
@@ -269,11 +319,15 @@ function assistantView(onContinue) {
       }
     },
     progress(p) {
+      if (t.stage !== "reading") t.gap = 0; // gaps are judged within one stage
       heard();
       clearInterval(t.health);
       reading.hidden = false;
       bar.hidden = false;
       if (p.phase === "map") {
+        const now = performance.now();
+        if (t.mapFrom === null) t.mapFrom = now;
+        else if (p.chunk > 1) t.chunkS = (now - t.mapFrom) / 1000 / (p.chunk - 1); // mean time per chunk so far
         setPhase("reading", "Reading");
         bar.max = p.chunks || 1;
         bar.value = p.chunk || 0;
@@ -282,6 +336,9 @@ function assistantView(onContinue) {
       }
       bar.max = p.tokens_total || 1;
       bar.value = p.tokens_done || 0;
+      if (p.tokens_per_s > 0) t.rate = p.tokens_per_s;
+      if (t.done !== null && p.tokens_done > t.done) t.step = p.tokens_done - t.done;
+      t.done = p.tokens_done;
       const rate = p.tokens_per_s ? ` · ${num(p.tokens_per_s)} tokens/s` : "";
       const eta = p.tokens_done < p.tokens_total && p.eta_s != null ? ` · about ${duration(p.eta_s)} left` : "";
       if (p.tokens_done >= p.tokens_total) {
@@ -298,6 +355,7 @@ function assistantView(onContinue) {
       thinking.append(text);
     },
     token(text) {
+      if (t.stage !== "writing") t.gap = 0;
       heard();
       clearInterval(t.health);
       const now = performance.now();
@@ -306,6 +364,7 @@ function assistantView(onContinue) {
       bar.hidden = true;
       setPhase("writing", "Writing");
       const s = (now - t.first) / 1000;
+      t.rate = s > 0.5 ? t.tokens / s : 0;
       const rate = s > 0.5 ? ` · ${(t.tokens / s).toFixed(1)} tokens/s` : "";
       readingLabel.textContent = `${plural(t.tokens, "token")}${rate} · first word after ${seconds((t.first - t.sent) / 1000)}`;
       answer.append(text);
@@ -350,6 +409,14 @@ export function updateSessionLabel(names = []) {
   label.replaceChildren();
   if (!conv.session) {
     label.append("A new session starts with your first question.");
+    if (!selectedIds().length) { // on a phone the documents come after the question box
+      const go = el("button", { type: "button", class: "linkish", id: "choose-documents" }, "Choose its documents");
+      go.addEventListener("click", () => {
+        $("docs-h").scrollIntoView({ block: "start" });
+        ($("documents").querySelector("input[type=checkbox]") || $("file")).focus({ preventScroll: true });
+      });
+      label.append(" ", go, ".");
+    }
   } else if (selectedIds().length && choiceKey() !== conv.sessionKey) {
     label.append("You changed the documents or model: your next question starts a new session.");
   } else {
@@ -358,17 +425,36 @@ export function updateSessionLabel(names = []) {
   }
 }
 
+/** The open session, or a new one for the chosen documents (then `created` is true). */
 async function ensureSession() {
   const ids = selectedIds();
-  if (conv.session && (!ids.length || choiceKey() === conv.sessionKey)) return conv.session;
+  if (conv.session && (!ids.length || choiceKey() === conv.sessionKey)) return { session: conv.session, created: false };
   if (!ids.length) throw new ApiError(0, "Choose at least one document first.");
   const session = await api("/api/sessions", { method: "POST", body: choice() });
   conv.session = session;
   conv.sessionKey = choiceKey();
   $("history").replaceChildren();
+  closeViewer({ returnFocus: false }); // a source of the previous session does not stay open beside this one
   showPlan(session.plan);
   conv.onSession(session);
-  return session;
+  return { session, created: true };
+}
+
+/** A session made for a question that was then stopped or failed holds nothing: it is deleted, so the
+ * list shows no empty session. */
+async function dropIfEmpty(session) {
+  try {
+    const stored = await api(`/api/sessions/${encodeURIComponent(session.id)}`);
+    if ((stored.messages || []).length) return false;
+    await api(`/api/sessions/${encodeURIComponent(session.id)}`, { method: "DELETE" });
+  } catch {
+    return false; // it stays listed; nothing else depends on it
+  }
+  if (conv.session?.id === session.id) {
+    conv.session = null;
+    conv.sessionKey = null;
+  }
+  return true;
 }
 
 /** Ask `question` (or continue the last answer) in the open session, streaming the answer in. */
@@ -381,8 +467,9 @@ export async function ask(question, { continueAnswer = false, button = null } = 
   if (button) button.disabled = true;
   setStatus(status, "Opening the session…");
   let session;
+  let created = false;
   try {
-    session = await ensureSession();
+    ({ session, created } = await ensureSession());
   } catch (err) {
     setStatus(status, err.message, "error");
     conv.asking = null;
@@ -398,7 +485,9 @@ export async function ask(question, { continueAnswer = false, button = null } = 
   if (!continueAnswer) $("question").value = "";
   $("stop-button").hidden = false;
   setStatus(status, "Answering…");
+  readAheadAsking(choiceKey());
   let finished = false;
+  let answered = null;
   const body = continueAnswer ? { question: "", continue_answer: true } : { question };
   const length = $("answer-length").value;
   if (length) body.max_tokens = Number(length);
@@ -412,6 +501,7 @@ export async function ask(question, { continueAnswer = false, button = null } = 
       else if (kind === "done") {
         view.done(data);
         finished = true;
+        answered = data;
         setStatus(status, "Answered.", "ok");
       } else if (kind === "error") {
         view.error(data.detail || "The question failed.");
@@ -430,8 +520,26 @@ export async function ask(question, { continueAnswer = false, button = null } = 
     conv.asking = null;
     $("ask-button").disabled = false;
     $("stop-button").hidden = true;
-    conv.onSession(conv.session);
+    readAheadAnswered(answered);
+    if (!answered && !continueAnswer && !$("question").value.trim()) $("question").value = question; // to ask again
+    if (!answered && created && (await dropIfEmpty(session))) {
+      sessionGone();
+    } else {
+      conv.onSession(conv.session);
+    }
+    // focus goes to what arrived (not to the page's body, where a disabled button leaves it) unless the
+    // person is already typing elsewhere
+    const active = document.activeElement;
+    if (!active || active === document.body || active === $("ask-button") || active === $("stop-button") || active === button) {
+      (answered ? view.li : $("question")).focus({ preventScroll: Boolean(answered) });
+    }
   }
+}
+
+/** The question's session was empty and is gone: the URL and the list forget it, the stopped exchange stays
+ * on screen as it was. */
+function sessionGone() {
+  document.dispatchEvent(new CustomEvent("docqa:session-gone"));
 }
 
 export function setUpConversation({ onSession }) {

@@ -5,10 +5,29 @@ import { $, el, num, plural, setStatus, userText } from "./dom.js";
 const docs = {
   list: [], // as listed by the server
   checked: new Set(), // chosen document ids
-  exact: new Map(), // document id → exact token count, once a plan over that document alone knows it
+  model: "", // the chosen model's key (plan.js modelKey): exact counts are per tokenizer
   onChange: () => {}, // the choice changed (plan and session label follow)
   onView: () => {}, // "View" pressed: (doc, button)
 };
+
+// Exact token counts, once a plan over a document alone has counted it, are kept in this browser per
+// model and document (a document's text never changes and its id is never reused), so a reload shows
+// them again instead of the upload-time estimate. The server keeps them only in memory, by set.
+const EXACT_ITEM = "docqa.exactTokens";
+const EXACT_KEEP = 500;
+
+function exactCounts() {
+  try {
+    return JSON.parse(localStorage.getItem(EXACT_ITEM) || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+function exactCount(id, model = docs.model) {
+  const n = exactCounts()[`${model}\u0000${id}`];
+  return typeof n === "number" ? n : null;
+}
 
 export const documents = () => docs.list;
 export const documentById = (id) => docs.list.find((d) => d.id === id);
@@ -23,16 +42,34 @@ export function choose(ids) {
   return ids.length - docs.checked.size;
 }
 
-/** The plan counted this one document exactly: the estimate in its line gives way to the count. */
-export function setExactTokens(id, tokens) {
-  docs.exact.set(id, tokens);
+/** The plan counted this one document exactly (for `model`): the estimate in its line gives way to the count. */
+export function setExactTokens(id, tokens, model = docs.model) {
+  const all = exactCounts();
+  all[`${model}\u0000${id}`] = tokens;
+  const keys = Object.keys(all);
+  for (const k of keys.slice(0, Math.max(0, keys.length - EXACT_KEEP))) delete all[k];
+  try {
+    localStorage.setItem(EXACT_ITEM, JSON.stringify(all));
+  } catch {
+    /* storage full or off: the count shows until the page is left */
+  }
+  if (model === docs.model) showUnits(id);
+}
+
+function showUnits(id) {
   const meta = $("documents").querySelector(`li.doc[data-id="${CSS.escape(id)}"] .meta`);
   const doc = documentById(id);
   if (meta && doc) meta.textContent = documentUnits(doc);
 }
 
+/** The model changed: each document's line shows its count for that model (exact where one is known). */
+export function setModelKey(model) {
+  docs.model = model;
+  for (const d of docs.list) showUnits(d.id);
+}
+
 export function tokenWords(doc) {
-  const exact = docs.exact.get(doc.id);
+  const exact = exactCount(doc.id);
   return exact ? `${num(exact)} tokens (exact, with instructions)` : `≈${num(doc.token_estimate)} tokens (estimate)`;
 }
 
@@ -124,17 +161,27 @@ function showResult(line, file, status, body) {
     line.classList.add("ok");
     line.replaceChildren(name, ` — ${status === 200 ? "already stored" : "stored"}: ${documentUnits(body)}`,
       skippedDetails(body.skipped) ?? "");
+  } else if (body?.extra?.password) {
+    // the server's sentence is written for every client (form fields, the CLI); the page asks in its own words
+    line.classList.add("error");
+    const words = body.extra.password === "wrong"
+      ? "this password does not open it. Check the password and try again."
+      : "it is an encrypted PDF. Enter its password to open it; docqa uses it only to read the file and never stores it.";
+    line.replaceChildren(name, " — ", userText("span", words, { class: "reason" }), passwordForm(file, line));
   } else {
     line.classList.add("error");
     line.replaceChildren(name, " — refused: ", userText("span", body?.detail || `error ${status}`, { class: "reason" }));
-    if (body?.extra?.password) line.append(passwordForm(file, line));
   }
 }
 
+let passwordFields = 0;
+
 /** An encrypted PDF was refused: ask for its password and send the file again with it (never kept here). */
 function passwordForm(file, line) {
-  const input = el("input", { type: "password", autocomplete: "off", "aria-label": `Password for ${file.name}` });
-  const form = el("form", { class: "password-form" }, input, " ", el("button", { type: "submit" }, "Open"));
+  const id = `pdf-password-${++passwordFields}`;
+  const input = el("input", { type: "password", id, autocomplete: "off" });
+  const form = el("form", { class: "password-form" },
+    el("label", { for: id }, "Password for ", userText("bdi", file.name)), input, el("button", { type: "submit" }, "Open"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const password = input.value;

@@ -1,12 +1,28 @@
 // The model picker and the plan: how the chosen documents will be read, what memory it takes, how long
 // the reading will take at the rate measured for this model on this server, and whether a snapshot exists.
-import { api } from "./api.js";
+import { api, apiKey } from "./api.js";
 import { $, bytes, capitalised, duration, el, num, params, plural, setStatus } from "./dom.js";
-import { selectedIds, setExactTokens } from "./documents.js";
+import { selectedIds, setExactTokens, setModelKey } from "./documents.js";
 
 const plan = { seq: 0, models: [], onReadme: () => {} };
 const READ_AHEAD_POLL_MS = 1500;
+export const READ_AHEAD_PAUSE_MS = 800; // the choice must rest this long before its read-ahead starts
 const sameIds = (a, b) => a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
+// The page's one read-ahead: the set ticked now (choiceKey), whether the server holds one of ours, and
+// whether a question on that very set is being answered (then the question is what reads it).
+const ahead = { key: null, held: false, asking: null, read: new Set(), enabled: null };
+
+/** Whether this server reads ahead at all (DOCQA_READ_AHEAD); asked once. */
+async function readAheadEnabled() {
+  if (ahead.enabled === null) {
+    try {
+      ahead.enabled = Boolean((await api("/api/read-ahead")).enabled);
+    } catch {
+      return false; // asked again next time
+    }
+  }
+  return ahead.enabled;
+}
 
 export function choice() {
   const body = { document_ids: selectedIds() };
@@ -34,12 +50,11 @@ function showModelNote() {
     note.hidden = true;
     return;
   }
-  const link = el("button", { type: "button", class: "linkish", id: "model-readme" }, "How to bring a GGUF model or a remote server");
+  const link = el("button", { type: "button", class: "linkish", id: "model-readme" }, "How to bring a GGUF model");
   link.addEventListener("click", () => plan.onReadme("Bring your own model", link));
   note.replaceChildren(
-    el("strong", {}, "Demo model. "),
-    `This is the small embedded model (${m.size_label || params(m.parameters)} parameters, ${m.quantization || "quantized"}): `,
-    "enough to try docqa, too weak for real contracts or code. ",
+    el("strong", {}, "Demo model"),
+    ` (${m.size_label || params(m.parameters)} parameters, ${m.quantization || "quantized"}): enough to try docqa, too weak for real contracts or code. `,
     link,
   );
   note.hidden = false;
@@ -57,6 +72,7 @@ export async function loadModels() {
     setStatus($("plan-text"), `The models could not be listed: ${err.message}`, "error");
   }
   showModelNote();
+  setModelKey(modelKey());
 }
 
 function readingWords(p) {
@@ -83,6 +99,12 @@ function lengthOptions(budget) {
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
 }
 
+/** The model's picker entry, as the key of exact token counts kept in this browser (documents.js). */
+export function modelKey(name = $("model").value) {
+  const m = plan.models.find((x) => x.name === name);
+  return m ? [m.name, m.parameters, m.quantization, m.n_ctx_train].join("|") : name || "";
+}
+
 export function showPlan(p) {
   lengthOptions(p.answer_tokens);
   const summary = p.summary || `${p.mode}, ${num(p.prompt_tokens)} tokens`;
@@ -105,14 +127,19 @@ export function showPlan(p) {
   ];
   if (p.mode === "chunked") rows.push(["Chunks", `${plural(p.n_chunks, "chunk")} of ${num(p.chunk_ctx)} tokens`]);
   $("plan-numbers").replaceChildren(...rows.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
-  $("plan-numbers").hidden = false;
+  $("plan-more").hidden = false;
   const ids = p.document_ids || selectedIds();
-  if (ids.length === 1 && p.prompt_tokens) setExactTokens(ids[0], p.prompt_tokens);
+  if (ids.length === 1 && p.prompt_tokens) setExactTokens(ids[0], p.prompt_tokens, modelKey(p.model || undefined));
 }
 
 function readAheadWords(r) {
   const of = `${num(r.tokens_done)} of ${num(r.tokens_limit || r.tokens_total)} tokens`;
   switch (r.state) {
+    case "asking": return "your question is reading these documents now; what it reads is kept for the next one.";
+    case "answered": return r.tokens
+      ? `done: your question read these documents (${num(r.tokens)} tokens), so the next one starts from them.`
+      : "done: your question read these documents, so the next one starts from them.";
+    case "already": return "done: these documents were read before (by a question or a read-ahead), so the answer starts from them.";
     case "queued": return "waiting for the model (questions and batches go first).";
     case "reading": return `${of} read, so the first answer starts warm.`;
     case "yielded": return `paused at ${of} while the model answers others; it goes on when the model is idle.`;
@@ -131,17 +158,42 @@ function showReadAhead(r) {
   line.replaceChildren(el("strong", {}, "Read-ahead: "), words);
 }
 
-/** Start reading the chosen documents while the person types (the service's read-ahead, lowest priority),
- * and say how far it has got until it is done or the choice changes. */
-async function readAhead(seq, body, p) {
-  if (p.snapshot || p.already_read || p.backend === "remote") return;
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+
+/** Drop the read-ahead this page asked for (the choice changed to nothing, or a question read the set):
+ * the server stops reading what nobody is about to ask. */
+export async function dropReadAhead() {
+  if (!ahead.held) return;
+  ahead.held = false;
   try {
-    let r = await api("/api/read-ahead", { method: "POST", body });
-    while (seq === plan.seq) {
+    await api("/api/read-ahead", { method: "DELETE" });
+  } catch {
+    /* read-ahead is a help, never an error on the page */
+  }
+}
+
+/** Start reading the chosen documents while the person types (the service's read-ahead, lowest priority),
+ * once the choice has rested a moment, and say how far it has got until it is done or the choice changes.
+ * Only the set ticked now reads ahead: starting it replaces this person's earlier set on the server. */
+async function readAhead(seq, body, p, key) {
+  ahead.key = key;
+  if (p.backend === "remote" || !(await readAheadEnabled()) || seq !== plan.seq) return;
+  if (p.snapshot || p.already_read || ahead.read.has(key)) {
+    dropReadAhead(); // whatever was reading for an earlier choice stops
+    // a snapshot is what the Reading line already speaks of
+    showReadAhead(ahead.read.has(key) ? { state: "answered" } : p.snapshot ? null : { state: "already" });
+    return;
+  }
+  await pause(READ_AHEAD_PAUSE_MS);
+  if (seq !== plan.seq || ahead.asking === key) return;
+  try {
+    let r = await api("/api/read-ahead?replace=true", { method: "POST", body });
+    ahead.held = true;
+    while (seq === plan.seq && ahead.asking !== key) {
       showReadAhead(r);
       if (!["queued", "reading", "yielded"].includes(r.state)) return;
-      await new Promise((done) => setTimeout(done, READ_AHEAD_POLL_MS));
-      if (seq !== plan.seq) return;
+      await pause(READ_AHEAD_POLL_MS);
+      if (seq !== plan.seq || ahead.asking === key) return;
       const all = await api("/api/read-ahead");
       r = (all.sets || []).find((x) => sameIds(x.document_ids, body.document_ids) && (!body.mode || x.mode === body.mode)
         && (!body.model || x.model === body.model)) || r;
@@ -151,13 +203,48 @@ async function readAhead(seq, body, p) {
   }
 }
 
+/** A question on the choice `key` is being answered: it reads the set itself (ahead of any read-ahead),
+ * so the plan says so instead of "waiting for the model". */
+export function readAheadAsking(key) {
+  ahead.asking = key;
+  if (key === ahead.key && ahead.enabled) showReadAhead({ state: "asking" });
+}
+
+/** The question ended. Answered: the set is read (the next question starts from it), so any read-ahead of
+ * it is dropped and the plan says done. Stopped or failed: the read-ahead goes on as before. */
+export function readAheadAnswered(answer) {
+  const key = ahead.asking;
+  ahead.asking = null;
+  if (!answer) {
+    if (key === ahead.key) updatePlan();
+    return;
+  }
+  ahead.read.add(key);
+  dropReadAhead();
+  if (key !== ahead.key || !ahead.enabled) return;
+  const t = answer.timings || {};
+  const tokens = (t.prefill_tokens || 0) + (t.cached_tokens || 0);
+  showReadAhead({ state: "answered", tokens });
+}
+
+/** The page is left: its read-ahead is dropped (keepalive: the request outlives the page). */
+function dropOnLeave() {
+  if (!ahead.held) return;
+  const key = apiKey();
+  try {
+    fetch("/api/read-ahead", { method: "DELETE", keepalive: true, headers: key ? { "x-api-key": key } : {} });
+  } catch {
+    /* the server keeps it until it is read; nothing else waits on it */
+  }
+}
+
 export function clearPlan(text, kind = "") {
   setStatus($("plan-text"), text, kind);
   $("plan-text").classList.toggle("muted", kind === "");
   $("plan-reason").hidden = true;
   $("plan-reading").hidden = true;
   $("plan-readahead").hidden = true;
-  $("plan-numbers").hidden = true;
+  $("plan-more").hidden = true;
 }
 
 /** Forget any plan on its way (a session's stored plan is shown instead). */
@@ -166,8 +253,11 @@ export const skipPendingPlan = () => plan.seq++;
 export async function updatePlan() {
   const seq = ++plan.seq;
   const body = choice();
+  const key = choiceKey();
   if (!body.document_ids.length) {
     clearPlan("Choose one or more documents to see how they will be read.");
+    ahead.key = null;
+    dropReadAhead(); // nothing ticked: nothing reads ahead
     return;
   }
   clearPlan("Working out how to read the chosen documents…");
@@ -175,17 +265,22 @@ export async function updatePlan() {
     const p = await api("/api/plan", { method: "POST", body });
     if (seq === plan.seq) {
       showPlan({ ...p, document_ids: body.document_ids });
-      readAhead(seq, body, p);
+      readAhead(seq, body, p, key);
     }
   } catch (err) {
-    if (seq === plan.seq) clearPlan(err.message, "error");
+    if (seq === plan.seq) {
+      clearPlan(err.message, "error");
+      dropReadAhead();
+    }
   }
 }
 
 export function setUpPlan({ onChange, onReadme }) {
   plan.onReadme = onReadme;
+  window.addEventListener("pagehide", dropOnLeave);
   $("model").addEventListener("change", () => {
     showModelNote();
+    setModelKey(modelKey());
     onChange();
   });
   $("mode").addEventListener("change", onChange);

@@ -2,9 +2,10 @@
 // session (?session=ID), so a reload or a shared link opens it again.
 import { api } from "./api.js";
 import { $, el, narrow, plural, setStatus, userText, when } from "./dom.js";
-import { choose, documentById } from "./documents.js";
+import { choose, documentById, setModelKey } from "./documents.js";
 import { conv, renderHistory, updateSessionLabel } from "./conversation.js";
-import { choiceKey, showPlan, skipPendingPlan, updatePlan } from "./plan.js";
+import { choiceKey, modelKey, showPlan, skipPendingPlan, updatePlan } from "./plan.js";
+import { closeViewer } from "./viewer.js";
 
 const names = (ids) => (ids || []).map((id) => documentById(id)?.filename).filter(Boolean);
 
@@ -67,9 +68,11 @@ export async function openSession(id, { reveal = false } = {}) {
     if (err.status === 404) setUrl(null);
     return;
   }
+  if (conv.session?.id !== session.id) closeViewer({ returnFocus: false }); // the last session's source goes with it
   conv.session = session;
   const missing = choose(session.document_ids);
   if ([...$("model").options].some((o) => o.value === session.model)) $("model").value = session.model;
+  setModelKey(modelKey());
   conv.sessionKey = choiceKey();
   skipPendingPlan();
   if (session.plan) showPlan(session.plan);
@@ -85,6 +88,7 @@ export async function openSession(id, { reveal = false } = {}) {
 export function newSession() {
   conv.session = null;
   conv.sessionKey = null;
+  closeViewer({ returnFocus: false });
   $("history").replaceChildren();
   setStatus($("ask-status"), "");
   setUrl(null);
@@ -96,4 +100,9 @@ export function newSession() {
 
 export function setUpSessions() {
   $("new-session").addEventListener("click", newSession);
+  document.addEventListener("docqa:session-gone", () => { // a new session whose only question was stopped
+    setUrl(null);
+    sessionLabel();
+    loadSessions();
+  });
 }

@@ -1,6 +1,9 @@
-// The source viewer beside the answer: a cited passage highlighted and scrolled into view; a whole document
-// by page (PDF), by line with line numbers (text; code without wrapping, indentation intact), by heading
-// (Word, HTML, Markdown) or as a file tree (zip). Right-to-left text keeps its direction (dir="auto").
+// The source viewer beside the answer (on a phone, a full-screen sheet): a cited passage highlighted and
+// scrolled into view, labelled in words when it is only the nearest passage to an unsupported sentence;
+// a whole document by page (PDF), by line with line numbers (text; code without wrapping, indentation
+// intact, the numbers staying put when the code scrolls sideways), by heading (Word, HTML, Markdown) or
+// as a file tree (zip). The viewer's head (its title, Close, where the passage is) stays in view while
+// its body scrolls, and so does each file's heading. Right-to-left text keeps its direction (dir="auto").
 import { api } from "./api.js";
 import { $, capitalised, el, findQuote, userText } from "./dom.js";
 import { documentById, documentUnits } from "./documents.js";
@@ -39,7 +42,8 @@ async function allSections(docId) {
 const paragraphs = (from, to) => (to && to !== from ? `¶${from}–${to}` : `¶${from}`);
 const has = (v) => v !== null && v !== undefined;
 
-export function citationWhere(c) {
+/** Where a citation points, in words ("p. 3", "§4.2 ¶7", "lines 12–14"); `short`: lines as "L12–L14". */
+export function citationWhere(c, { short = false } = {}) {
   if (has(c.page)) return `p. ${c.page}`;
   if (c.clause || has(c.para_start)) {
     const clause = c.clause ? `§${c.clause}` : "";
@@ -47,7 +51,25 @@ export function citationWhere(c) {
     return [clause, paras].filter(Boolean).join(" ");
   }
   if (!has(c.line_start)) return "";
-  return c.line_end && c.line_end !== c.line_start ? `lines ${c.line_start}–${c.line_end}` : `line ${c.line_start}`;
+  const range = c.line_end && c.line_end !== c.line_start;
+  if (short) return range ? `L${c.line_start}–L${c.line_end}` : `L${c.line_start}`;
+  return range ? `lines ${c.line_start}–${c.line_end}` : `line ${c.line_start}`;
+}
+
+/** Consecutive sections of one file, by line, joined into one: the blank lines that the cut between
+ * them fell on (trimmed off at upload) come back, so line 36 is followed by 37, not 38. */
+export function joinSections(sections) {
+  const out = [];
+  for (const s of sections) {
+    const prev = out.at(-1);
+    const lines = (x) => has(x.line_start) && has(x.line_end) && !has(x.page) && !has(x.para_start);
+    if (prev && lines(prev) && lines(s) && (prev.path || null) === (s.path || null) && s.line_start > prev.line_end) {
+      out[out.length - 1] = { ...prev, line_end: s.line_end, text: prev.text + "\n".repeat(s.line_start - prev.line_end) + s.text };
+    } else {
+      out.push(s);
+    }
+  }
+  return out;
 }
 
 function sameClause(a, b) {
@@ -73,7 +95,7 @@ async function findSections(c, filename) {
   for (let offset = 0; ; offset += SECTION_PAGE) {
     const page = await sectionPage(c.document_id, offset);
     const found = page.items.filter((s) => sectionMatches(s, c, filename));
-    if (found.length) return found;
+    if (found.length) return joinSections(found);
     if (offset + SECTION_PAGE >= page.total) return [];
   }
 }
@@ -112,18 +134,34 @@ function marked(text, range, attrs) {
   return [document.createTextNode(text.slice(0, start)), el("mark", attrs, text.slice(start, end)), document.createTextNode(text.slice(end))];
 }
 
-/** Lines as blocks, numbered (the number is drawn by CSS from data-n, so it is not copied with the text). */
-function numberedLines(text, first, prefix, range, markAttrs) {
+/** Lines as blocks, numbered. The number sits in a gutter of its own (drawn by CSS from data-n, so it is
+ * not copied with the text); in code the gutter is sticky, so it stays beside its line when the box
+ * scrolls sideways. `label`: words shown above the first highlighted line (what the highlight is). */
+function numberedLines(text, first, prefix, range, markAttrs, label) {
   const out = [];
   let at = 0;
   text.split("\n").forEach((line, i) => {
     const lineRangeHere = range ? [range[0] - at, range[1] - at] : null;
     const hit = lineRangeHere && lineRangeHere[1] > 0 && lineRangeHere[0] < Math.max(line.length, 1);
-    out.push(el("span", { class: hit ? "line hit" : "line", "data-n": `${prefix}${first + i}` },
+    const n = `${prefix}${first + i}`;
+    if (hit && label && !out.some((x) => x.classList.contains("hit"))) out.push(label);
+    out.push(el("span", { class: hit ? "line hit" : "line", "data-n": n },
+      el("span", { class: "ln", "data-n": n, "aria-hidden": "true" }),
       ...(hit ? marked(line, lineRangeHere, markAttrs) : [line || "\u200b"])));
     at += line.length + 1;
   });
   return out;
+}
+
+/** The words at a highlight opened from a sentence's grounding: support, or only the nearest passage. */
+function highlightLabel(c) {
+  if (!c?.role) return null;
+  const nearest = c.role === "nearest";
+  const words = nearest
+    ? `Nearest passage, not support: it does not back ${c.sentence ? `sentence ${c.sentence}` : "the sentence"}.`
+    : `Passage supporting ${c.sentence ? `sentence ${c.sentence}` : "the sentence"}.`;
+  return el("span", { class: `mark-label ${nearest ? "nearest" : "support"}`, role: "note" },
+    el("span", { "aria-hidden": "true" }, nearest ? "⚠ " : "✓ "), words);
 }
 
 const isArchive = (doc) => doc?.kind === "archive" || doc?.kind === "zip";
@@ -149,15 +187,23 @@ function sectionBlock(s, filename, citation, doc) {
       : lineRange(text, s.line_start, s.line_end, citation.line_start, citation.line_end);
     kind = "lines";
   }
+  if (kind && citation?.role === "nearest") kind += " nearest";
+  const label = range ? highlightLabel(citation) : null;
   const code = isCode(s, doc);
   const box = userText("pre", "", { class: `section-text${code ? " code" : ""}${pdf ? " page" : ""}`, tabindex: code ? "0" : undefined });
-  if (has(s.para_start)) box.append(...numberedLines(text, s.para_start, "¶", range, { class: kind }));
-  else if (has(s.line_start)) box.append(...numberedLines(text, s.line_start, "", range, { class: kind }));
-  else box.append(...marked(text, range, { class: kind }));
+  if (has(s.para_start)) box.append(...numberedLines(text, s.para_start, "¶", range, { class: kind }, label));
+  else if (has(s.line_start)) {
+    const lines = numberedLines(text, s.line_start, "", range, { class: kind }, label);
+    box.append(...(code ? [el("span", { class: "code-lines" }, ...lines)] : lines));
+  }
+  else box.append(...(label ? [label] : []), ...marked(text, range, { class: kind }));
   if (code) box.setAttribute("aria-label", `${s.path || filename}, lines ${s.line_start}–${s.line_end}`);
   return el("article", { class: s.ocr ? "section ocr" : "section", "data-ordinal": s.ordinal },
     userText("h3", sectionWhere(s, filename), { class: "section-where" }), box);
 }
+
+/** On a phone the viewer is a full-screen sheet: the page under it neither scrolls nor takes focus. */
+const isSheet = () => getComputedStyle($("viewer")).position === "fixed";
 
 function showViewer(heading, opener) {
   for (const chip of document.querySelectorAll(".chip.active")) chip.classList.remove("active");
@@ -169,22 +215,45 @@ function showViewer(heading, opener) {
   $("viewer-body").replaceChildren();
   $("viewer").hidden = false;
   document.querySelector(".layout").classList.add("has-viewer");
+  const sheet = isSheet();
+  document.documentElement.classList.toggle("sheet-open", sheet);
+  for (const part of document.querySelectorAll(".layout > .side, .layout > .work")) part.inert = sheet;
 }
 
+export function closeViewer({ returnFocus = true } = {}) {
+  if ($("viewer").hidden) return;
+  $("viewer").hidden = true;
+  for (const chip of document.querySelectorAll(".chip.active")) chip.classList.remove("active");
+  document.querySelector(".layout").classList.remove("has-viewer");
+  document.documentElement.classList.remove("sheet-open");
+  for (const part of document.querySelectorAll(".layout > .side, .layout > .work")) part.inert = false;
+  if (returnFocus) view.returnTo?.focus();
+  view.returnTo = null;
+}
+
+/** Scroll the viewer's body (not the page) so `target` is a third of the way down, and, in code that
+ * scrolls sideways, so the highlight is in view beside the line numbers. */
 function focusViewer(target) {
   const viewer = $("viewer");
+  const scroller = $("viewer-scroll");
   $("viewer-h").focus({ preventScroll: true });
-  if (getComputedStyle(viewer).position === "sticky") {
-    // Beside the answer: the page stays where it is; the viewer scrolls to the highlight inside itself.
-    const top = target ? target.getBoundingClientRect().top - viewer.getBoundingClientRect().top + viewer.scrollTop : 0;
-    viewer.scrollTop = Math.max(0, top - viewer.clientHeight / 3);
-    const box = viewer.getBoundingClientRect();
-    if (box.bottom < 0 || box.top > window.innerHeight) viewer.scrollIntoView({ block: "start" });
+  if (target) {
+    const top = target.getBoundingClientRect().top - scroller.getBoundingClientRect().top + scroller.scrollTop;
+    const sticky = target.closest("article")?.querySelector(".section-where")?.offsetHeight || 0;
+    scroller.scrollTop = Math.max(0, top - Math.max(sticky + 8, scroller.clientHeight / 3));
+    const code = target.closest(".section-text");
+    if (code && code.scrollWidth > code.clientWidth) {
+      const gutter = code.querySelector(".ln")?.getBoundingClientRect().width || 0;
+      const box = code.getBoundingClientRect();
+      const mark = target.getBoundingClientRect();
+      // the highlight a quarter of the way in, so some of the line before it shows too
+      if (mark.left < box.left + gutter || mark.right > box.right) code.scrollLeft += mark.left - box.left - gutter - (box.width - gutter) / 4;
+    }
   } else {
-    (target || viewer).scrollIntoView({ block: target ? "center" : "start" });
+    scroller.scrollTop = 0;
   }
-  // a long code line: bring the mark into the horizontal view too
-  if (target) target.scrollIntoView({ block: "nearest", inline: "nearest" });
+  const box = viewer.getBoundingClientRect();
+  if (!isSheet() && (box.bottom < 0 || box.top > window.innerHeight - 40)) viewer.scrollIntoView({ block: "start" });
 }
 
 /** `c`: a citation, or a claim's passage shaped like one. */
@@ -194,6 +263,7 @@ export async function openCitation(c, chip) {
   const where = $("viewer-where");
   const doc = documentById(c.document_id);
   const filename = c.filename || doc?.filename || c.path || "";
+  const member = c.path && c.path !== filename ? c.path : ""; // a file inside a zip: named with its archive
   if (!c.document_id) {
     where.replaceChildren(el("span", { class: "error" }, "This citation points to a place that is not in the documents."));
     focusViewer();
@@ -201,8 +271,10 @@ export async function openCitation(c, chip) {
   }
   try {
     const sections = await findSections(c, filename);
-    where.replaceChildren(userText("bdi", filename, { class: "filename" }), ` — ${citationWhere(c) || "whole document"}`);
-    if (c.note) where.append(el("br"), el("span", { class: "warning" }, c.note));
+    where.replaceChildren(userText("bdi", filename, { class: "filename" }),
+      ...(member ? [" › ", userText("bdi", member, { class: "filename member" })] : []),
+      ` — ${citationWhere(c) || "whole document"}`);
+    if (c.note) where.append(el("br"), el("span", { class: c.role === "nearest" ? "warning nearest" : "warning" }, c.note));
     if (!c.verified) where.append(el("br"), el("span", { class: "warning" }, "Unverified: docqa did not find this quote at the cited place."));
     if (!sections.length) {
       $("viewer-body").replaceChildren(el("p", { class: "error" }, "The cited page or lines are not in this document."));
@@ -244,16 +316,19 @@ function fileTree(doc, sections) {
       ...[...node.dirs].map(([name, child]) =>
         el("li", {}, el("details", { open: true }, el("summary", {}, userText("bdi", `${name}/`, { class: "dir" })), render(child)))),
       ...node.files.map(([name, path]) => {
-        const b = el("button", { type: "button", class: "small file", "data-path": path }, userText("bdi", name));
+        const b = el("button", { type: "button", class: "linkish file", "data-path": path }, userText("bdi", name));
         b.addEventListener("click", () => {
           for (const x of $("viewer-body").querySelectorAll(".tree .file[aria-current]")) x.removeAttribute("aria-current");
           b.setAttribute("aria-current", "true");
-          shown.replaceChildren(...byPath.get(path).map((s) => sectionBlock(s, doc.filename, null, doc)));
+          shown.replaceChildren(...joinSections(byPath.get(path)).map((s) => sectionBlock(s, doc.filename, null, doc)));
         });
         return el("li", {}, b);
       }));
   const files = byPath.size;
-  return { nodes: [el("nav", { "aria-label": `Files in ${doc.filename}` }, render(root)), shown], files };
+  // the archive is the tree's top folder (its own top folder, if it had one, was taken off the paths at upload)
+  const top = el("ul", { class: "tree top" }, el("li", {}, el("details", { open: true },
+    el("summary", {}, userText("bdi", doc.filename, { class: "dir archive" })), render(root))));
+  return { nodes: [el("nav", { "aria-label": `Files in ${doc.filename}` }, top), shown], files };
 }
 
 /** Headings of Word/HTML sections (their heading path) or of Markdown text (# lines), as a table of contents. */
@@ -298,12 +373,14 @@ export async function openDocument(doc, opener) {
     return;
   }
   let offset = 0;
+  const loaded = [];
   const sections = el("div", { class: "sections" });
   $("viewer-body").replaceChildren(sections);
   const more = async () => {
     try {
       const page = await api(`/api/documents/${encodeURIComponent(doc.id)}/sections?offset=${offset}&limit=${VIEW_PAGE}`);
-      sections.append(...page.items.map((s) => sectionBlock(s, doc.filename, null, doc)));
+      loaded.push(...page.items);
+      sections.replaceChildren(...joinSections(loaded).map((s) => sectionBlock(s, doc.filename, null, doc)));
       offset += page.items.length;
       $("viewer-more").hidden = offset >= page.total;
       $("viewer-body").querySelector("nav.toc")?.remove();
@@ -339,12 +416,7 @@ export async function openReadme(heading, opener) {
 }
 
 export function setUpViewer() {
-  $("viewer-close").addEventListener("click", () => {
-    $("viewer").hidden = true;
-    for (const chip of document.querySelectorAll(".chip.active")) chip.classList.remove("active");
-    document.querySelector(".layout").classList.remove("has-viewer");
-    view.returnTo?.focus();
-  });
+  $("viewer-close").addEventListener("click", () => closeViewer());
   $("viewer-more").addEventListener("click", () => view.more?.());
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("viewer").hidden && $("viewer").contains(document.activeElement)) $("viewer-close").click();

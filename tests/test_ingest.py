@@ -476,6 +476,9 @@ def test_unknown_document_is_404_json(client, method):
 
 def test_unsupported_binary_type(client, settings):
     assert_refused(client, settings, "x.png", builders.make_png(), 415, "x.png looks like a PNG file", "cannot read")
+    # a Windows program: "an EXE file", not "a EXE file"
+    exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + bytes(200)
+    assert_refused(client, settings, "setup.exe", exe, 415, "setup.exe looks like an EXE file", "cannot read")
 
 
 def test_pdf_named_as_text(client, settings):

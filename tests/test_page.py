@@ -505,8 +505,12 @@ def test_password_ocr_and_word_citations_in_the_viewer(page: Any, server: Server
     expect(page.locator("#upload-results > li")).to_have_count(3, timeout=60_000)  # OCR on a busy machine
     expect(page.locator("#upload-results > li.pending")).to_have_count(0, timeout=60_000)
     locked = page.locator("#upload-results > li.error")
-    expect(locked).to_contain_text("needs a password")
-    locked.locator(".password-form input[type=password]").fill("page-pw")
+    expect(locked).to_contain_text("encrypted PDF. Enter its password")  # the page's words, no curl
+    expect(locked).not_to_contain_text("curl")
+    label = locked.locator(".password-form label")
+    expect(label).to_be_visible()
+    expect(label).to_contain_text("Password for locked.pdf")
+    locked.get_by_label("Password for locked.pdf").fill("page-pw")
     locked.locator(".password-form button").click()
     expect(page.locator("#upload-results > li.ok")).to_have_count(3, timeout=30_000)
     docs = api_documents(server)

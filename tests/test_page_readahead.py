@@ -65,3 +65,67 @@ def test_ticking_documents_reads_them_ahead_and_the_answer_starts_from_it(browse
     assert timings["prefix_source"] == "read-ahead" and timings["read_ahead_tokens"] > 0, timings
     assert timings["cached_tokens"] >= 0.9 * timings["read_ahead_tokens"], timings
     context.close()
+
+
+def test_only_the_ticked_set_reads_ahead_and_a_question_counts_as_its_reading(browser: Any, server: Server) -> None:
+    """Ticking and unticking in a hurry starts one read-ahead (after a pause), for the set ticked last; the
+    sets ticked before are dropped; unticking everything drops what is left. While a question reads the
+    set, the plan says so (not "waiting for the model"), and afterwards counts it as read."""
+    names = ["memo-a.txt", "memo-b.txt", "memo-c.txt"]
+    for i, name in enumerate(names):
+        body = "".join(f"Memo {i}, point {j}: the {j}th desk is cleaned on day {j % 7}.\n" for j in range(40))
+        httpx.post(f"{server.url}/api/documents", files={"file": (name, body.encode(), "text/plain")})
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=server.url)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    posts: list[str] = []
+    deletes: list[str] = []
+
+    def seen_request(r: Any) -> None:
+        if "/api/read-ahead" in r.url and r.method in ("POST", "DELETE"):
+            (posts if r.method == "POST" else deletes).append(r.url)
+
+    page.on("request", seen_request)
+    page.goto("/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    boxes = {n: page.locator("#documents li.doc").filter(has=page.locator(".filename", has_text=n))
+             .locator("input[type=checkbox]") for n in [*names, NAME]}
+    for box in boxes.values():
+        if box.is_checked():
+            box.uncheck()
+    for n in names:  # three choices in quick succession: A, A+B, A+B+C, then B+C
+        boxes[n].check()
+    boxes[names[0]].uncheck()
+    line = page.locator("#plan-readahead")
+    expect(line).to_have_attribute("data-state", re.compile("queued|reading|yielded|done"), timeout=60_000)
+    page.wait_for_timeout(2_000)
+    assert len(posts) == 1 and "replace=true" in posts[0], posts  # only the choice that rested
+    ids = {d["filename"]: d["id"] for d in httpx.get(f"{server.url}/api/documents").json()}
+    mine = {ids[n] for n in names}
+    sets = [s for s in httpx.get(f"{server.url}/api/read-ahead").json()["sets"] if mine & set(s["document_ids"])]
+    assert [sorted(s["document_ids"]) for s in sets] == [sorted([ids[names[1]], ids[names[2]]])], sets
+
+    for n in names[1:]:  # nothing ticked: what is not read yet is dropped
+        boxes[n].uncheck()
+    expect(line).to_be_hidden()
+    page.wait_for_timeout(500)
+    assert deletes, "unticking everything dropped nothing"
+    states = [s["state"] for s in httpx.get(f"{server.url}/api/read-ahead").json()["sets"]]
+    assert all(s in ("stopped", "done") for s in states), states
+
+    boxes[names[2]].check()  # one set, then a question on that very set
+    expect(line).to_have_attribute("data-state", re.compile("queued|reading|yielded|done"), timeout=60_000)
+    page.fill("#question", "Which desk is cleaned on day 3?")
+    page.click("#ask-button")
+    expect(line).to_have_attribute("data-state", re.compile("asking|answered"), timeout=60_000)
+    seen: list[str] = []
+    while page.locator("#ask-status").inner_text() != "Answered.":
+        seen.append(line.get_attribute("data-state") or "")
+        page.wait_for_timeout(200)
+        assert len(seen) < 900, "no answer within 3 minutes"
+    expect(line).to_have_attribute("data-state", "answered")
+    expect(line).to_contain_text("done: your question read these documents")
+    assert set(seen) <= {"asking", "answered"}, seen  # never "waiting for the model" while the question reads it
+    left = [s for s in httpx.get(f"{server.url}/api/read-ahead").json()["sets"] if s["state"] in ("queued", "reading")]
+    assert left == [], left  # nothing reads on after the last question
+    context.close()

@@ -169,17 +169,19 @@ def test_upload_plan_ask_grounding_and_passage_in_two_clicks(page: Any, server: 
     claims = stored["messages"][-1]["claims"]
     assert claims, stored["messages"][-1]
     rows = msg.locator(".claims > li.claim")
-    expect(rows).to_have_count(len(claims))
-    for row, claim in zip(rows.all(), claims, strict=True):
+    expect(rows).to_have_count(0 if stored["messages"][-1]["draft"] else len(claims))
+    for row, claim in zip(rows.all(), claims if rows.count() else [], strict=True):
         # the status is a word, not a colour
         words = {"quoted": "Quoted", "supported": "Supported", "unsupported": "Unsupported",
                  "restates_question": "Restates the question", "not_in_documents": "Not in the documents"}
         expect(row.locator(".claim-status")).to_contain_text(words[claim["status"]])
     grounded = [(i, c) for i, c in enumerate(claims) if c["passage"]]
     draft = stored["messages"][-1]["draft"]
-    if draft is not None:  # withheld as unsupported: the page says so, the notes quote the model's text
+    if draft is not None:  # withheld as unsupported: the page says so, the draft is one click away
         expect(msg.locator(".answer")).to_contain_text("The documents do not seem to say")
-        expect(msg.locator(".notes")).to_contain_text(draft[:40])
+        msg.locator("details.withheld summary").click()
+        expect(msg.locator("details.withheld .draft-text")).to_contain_text(draft.split()[0])
+        expect(rows).to_have_count(0)
     if any(c["status"] == "unsupported" for c in claims):
         expect(msg.locator(".grounding")).to_have_class(re.compile("has-unsupported"))
         if draft is None:  # the sentences are marked in the answer itself
@@ -187,8 +189,8 @@ def test_upload_plan_ask_grounding_and_passage_in_two_clicks(page: Any, server: 
     assert grounded, f"no claim of the answer found a passage: {claims}"
     i, claim = grounded[0]
     # click 1: the sentence's marker in the answer (or its chip below) opens the passage, highlighted
-    marker = msg.locator(".answer .claim-mark").nth(i) if msg.locator(".answer .claim-mark").count() > i else \
-        rows.nth(i).locator(".chip")
+    markers = msg.locator(".answer .claim-mark, .draft-text .claim-mark")
+    marker = markers.nth(i) if markers.count() > i else rows.nth(i).locator(".chip")
     marker.click()
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
@@ -422,7 +424,7 @@ def test_viewer_code_lines_zip_tree_pdf_pages_and_headings(page: Any, server: Se
     assert lines.nth(2).inner_text() == "        return 52817"  # indentation intact
     assert text.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
     assert text.evaluate("e => e.scrollWidth > e.clientWidth"), "a long code line wraps instead of scrolling"
-    save_shot(page, "page-code.png")
+    # (docs/page-code.png: a code citation, taken by test_page_review.py)
 
     doc_item(page, "contract.pdf").get_by_role("button", name="View contract.pdf").click()
     pages = viewer.locator(".section-where")
@@ -515,7 +517,7 @@ def test_phone_360_px_session_brings_the_conversation_into_view(browser: Any, se
         chip.click()
         expect(page.locator("#viewer mark").first).to_be_in_viewport()
         assert overflow_x(page)["scrollWidth"] <= 360
-        save_shot(page, "page-360.png")
+        # (docs/page-360.png: the viewer as a sheet on a phone, taken by test_page_review.py)
     finally:
         context.close()
     assert not [p for p in problems if "Failed to load resource" not in p], problems

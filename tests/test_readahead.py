@@ -145,6 +145,28 @@ def test_a_deleted_documents_read_ahead_stops(client: TestClient, tmp_path: Path
     assert kv_files(tmp_path) == []  # nothing of the deleted document was kept
 
 
+def test_a_newer_set_replaces_the_older_and_delete_drops_what_is_left(tmp_path: Path) -> None:
+    """The page ticks A, then B: with `?replace=true` B's read-ahead stops A's (nobody is about to ask about
+    A); DELETE stops the caller's sets not done yet (nothing is ticked, or the page went away)."""
+    with app(tmp_path, read_ahead=True, n_batch=16) as client:
+        a = upload(client, "a.txt", haystack(100))
+        b = upload(client, "b.txt", haystack(100, key="61244"))
+        first = client.post("/api/read-ahead?replace=true", json={"document_ids": [a]})
+        assert first.status_code == 202 and first.json()["state"] in ("queued", "reading"), first.text
+        second = client.post("/api/read-ahead?replace=true", json={"document_ids": [b]})
+        assert second.status_code == 202 and second.json()["state"] in ("queued", "reading"), second.text
+        by_doc = {s["document_ids"][0]: s for s in reading(client)}
+        assert by_doc[a]["state"] == "stopped" and "no longer chosen" in by_doc[a]["reason"], by_doc
+        assert by_doc[b]["state"] in ("queued", "reading"), by_doc
+        again = client.post("/api/read-ahead?replace=true", json={"document_ids": [b]})  # the same set is kept
+        assert again.json()["state"] in ("queued", "reading", "done"), again.text
+        dropped = client.delete("/api/read-ahead")
+        assert dropped.status_code == 200 and dropped.json() == {"dropped": 1}, dropped.text
+        wait(lambda: all(s["state"] == "stopped" for s in reading(client)), what="every read-ahead to stop")
+        wait(lambda: model(client)["runner"]["phase"] in ("idle", None), what="the runner to be idle")
+        assert client.delete("/api/read-ahead").json() == {"dropped": 0}
+
+
 def test_read_ahead_off_means_nothing_runs(tmp_path: Path) -> None:
     with app(tmp_path, read_ahead=False) as client:
         doc = upload(client, "notes.txt", haystack(40))

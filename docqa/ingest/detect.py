@@ -112,7 +112,8 @@ def extension_kind(filename: str) -> tuple[str | None, str]:
 def describe_binary(data: bytes) -> str:
     guess = filetype.guess(data[:8192])
     if guess is not None:
-        return f"a {guess.extension.upper()} file ({guess.mime})"
+        kind = guess.extension.upper()
+        return f"{'an' if kind[:1] in 'AEIOU' else 'a'} {kind} file ({guess.mime})"
     return "binary data"
 
 

@@ -105,17 +105,29 @@ class SessionController(Controller):
     @post("/read-ahead", status_code=202, summary="Read documents in the background before they are asked about",
           opt={COSTLY: True}, request_max_body_size=JSON_BODY_LIMIT)
     async def read_ahead(self, request: Request, sessions: NamedDependency[SessionService],
-                         principal: NamedDependency[str], data: JSONBody[PlanIn]) -> dict[str, Any]:
+                         principal: NamedDependency[str], data: JSONBody[PlanIn],
+                         replace: bool = False) -> dict[str, Any]:
         """Start reading the documents' prompt prefix at the lowest priority (whole mode: the documents;
         chunked: the first chunks), so the first question on them starts warm. 202 with the read-ahead's
         state (queued, reading, yielded, done, stopped, failed; `off` when DOCQA_READ_AHEAD=false) and
-        `tokens_done` / `tokens_total` / `tokens_limit`; GET /api/read-ahead or /api/health follow it."""
+        `tokens_done` / `tokens_total` / `tokens_limit`; GET /api/read-ahead or /api/health follow it.
+        `?replace=true`: this set replaces the caller's other read-aheads not done yet (they are stopped),
+        as the page does when the ticked documents change."""
 
         def start(_cancel: threading.Event) -> dict[str, Any]:
             spec, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
+            if replace:
+                sessions.engine.read_ahead.drop(principal, keep=(spec.name, list(data.document_ids), plan.mode))
             return sessions.read_ahead(spec, plan, data.document_ids, principal)
 
         return await run_costly(request, start)
+
+    @delete("/read-ahead", status_code=200, sync_to_thread=True,
+            summary="Stop the caller's read-aheads that are not done (the documents are no longer chosen)")
+    def drop_read_ahead(self, sessions: NamedDependency[SessionService],
+                        principal: NamedDependency[str]) -> dict[str, int]:
+        """What was read so far stays on disk; `dropped` says how many sets were stopped."""
+        return {"dropped": sessions.engine.read_ahead.drop(principal)}
 
     @get("/read-ahead", sync_to_thread=True, summary="The caller's read-aheads and how far each has got")
     def read_ahead_status(self, sessions: NamedDependency[SessionService],
