@@ -45,8 +45,7 @@ from typing import Any
 from bench.run import RESULTS, write
 
 ROOT = Path(__file__).resolve().parent / "grounding_real"
-THRESHOLDS = {"idf": [50, 55, 60, 65, 70, 75, 80, 85, 90], "coverage": [50, 60, 70, 80, 90],
-              "token_set": [50, 60, 70, 80, 90]}
+THRESHOLDS = {"idf": [50, 60, 65, 70, 75, 80, 90], "coverage": [60, 70, 80, 90], "token_set": [60, 70, 80, 90]}
 
 
 @dataclass
@@ -142,7 +141,7 @@ Judge = Callable[[str, str], bool]
 
 
 def evaluate(s: LabelledSet, method: str, threshold: float, judge: Judge | None = None,
-             both: bool = False) -> dict[str, Any]:
+             both: bool = False, withholding: bool = True) -> dict[str, Any]:
     """Precision, recall, fragments and withholding of one method at one threshold."""
     from docqa.engine.grounding import content_words
 
@@ -179,7 +178,7 @@ def evaluate(s: LabelledSet, method: str, threshold: float, judge: Judge | None 
                                  "phrasing": r.phrasing, "passage": (passage or {}).get("text"),
                                  "lines": [(passage or {}).get("line_start"), (passage or {}).get("line_end")],
                                  "support": r.support})
-    withheld = _withholding(s, method if judge is None else "idf", threshold) if judge is None else {}
+    withheld = _withholding(s, method, threshold) if judge is None and withholding else {}
     return {
         "method": method, "threshold": threshold, "sentences": len(s.rows), "supportable": supportable,
         "marked": marked, "right": right,
@@ -262,7 +261,7 @@ def run_set(s: LabelledSet, use_judge: bool) -> dict[str, Any]:
     from docqa.engine import grounding
 
     t0 = time.perf_counter()
-    sweep = [evaluate(s, m, t) for m, ts in THRESHOLDS.items() for t in ts]
+    sweep = [evaluate(s, m, t, withholding=False) for m, ts in THRESHOLDS.items() for t in ts]
     for r in sweep:
         r.pop("false_supports")
         r.pop("withheld_correct_examples", None)
@@ -272,7 +271,8 @@ def run_set(s: LabelledSet, use_judge: bool) -> dict[str, Any]:
         best[m] = max(cands, key=lambda r: (r["precision"] >= 0.95, r["recall"] if r["precision"] >= 0.95
                                             else r["precision"]))
     chosen = evaluate(s, grounding.METHOD, grounding.SUPPORT_THRESHOLD)
-    methods = {"idf": chosen, "coverage": best["coverage"], "token_set": evaluate(s, "token_set", 60.0)}
+    methods = {"idf": chosen, "coverage": evaluate(s, "coverage", best["coverage"]["threshold"]),
+               "token_set": evaluate(s, "token_set", 60.0)}
     judged: dict[str, Any] = {}
     if use_judge:
         judge, info = model_judge()
@@ -336,9 +336,13 @@ def main() -> None:
         results["real"] = run_set(load_real(args.root), args.judge)
         write("grounding_real", results["real"], quiet=True)
     if args.set in ("generated", "both"):
-        results["generated"] = run_set(load_generated(), args.judge)
+        results["generated"] = run_set(load_generated(), False)  # the judge is measured on the real set
         write("grounding_generated", results["generated"], quiet=True)
-    if len(results) == 2:
+    for name in ("real", "generated"):  # the chart shows both sets, the latest of each
+        f = RESULTS / f"grounding_{name}.json"
+        if name not in results and f.exists():
+            results[name] = json.loads(f.read_text())
+    if results:
         path = chart(results)
         if path:
             print(f"chart: {path}", file=sys.stderr)
