@@ -257,16 +257,19 @@ def model_judge() -> tuple[Judge, dict[str, Any]]:
 # -- report ---------------------------------------------------------------------------------------------
 
 
-def run_set(s: LabelledSet, use_judge: bool) -> dict[str, Any]:
+def run_set(s: LabelledSet, use_judge: bool, sweep_thresholds: bool = True,
+            judge_rows: int | None = None) -> dict[str, Any]:
     from docqa.engine import grounding
 
     t0 = time.perf_counter()
-    sweep = [evaluate(s, m, t, withholding=False) for m, ts in THRESHOLDS.items() for t in ts]
+    grid = THRESHOLDS if sweep_thresholds else {"idf": [grounding.SUPPORT_THRESHOLD], "coverage": [80],
+                                                "token_set": [60]}
+    sweep = [evaluate(s, m, t, withholding=False) for m, ts in grid.items() for t in ts]
     for r in sweep:
         r.pop("false_supports")
         r.pop("withheld_correct_examples", None)
     best = {}
-    for m in THRESHOLDS:
+    for m in grid:
         cands = [r for r in sweep if r["method"] == m]
         best[m] = max(cands, key=lambda r: (r["precision"] >= 0.95, r["recall"] if r["precision"] >= 0.95
                                             else r["precision"]))
@@ -276,8 +279,12 @@ def run_set(s: LabelledSet, use_judge: bool) -> dict[str, Any]:
     judged: dict[str, Any] = {}
     if use_judge:
         judge, info = model_judge()
-        methods["judge"] = evaluate(s, "judge", grounding.SUPPORT_THRESHOLD, judge)
-        methods["idf+judge"] = evaluate(s, "idf+judge", grounding.SUPPORT_THRESHOLD, judge, both=True)
+        sub = s if judge_rows is None else LabelledSet(s.name, s.grounders, s.rows[::max(1, len(s.rows) // judge_rows)],
+                                                       s.answers, s.documents)
+        methods["judge"] = evaluate(sub, "judge", grounding.SUPPORT_THRESHOLD, judge)
+        methods["idf+judge"] = evaluate(sub, "idf+judge", grounding.SUPPORT_THRESHOLD, judge, both=True)
+        methods["idf (judged rows)"] = evaluate(sub, "idf", grounding.SUPPORT_THRESHOLD, withholding=False)
+        info["rows"] = len(sub.rows)
         judged = {**info, "seconds": round(info["seconds"], 1),
                   "ms_per_call": round(1000 * info["seconds"] / max(1, info["calls"]), 1)}
     out = {
@@ -330,13 +337,15 @@ def main() -> None:
     ap.add_argument("--set", choices=["real", "generated", "both"], default="both")
     ap.add_argument("--root", type=Path, default=ROOT, help="the real set's folder")
     ap.add_argument("--judge", action="store_true", help="also the embedded model as a yes/no judge (slow)")
+    ap.add_argument("--judge-rows", type=int, default=None, help="judge about this many rows (evenly spread)")
+    ap.add_argument("--no-sweep", action="store_true", help="only each method's chosen threshold")
     args = ap.parse_args()
     results: dict[str, dict[str, Any]] = {}
     if args.set in ("real", "both"):
-        results["real"] = run_set(load_real(args.root), args.judge)
+        results["real"] = run_set(load_real(args.root), args.judge, not args.no_sweep, args.judge_rows)
         write("grounding_real", results["real"], quiet=True)
     if args.set in ("generated", "both"):
-        results["generated"] = run_set(load_generated(), False)  # the judge is measured on the real set
+        results["generated"] = run_set(load_generated(), False, not args.no_sweep)  # the judge: real set only
         write("grounding_generated", results["generated"], quiet=True)
     for name in ("real", "generated"):  # the chart shows both sets, the latest of each
         f = RESULTS / f"grounding_{name}.json"
