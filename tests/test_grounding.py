@@ -294,8 +294,11 @@ def test_a_right_answer_in_other_words_is_shown_and_a_contradicted_one_withheld(
     # right but far from the document's words (nothing grounds it): shown, as nothing speaks against it
     loose = mpl.ground("Mozilla Foundation looks after the license and its new versions.", q)
     assert mpl.withholds(loose, q) is None, loose
-    # against the document (the opposite negation): withheld, with the reason for a reader
-    wrong = mpl.ground("This License grants permission to use the trademarks of the Licensor.",
-                       "May I use the trademarks?")
-    why = mpl.withholds(wrong, "May I use the trademarks?")
-    assert why is not None and "not" in why and "DOCQA_" not in why
+    # against the document (another party than the passage names): withheld, with the reason for a reader
+    wrong = mpl.ground("The license steward is the Apache Software Foundation.", q)
+    why = mpl.withholds(wrong, q)
+    assert why is not None and "apache software foundation" in why and "DOCQA_" not in why
+    # the opposite negation alone is marked unsupported but does not withhold the answer: on the real set a
+    # negation's scope was misread too often for it to count as strong evidence
+    flipped = mpl.ground("This License grants permission to use the trademarks of the Licensor.", "May I?")
+    assert [c.status for c in flipped] == ["unsupported"] and mpl.withholds(flipped, "May I?") is None

@@ -433,10 +433,13 @@ def similarity(claim: str, passage: str, method: str = "token_set") -> float:
 # -- claims' statuses -----------------------------------------------------------------------------
 
 _ABSTAIN = re.compile(
-    r"\b(?:(?:documents?|text|contract|evidence|context|passages?|sources?|it|license|licence|agreement)\s+"
+    r"\b(?:(?:documents?|text|contract|evidence|context|passages?|sources?|it|license|licence|agreement|readme|"
+    r"file|script|page|code|program|manual|faq|guide)\s+"
     r"(?:does|do|did)\s*(?:n[o']t)\s+"
     r"(?:(?:seem|appear)\s+to\s+)?(?:explicitly\s+)?"
-    r"(?:say|mention|state|specify|contain|include|provide|give|tell|indicate|define|list|address|discuss|cover)"
+    r"(?:say|mention|state|specify|contain|include|provide|give|tell|indicate|define|list|address|discuss|cover|"
+    r"name|describe|explain)"
+    r"|(?:^|\s)(?:لا|لم)\s+(?:يذكر|يحدد|يقول|يوضح|يشير|تذكر|تحدد)"
     r"|(?:not|never)\s+(?:mentioned|specified|stated|found|given|provided|included|defined|listed|present|"
     r"available|addressed|discussed|covered)\b(?:\s+\w+){0,3}\s+(?:in|by)\s+the\s+"
     r"(?:documents?|text|contract|evidence|passages?|context|license|licence|agreement)"
@@ -448,7 +451,8 @@ _ABSTAIN_WORDS = _META | frozenset(_split(
     "not no never does do did seem seems appear appears explicitly contain contains include includes provide "
     "provides give tell define address discuss cover found given included defined present available addressed "
     "discussed covered mention any information evidence details context cannot can't find determine answer "
-    "license licence agreement contract"))
+    "license licence agreement contract readme file script page code program manual faq guide name names "
+    "describe explain anything"))
 _GENERAL = re.compile(
     r"^\s*(?:the|this|that|it)\s+(?:\w+\s+){0,2}?(?:document|text|file|license|licence|agreement|contract|readme|"
     r"guide|manual|page|section|passage|program|code|script)?\s*(?:also\s+)?(?:contains?|provides?|describes?|"
@@ -623,7 +627,8 @@ class Grounder:
             return "what it quotes from the documents is not about the question, which names nothing they hold"
         if any(c.status == "unsupported" and not c.missing and (c.score or 0) >= NEAR_SCORE for c in checked):
             return None  # close to a passage in other words, with nothing against it: shown
-        against = [c for c in checked if c.missing or (c.score or 0) < FAR_SCORE]
+        # a negation clash alone is too often a scope the words misread (measured on the real set): not strong
+        against = [c for c in checked if (c.missing and c.missing != [NEGATION_MISSING]) or (c.score or 0) < FAR_SCORE]
         if not against:
             return None
         c = against[0]
@@ -711,12 +716,14 @@ class Grounder:
         return _META_TERMS
 
     def _excused_names(self, own: Facts, question: str) -> frozenset[str]:
-        """The claim's names that a passage need not hold: the question's own (the claim repeats what is
-        asked about) and the documents' titles ("the Mozilla Public License"), where the documents hold them."""
-        if not own.names:
+        """The claim's names, codes and numbers that a passage need not hold: the question's own (the claim
+        repeats what is asked about) and the documents' titles ("the Mozilla Public License 2.0", "GNU"),
+        where the documents hold them."""
+        if not own:
             return frozenset()
         asked = _flat(question)
-        out = set()
+        context = facts(question + "\n" + "\n".join(self._titles))
+        out = {n for n in own.numbers if n in context.numbers} | {c for c in own.codes if c in context.codes}
         for n in own.names:
             key = squash(n)
             pat = r"(?<!\w)" + re.escape(key) + r"(?!\w)"
@@ -832,11 +839,11 @@ class Grounder:
 
 
 def _titles(sources: Sequence[tuple[Document, Sequence[Section]]], ps: Sequence[Passage]) -> list[str]:
-    """Each document's title: its first heading, or its first sentence when it has none."""
+    """Each document's title: a heading among its first five sentences (none for a document without)."""
     out: list[str] = []
     for doc, _ in sources:
         mine = [p for p in ps if p.document_id == doc.id and not p.pair]
-        first = next((p for p in mine[:5] if p.heading), mine[0] if mine else None)
+        first = next((p for p in mine[:5] if p.heading), None)
         if first is not None:
             out.append(_flat(first.text))
     return out
