@@ -1,117 +1,230 @@
-"""Choose the grounding method by measurement: precision and recall on a generated, labelled set.
+"""Choose the grounding method by measurement, on real documents first and the generated set second.
 
-    python -m bench.grounding            # a few seconds; writes bench/results/grounding.json
-    python -m bench.grounding --judge    # adds the model's own yes/no verdict (minutes: one prompt per claim)
+    python -m bench.grounding --set real          # bench/grounding_real: documents nobody on the team wrote
+    python -m bench.grounding --set generated     # bench/grounding_set.py's contract-like documents
+    python -m bench.grounding                     # both; --judge adds the model as a yes/no judge (minutes)
+    python -m bench.grounding --set real --root /path/to/grounding_real
 
-Each method is a similarity (word-overlap Jaccard, as the old `attribute()` did; coverage of the
-claim's words; rapidfuzz's ratio and token_set_ratio) with or without docqa's fact gate (every
-number, date, code and name of the claim must be in the passage), swept over thresholds. A claim
-counts as correctly supported only when the passage found contains the labelled sentence.
-precision = correct supported / all marked supported; recall = correct supported / all supportable.
-"numeric precision" is the precision over claims holding a number or date, which must be 100%.
+The real set (bench/grounding_real/, labelled by reading: see its README) holds documents as they
+were published (hard-wrapped lines kept), one labelled answer sentence per line of set.jsonl, and
+whole answers in answers.jsonl. Each document is read through docqa's own parser
+(docqa.ingest.parse.parse_upload, as an upload is) and every sentence is grounded by
+docqa.engine.grounding.Grounder.claim against that one document, with its question.
 
-With --judge, the embedded model itself scores each claim against the best passage rapidfuzz finds (no fact
-gate): "supported" when its next-token probability of "yes" beats "no". Measured on one seed (560 claims) as
-`judge` alone and `judge+facts` (both must agree), against the chosen method on the same claims.
+Per method and set:
+- precision: of the sentences marked quoted/supported, the share labelled supported whose chosen
+  passage's lines overlap a labelled support range (a mark on the wrong passage is wrong);
+- recall: of the sentences labelled supported, the share marked so, on a right passage;
+- fragments: marks whose passage has under four content words (must be 0);
+- withheld_correct: the share of correct whole answers (answers.jsonl) that docqa would withhold
+  (Grounder.answers, after loops.tidy), and withheld_wrong for the wrong ones (higher is better);
+- max_repeats: the most times one sentence stands in an answer after loops.tidy (at most 3).
+
+Methods: `idf` (docqa's: the rarity-weighted share of the claim the passage holds, with the fact
+and polarity gates), swept over thresholds; `coverage` (the same, every word weighing one);
+`token_set` (rapidfuzz's token_set_ratio, the method before, on the same sentence passages);
+with --judge, `judge` (the answering model asked "does the passage support the claim?", its answer
+constrained to yes/no by a llama.cpp grammar, on the passage idf finds nearest, facts gate kept) and
+`idf+judge` (both must say yes). Writes bench/results/grounding_real.json,
+bench/results/grounding_generated.json and the chart bench/results/grounding.png (matplotlib, the
+`bench` extra).
 """
 
 from __future__ import annotations
 
-import statistics
+import argparse
+import json
 import sys
 import time
-from types import SimpleNamespace
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from bench.grounding_set import make_set
-from bench.run import write
+from bench.run import RESULTS, write
 
-METHODS = ["jaccard", "coverage", "ratio", "token_set"]
-THRESHOLDS = [30, 40, 50, 55, 60, 65, 70, 75, 80]
+ROOT = Path(__file__).resolve().parent / "grounding_real"
+THRESHOLDS = {"idf": [50, 60, 65, 70, 75, 80, 90], "coverage": [60, 70, 80, 90], "token_set": [60, 70, 80, 90]}
 
 
-def evaluate(method: str, gate: bool, threshold: float, docs: list[Any], grounders: list[Any]) -> dict[str, Any]:
-    tp = fp = fn = 0
-    num_tp = num_fp = 0
-    for doc, g in zip(docs, grounders, strict=True):
-        g.method, g.threshold = method, threshold
-        for claim in doc.claims:
-            c = g.claim(claim.text) if gate else _ungated(g, claim.text)
-            marked = c is not None and c.status == "supported"
-            right = marked and claim.support is not None and doc.sentences[claim.support] in c.passage["text"]
-            if marked and right:
-                tp += 1
-                num_tp += claim.numeric
-            elif marked:
-                fp += 1
-                num_fp += claim.numeric
-            if claim.support is not None and not right:
-                fn += 1
+@dataclass
+class Row:
+    doc: str
+    question: str
+    sentence: str
+    label: str  # supported | unsupported | restates | abstain
+    support: list[tuple[int, int]]
+    phrasing: str
+
+
+@dataclass
+class WholeAnswer:
+    doc: str
+    question: str
+    answer: str
+    correct: bool
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    grounders: dict[str, Any]  # doc -> Grounder
+    rows: list[Row]
+    answers: list[WholeAnswer]
+    documents: list[dict[str, Any]]
+
+
+# -- the sets -------------------------------------------------------------------------------------------
+
+
+def load_real(root: Path) -> LabelledSet:
+    from docqa.engine.grounding import Grounder
+    from docqa.engine.sources import Document, Section
+    from docqa.ingest import ParseLimits
+    from docqa.ingest.parse import parse_upload
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    grounders: dict[str, Any] = {}
+    documents = []
+    for entry in manifest:
+        name = entry["file"]
+        parsed = parse_upload((root / "docs" / name).read_bytes(), name, ParseLimits())
+        doc = Document(id=name, filename=name, kind=parsed.kind, media_type=parsed.media_type)
+        sections = [Section(ordinal=i, text=s.text, page=s.page, path=s.path, line_start=s.line_start,
+                            line_end=s.line_end, heading=s.heading, clause=s.clause, para_start=s.para_start,
+                            para_end=s.para_end) for i, s in enumerate(parsed.sections)]
+        grounders[name] = Grounder([(doc, sections)])
+        documents.append({"file": name, "kind": entry.get("kind"), "language": entry.get("language"),
+                          "sections": len(sections),
+                          "passages": sum(not p.pair for p in grounders[name].passages)})
+    rows = [Row(r["doc"], r["question"], r["sentence"], r["label"],
+                [(s["line_start"], s["line_end"]) for s in r["support"]], r["phrasing"])
+            for r in map(json.loads, (root / "set.jsonl").read_text().splitlines()) if r["doc"] in grounders]
+    answers = [WholeAnswer(a["doc"], a["question"], a["answer"], bool(a["correct"]))
+               for a in map(json.loads, (root / "answers.jsonl").read_text().splitlines()) if a["doc"] in grounders]
+    return LabelledSet("real", grounders, rows, answers, documents)
+
+
+def load_generated(seeds: tuple[int, ...] = (1, 2, 3), n_docs: int = 20) -> LabelledSet:
+    from bench.grounding_set import make_set
+    from docqa.engine.grounding import Grounder
+    from docqa.engine.sources import Document, Section
+
+    grounders: dict[str, Any] = {}
+    rows: list[Row] = []
+    answers: list[WholeAnswer] = []
+    for s in seeds:
+        for i, d in enumerate(make_set(s, n_docs)):
+            name = f"contract-{s}-{i}.txt"
+            sec = Section(ordinal=0, text=d.text, line_start=1, line_end=len(d.sentences))
+            grounders[name] = Grounder([(Document(id=name, filename=name), [sec])])
+            for c in d.claims:
+                support = [] if c.support is None else [(c.support + 1, c.support + 1)]
+                rows.append(Row(name, "", c.text, "supported" if support else "unsupported", support, c.kind))
+                if support:
+                    answers.append(WholeAnswer(name, "", c.text, True))
+    return LabelledSet("generated", grounders, rows, answers, [{"documents": len(grounders)}])
+
+
+# -- measuring ------------------------------------------------------------------------------------------
+
+
+def _overlaps(p: dict[str, Any] | None, support: list[tuple[int, int]]) -> bool:
+    if not p or p.get("line_start") is None:
+        return False
+    a, b = p["line_start"], p.get("line_end") or p["line_start"]
+    return any(a <= hi and lo <= b for lo, hi in support)
+
+
+Judge = Callable[[str, str], bool]
+
+
+def evaluate(s: LabelledSet, method: str, threshold: float, judge: Judge | None = None,
+             both: bool = False, withholding: bool = True) -> dict[str, Any]:
+    """Precision, recall, fragments and withholding of one method at one threshold."""
+    from docqa.engine.grounding import content_words
+
+    marked = right = fragments = 0
+    supportable = sum(r.label == "supported" for r in s.rows)
+    by_phrasing: dict[str, Counter[str]] = {}
+    statuses: dict[str, Counter[str]] = {}
+    mistakes: list[dict[str, Any]] = []
+    base = "idf" if judge is not None else method
+    for r in s.rows:
+        g = s.grounders[r.doc]
+        g.method, g.threshold = base, (0.0 if judge is not None and not both else threshold)
+        c = g.claim(r.sentence, r.question)
+        passage = c.passage if c is not None else None
+        ok = c is not None and c.status in ("quoted", "supported")
+        if judge is not None and c is not None and c.status in ("quoted", "supported", "unsupported"):
+            candidate = c.passage or c.nearest
+            judged = candidate is not None and not c.missing and judge(r.sentence, candidate["text"])
+            if both:
+                ok = ok and judged
+            else:
+                ok, passage = judged, candidate if judged else None
+        status = (c.status if c is not None else "none") if judge is None else ("supported" if ok else "other")
+        statuses.setdefault(r.label, Counter())[status] += 1
+        by_phrasing.setdefault(r.phrasing, Counter())["n"] += 1
+        if ok:
+            marked += 1
+            by_phrasing[r.phrasing]["marked"] += 1
+            fragments += content_words((passage or {}).get("text", "")) < 4
+            good = r.label == "supported" and _overlaps(passage, r.support)
+            right += good
+            if not good and len(mistakes) < 60:
+                mistakes.append({"kind": "false_support", "doc": r.doc, "sentence": r.sentence, "label": r.label,
+                                 "phrasing": r.phrasing, "passage": (passage or {}).get("text"),
+                                 "lines": [(passage or {}).get("line_start"), (passage or {}).get("line_end")],
+                                 "support": r.support})
+    withheld = _withholding(s, method, threshold) if judge is None and withholding else {}
     return {
-        "method": method, "fact_gate": gate, "threshold": threshold,
-        "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
-        "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
-        "numeric_precision": round(num_tp / (num_tp + num_fp), 4) if num_tp + num_fp else 1.0,
-        "f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0,
+        "method": method, "threshold": threshold, "sentences": len(s.rows), "supportable": supportable,
+        "marked": marked, "right": right,
+        "precision": round(right / marked, 4) if marked else 1.0,
+        "recall": round(right / supportable, 4) if supportable else 1.0,
+        "fragments": fragments, **withheld,
+        "marked_by_phrasing": {k: f"{v['marked']}/{v['n']}" for k, v in sorted(by_phrasing.items())},
+        "status_by_label": {k: dict(v) for k, v in statuses.items()},
+        "false_supports": mistakes,
     }
 
 
-def _ungated(g: Any, text: str) -> Any:
-    """The claim judged on similarity alone (no facts required)."""
-    from docqa.engine import grounding
+def _withholding(s: LabelledSet, method: str, threshold: float) -> dict[str, Any]:
+    from docqa.engine.loops import max_repeats, tidy
 
-    plain = grounding._MARKER.sub(" ", text).strip()
-    empty = grounding.Facts(frozenset(), frozenset(), frozenset(), frozenset())
-    best = g._best(plain, empty, g.passages, g._facts)
-    if best is None or best[0] < g.threshold:
-        return grounding.Claim(text, "unsupported")
-    return grounding.Claim(text, "supported", grounding._passage_dict(best[1]), best[0])
-
-
-def main() -> None:
-    from docqa.engine import grounding
-
-    _patch_ratio(grounding)
-    seeds = [1, 2, 3]
-    docs = [d for s in seeds for d in make_set(s, 20)]
-    n_claims = sum(len(d.claims) for d in docs)
-    t0 = time.perf_counter()
-    grounders = []
-    for i, doc in enumerate(docs):
-        d = SimpleNamespace(id=f"d{i}", filename="contract.txt")
-        sec = SimpleNamespace(id=i, page=None, path=None, line_start=1, line_end=len(doc.sentences), text=doc.text)
-        grounders.append(grounding.Grounder([(d, [sec])]))
-    rows = [evaluate(m, gate, t, docs, grounders) for m in METHODS for gate in (False, True) for t in THRESHOLDS]
-    elapsed = time.perf_counter() - t0
-    best: dict[str, Any] = {}
-    for m in METHODS:
-        for gate in (False, True):
-            cands = [r for r in rows if r["method"] == m and r["fact_gate"] == gate]
-            best[f"{m}{'+facts' if gate else ''}"] = max(cands, key=lambda r: (r["numeric_precision"] == 1.0, r["f1"]))
-    chosen = next(r for r in rows if r["method"] == "token_set" and r["fact_gate"]
-                  and r["threshold"] == grounding.SUPPORT_THRESHOLD)
-    judged = _judge(docs[:20], grounders[:20], grounding) if "--judge" in sys.argv else None
-    write("grounding", {
-        "seeds": seeds, "documents": len(docs), "claims": n_claims,
-        "supportable": sum(c.support is not None for d in docs for c in d.claims),
-        "kinds": sorted({c.kind for d in docs for c in d.claims}),
-        "chosen": chosen, "best_per_method": best, "rows": rows, "elapsed_s": round(elapsed, 2),
-        **({"model_judge": judged} if judged else {}),
-    })
-    for name, r in best.items():
-        print(f"{name:22s} t={r['threshold']:>3}  P={r['precision']:.3f}  R={r['recall']:.3f}  "
-              f"numericP={r['numeric_precision']:.3f}", file=sys.stderr)
+    held = {True: 0, False: 0}
+    total = {True: 0, False: 0}
+    repeats = 0
+    examples: list[dict[str, Any]] = []
+    for a in s.answers:
+        g = s.grounders[a.doc]
+        g.method, g.threshold = method, threshold
+        text, _ = tidy(a.answer)
+        repeats = max(repeats, max_repeats(text))
+        reason = g.withholds(g.ground(text, a.question), a.question)
+        total[a.correct] += 1
+        if reason is not None:
+            held[a.correct] += 1
+            if a.correct and len(examples) < 20:
+                examples.append({"doc": a.doc, "question": a.question, "answer": a.answer[:300], "reason": reason})
+    return {
+        "correct_answers": total[True], "withheld_correct": round(held[True] / total[True], 4) if total[True] else 0.0,
+        "wrong_answers": total[False], "withheld_wrong": round(held[False] / total[False], 4) if total[False] else 0.0,
+        "max_repeats": repeats, "withheld_correct_examples": examples,
+    }
 
 
-JUDGE_PROMPT = ("Passage: {passage}\nClaim: {claim}\nDoes the passage support the claim, with every number, "
-                "date and name the same? Answer yes or no.")
+# -- the model as a judge (bench only) ------------------------------------------------------------------
+
+JUDGE_PROMPT = ("Passage: {passage}\nClaim: {claim}\nDoes the passage say what the claim says, with every "
+                "number, date and name the same? Answer yes or no.")
 
 
-def _judge(docs: list[Any], grounders: list[Any], grounding: Any) -> dict[str, Any]:
-    """The embedded model's own verdict on (claim, best passage) pairs, against the chosen method."""
-    import math
-
-    import numpy as np
+def model_judge() -> tuple[Judge, dict[str, Any]]:
+    """The embedded model as a judge: its answer constrained to "yes" or "no" by a llama.cpp grammar."""
+    from llama_cpp import LlamaGrammar
 
     from docqa.engine import cpu
     from docqa.engine.models import ModelRegistry
@@ -119,72 +232,129 @@ def _judge(docs: list[Any], grounders: list[Any], grounding: Any) -> dict[str, A
     from docqa.settings import Settings
 
     spec = ModelRegistry(Settings()).get(None)
-    llm = new_llama({"model_path": str(spec.path), "n_ctx": 1024, "n_batch": 512, "n_threads": 1,
-                     "n_threads_batch": 1, "logits_all": False, "verbose": False},
-                    extra_buffers=cpu.use_extra_buffers("auto")[0])
-    yes = [llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in ("yes", "Yes")]
-    no = [llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in ("no", "No")]
-    pairs: list[tuple[float, bool, bool, bool]] = []  # (log-odds yes:no, gated supported, right passage, supportable)
-    t0 = time.perf_counter()
-    for doc, g in zip(docs, grounders, strict=True):
-        g.method, g.threshold = "token_set", grounding.SUPPORT_THRESHOLD
-        for claim in doc.claims:
-            gated = g.claim(claim.text)
-            g.threshold = 0.0
-            best = _ungated(g, claim.text)
-            g.threshold = grounding.SUPPORT_THRESHOLD
-            passage = best.passage["text"] if best.passage else ""
-            prompt = ("<|im_start|>user\n" + JUDGE_PROMPT.format(passage=passage.strip(), claim=claim.text)
+    llm = new_llama({"model_path": str(spec.path), "n_ctx": 1024, "n_batch": 512, "n_threads": 2,
+                     "n_threads_batch": 2, "verbose": False}, extra_buffers=cpu.use_extra_buffers("auto")[0])
+    grammar = LlamaGrammar.from_string('root ::= "yes" | "no"', verbose=False)
+    info: dict[str, Any] = {"model": spec.name, "calls": 0, "seconds": 0.0, "yes": 0}
+    cache: dict[tuple[str, str], bool] = {}
+
+    def judge(claim: str, passage: str) -> bool:
+        key = (claim, passage)
+        if key not in cache:
+            prompt = ("<|im_start|>user\n" + JUDGE_PROMPT.format(passage=passage[:1500], claim=claim)
                       + "<|im_end|>\n<|im_start|>assistant\n")
-            llm.reset()
-            llm.eval(llm.tokenize(prompt.encode(), add_bos=False, special=True))
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))  # the last position's
-            margin = (math.log(sum(math.exp(logits[t]) for t in yes))
-                      - math.log(sum(math.exp(logits[t]) for t in no)))
-            right = claim.support is not None and doc.sentences[claim.support] in passage
-            pairs.append((margin, gated is not None and gated.status == "supported", right, claim.support is not None))
-    elapsed = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = llm.create_completion(prompt, max_tokens=2, temperature=0.0, grammar=grammar)
+            info["seconds"] += time.perf_counter() - t0
+            info["calls"] += 1
+            cache[key] = out["choices"][0]["text"].strip().startswith("yes")  # type: ignore[index]
+            info["yes"] += cache[key]
+        return cache[key]
 
-    def pr(marks: list[bool]) -> dict[str, Any]:
-        tp = sum(m and r for m, (_, _, r, _) in zip(marks, pairs, strict=True))
-        fp = sum(m and not r for m, (_, _, r, _) in zip(marks, pairs, strict=True))
-        fn = sum(s and not (m and r) for m, (_, _, r, s) in zip(marks, pairs, strict=True))
-        return {"precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
-                "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
-                "f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0, "tp": tp, "fp": fp, "fn": fn}
+    return judge, info
 
-    margins = sorted({round(m, 2) for m, *_ in pairs})
-    sweep = [{"min_log_odds": t, **pr([m >= t for m, *_ in pairs])} for t in margins[:: max(1, len(margins) // 40)]]
-    out: dict[str, Any] = {
-        "model": spec.name, "claims": len(pairs), "seconds": round(elapsed, 1),
-        "ms_per_claim": round(1000 * elapsed / max(len(pairs), 1), 1),
-        "log_odds_yes_no": {"min": round(min(m for m, *_ in pairs), 2), "max": round(max(m for m, *_ in pairs), 2),
-                            "mean_supportable": round(statistics.mean(m for m, _, r, _ in pairs if r), 3),
-                            "mean_other": round(statistics.mean(m for m, _, r, _ in pairs if not r), 3)},
-        "judge_yes_beats_no": pr([m > 0 for m, *_ in pairs]),
-        "judge_best_threshold": max(sweep, key=lambda r: r["f1"]),
-        "judge_and_facts_best": max(({"min_log_odds": t, **pr([m >= t and g for m, g, _, _ in pairs])}
-                                     for t in margins[:: max(1, len(margins) // 40)]), key=lambda r: r["f1"]),
-        "chosen": pr([g for _, g, _, _ in pairs]),
+
+# -- report ---------------------------------------------------------------------------------------------
+
+
+def run_set(s: LabelledSet, use_judge: bool, sweep_thresholds: bool = True,
+            judge_rows: int | None = None) -> dict[str, Any]:
+    from docqa.engine import grounding
+
+    t0 = time.perf_counter()
+    grid = THRESHOLDS if sweep_thresholds else {"idf": [grounding.SUPPORT_THRESHOLD], "coverage": [80],
+                                                "token_set": [60]}
+    sweep = [evaluate(s, m, t, withholding=False) for m, ts in grid.items() for t in ts]
+    for r in sweep:
+        r.pop("false_supports")
+        r.pop("withheld_correct_examples", None)
+    best = {}
+    for m in grid:
+        cands = [r for r in sweep if r["method"] == m]
+        best[m] = max(cands, key=lambda r: (r["precision"] >= 0.95, r["recall"] if r["precision"] >= 0.95
+                                            else r["precision"]))
+    chosen = evaluate(s, grounding.METHOD, grounding.SUPPORT_THRESHOLD)
+    methods = {"idf": chosen, "coverage": evaluate(s, "coverage", best["coverage"]["threshold"]),
+               "token_set": evaluate(s, "token_set", 60.0)}
+    judged: dict[str, Any] = {}
+    if use_judge:
+        judge, info = model_judge()
+        sub = s if judge_rows is None else LabelledSet(s.name, s.grounders, s.rows[::max(1, len(s.rows) // judge_rows)],
+                                                       s.answers, s.documents)
+        methods["judge"] = evaluate(sub, "judge", grounding.SUPPORT_THRESHOLD, judge)
+        methods["idf+judge"] = evaluate(sub, "idf+judge", grounding.SUPPORT_THRESHOLD, judge, both=True)
+        methods["idf (judged rows)"] = evaluate(sub, "idf", grounding.SUPPORT_THRESHOLD, withholding=False)
+        info["rows"] = len(sub.rows)
+        judged = {**info, "seconds": round(info["seconds"], 1),
+                  "ms_per_call": round(1000 * info["seconds"] / max(1, info["calls"]), 1)}
+    out = {
+        "set": s.name, "documents": s.documents, "sentences": len(s.rows),
+        "labels": dict(Counter(r.label for r in s.rows)), "phrasings": dict(Counter(r.phrasing for r in s.rows)),
+        "chosen": {"method": grounding.METHOD, "threshold": grounding.SUPPORT_THRESHOLD},
+        "methods": methods, "best_per_method": best, "sweep": sweep, "elapsed_s": round(time.perf_counter() - t0, 1),
+        **({"judge": judged} if judged else {}),
     }
-    for name in ("judge_yes_beats_no", "judge_best_threshold", "judge_and_facts_best", "chosen"):
-        print(f"{name:22s} P={out[name]['precision']:.3f} R={out[name]['recall']:.3f}", file=sys.stderr)
+    for name, r in methods.items():
+        print(f"{s.name:9s} {name:10s} t={r['threshold']:>4}  P={r['precision']:.3f}  R={r['recall']:.3f}  "
+              f"fragments={r['fragments']}  withheld_correct={r.get('withheld_correct', '-')}  "
+              f"withheld_wrong={r.get('withheld_wrong', '-')}", file=sys.stderr)
     return out
 
 
-def _patch_ratio(grounding: Any) -> None:
-    """Add plain rapidfuzz.fuzz.ratio as a measured alternative (not offered by docqa itself)."""
-    from rapidfuzz import fuzz
+def chart(results: dict[str, dict[str, Any]]) -> Path | None:
+    try:
+        import matplotlib
 
-    original = grounding.similarity
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no chart", file=sys.stderr)
+        return None
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, (name, res) in zip(axes[0], results.items(), strict=True):
+        methods = list(res["methods"])
+        xs = range(len(methods))
+        width = 0.27
+        for k, (key, label) in enumerate((("precision", "precision"), ("recall", "recall"),
+                                          ("withheld_correct", "correct answers withheld"))):
+            vals = [res["methods"][m].get(key, 0.0) or 0.0 for m in methods]
+            ax.bar([x + (k - 1) * width for x in xs], vals, width, label=label)
+        ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
+        ax.axhline(0.80, color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(list(xs), methods)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{name} set ({res['sentences']} sentences)")
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    path = RESULTS / "grounding.png"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
 
-    def similarity(claim: str, passage: str, method: str = "token_set") -> float:
-        if method == "ratio":
-            a, b = grounding.words(claim), grounding.words(passage)
-            return float(fuzz.ratio(" ".join(a), " ".join(b))) if a and b else 0.0
-        return original(claim, passage, method)
 
-    grounding.similarity = similarity
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--set", choices=["real", "generated", "both"], default="both")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the real set's folder")
+    ap.add_argument("--judge", action="store_true", help="also the embedded model as a yes/no judge (slow)")
+    ap.add_argument("--judge-rows", type=int, default=None, help="judge about this many rows (evenly spread)")
+    ap.add_argument("--no-sweep", action="store_true", help="only each method's chosen threshold")
+    args = ap.parse_args()
+    results: dict[str, dict[str, Any]] = {}
+    if args.set in ("real", "both"):
+        results["real"] = run_set(load_real(args.root), args.judge, not args.no_sweep, args.judge_rows)
+        write("grounding_real", results["real"], quiet=True)
+    if args.set in ("generated", "both"):
+        results["generated"] = run_set(load_generated(), False, not args.no_sweep)  # the judge: real set only
+        write("grounding_generated", results["generated"], quiet=True)
+    for name in ("real", "generated"):  # the chart shows both sets, the latest of each
+        f = RESULTS / f"grounding_{name}.json"
+        if name not in results and f.exists():
+            results[name] = json.loads(f.read_text())
+    if results:
+        path = chart(results)
+        if path:
+            print(f"chart: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

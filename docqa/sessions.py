@@ -182,10 +182,12 @@ class SessionService:
         turns = conversation(session.messages) if opts.history else []
         asked = partial = ""
         if continues:
-            if not turns:
+            every = conversation(session.messages, drafts=True)
+            if not every:
                 raise InvalidRequest("There is no earlier answer in this session to continue.")
             # the cut answer goes on in its own turn, from the model's own words (its draft, if withheld)
-            (asked, partial), turns = conversation(session.messages, drafts=True)[-1], turns[:-1]
+            (asked, partial) = every[-1]
+            turns = conversation(_before_last_turn(session.messages)) if opts.history else []
         # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
         place = self.engine.reserve(spec, "interactive", owner)
@@ -225,22 +227,36 @@ class SessionService:
 def conversation(messages: list[Message], drafts: bool = False) -> list[tuple[str, str]]:
     """The (question, answer) pairs of a session's messages, oldest first (thinking never included).
     A continuation belongs to the answer it continues: the model sees that answer whole. An answer
-    withheld as unsupported is what was shown, or with `drafts` the model's own text (what "continue"
-    goes on from)."""
+    withheld as unsupported is left out with its question (and its continuations): docqa's note in its
+    place is not something the model said, and the model's draft is not what the user saw, so neither
+    may steer later answers. With `drafts` it is the model's own text (what "continue" goes on from)."""
     turns: list[tuple[str, str]] = []
+    withheld: list[bool] = []
     question: str | None = None
     continues = False
     for m in messages:
         if m.role == "user":
             question, continues = m.content, bool((m.extra or {}).get("continues"))
         elif m.role == "assistant" and question is not None:
-            text = ((m.extra or {}).get("draft") or m.content) if drafts else m.content
+            draft = (m.extra or {}).get("draft")
+            text = (draft or m.content) if drafts else m.content
             if continues and turns:
                 turns[-1] = (turns[-1][0], turns[-1][1] + text)
+                withheld[-1] = withheld[-1] or bool(draft)
             else:
                 turns.append((question, text))
+                withheld.append(bool(draft))
             question = None
-    return turns
+    return turns if drafts else [t for t, held in zip(turns, withheld, strict=True) if not held]
+
+
+def _before_last_turn(messages: list[Message]) -> list[Message]:
+    """The messages before the last turn (its question, its answer and their continuations)."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.role == "user" and not (m.extra or {}).get("continues"):
+            return messages[:i]
+    return []
 
 
 def _title_of(question: str) -> str:

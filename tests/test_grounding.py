@@ -183,3 +183,122 @@ def test_a_claim_without_facts_about_an_unknown_subject_is_not_supported_by_comm
     assert c.status == "unsupported" and c.missing == ["guarantor"]
     (c,) = g.ground("This agreement binds the customer and the supplier.", question)  # no unknown word
     assert c.status == "supported"
+
+
+# --- issue #22: real documents' hard-wrapped lines, fragments, headings, negation, loops ---------------
+
+MPL = (
+    "Mozilla Public License Version 2.0\n"
+    "==================================\n"
+    "\n"
+    "10. Versions of the License\n"
+    "---------------------------\n"
+    "\n"
+    "10.1. New Versions\n"
+    "\n"
+    "Mozilla Foundation is the license steward. Except as provided in Section\n"
+    "10.3, no one other than the license steward has the right to modify or\n"
+    "publish new versions of this License. Each version will be given a\n"
+    "distinguishing version number.\n"
+    "\n"
+    "License.\n"
+    "\n"
+    "GNU GENERAL PUBLIC LICENSE\n"
+    "\n"
+    "This License does not grant permission to use the trade names, trade-\n"
+    "marks, service marks, or product names of the Licensor.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def mpl() -> Grounder:
+    doc = Document(id="mpl", filename="MPL-2.0.txt", kind="text", sha256="m")
+    return Grounder([(doc, [Section(id=1, ordinal=0, path=None, line_start=1, line_end=19, text=MPL)])])
+
+
+def test_passages_are_sentences_rebuilt_across_line_wraps(mpl: Grounder) -> None:
+    singles = [p for p in mpl.passages if not p.pair]
+    steward = next(p for p in singles if "no one other than" in p.text)
+    assert steward.text == ("Except as provided in Section 10.3, no one other than the license steward has the right "
+                            "to modify or publish new versions of this License.")
+    assert (steward.line_start, steward.line_end) == (9, 11)
+    # a word hyphenated at a line's end is joined again
+    marks = next(p for p in singles if "trademarks" in p.text)
+    assert (marks.line_start, marks.line_end) == (18, 19)
+    headings = {p.text for p in singles if p.heading}
+    assert {"Mozilla Public License Version 2.0", "GNU GENERAL PUBLIC LICENSE", "10.1. New Versions"} <= headings
+
+
+def test_a_one_word_line_or_a_heading_never_supports(mpl: Grounder) -> None:
+    # the issue's cases: "License." and "GNU GENERAL PUBLIC LICENSE" supported whole sentences before
+    for text in ("The document is also a copyleft license.",
+                 "The GNU General Public License is a general public license.",
+                 "The document contains several sections that provide information on how to apply the terms."):
+        c = one(mpl, text, "What kind of license is it?")
+        assert c.status != "supported" and c.status != "quoted", c
+        assert c.passage is None
+    assert one(mpl, "The document contains several sections that provide information on how to apply the terms.",
+               "What is in it?").status == "too_general"
+
+
+def test_a_paraphrase_across_a_line_wrap_is_supported(mpl: Grounder) -> None:
+    # the issue's withheld right answer: the document says "Mozilla Foundation is the license steward."
+    c = one(mpl, "The license steward of the Mozilla Public License is Mozilla Foundation.",
+            "Who is the license steward?")
+    assert c.status == "supported", c
+    assert c.passage is not None and c.passage["text"] == "Mozilla Foundation is the license steward."
+    wrapped = one(mpl, "Apart from Section 10.3, only the license steward may modify or publish new versions of "
+                       "the License.", "Who may publish new versions?")
+    assert wrapped.status == "supported", wrapped
+    assert (wrapped.passage["line_start"], wrapped.passage["line_end"]) == (9, 11)
+
+
+def test_a_negation_is_not_the_claim_it_negates(mpl: Grounder) -> None:
+    q = "May I use the Licensor's trademarks?"
+    assert one(mpl, "This License does not grant permission to use the trademarks of the Licensor.", q).status \
+        == "supported"
+    flipped = one(mpl, "This License grants permission to use the trademarks of the Licensor.", q)
+    assert flipped.status == "unsupported" and flipped.missing == ["not (the passage says the opposite)"], flipped
+    assert flipped.nearest is not None and "does not grant" in flipped.nearest["text"]
+
+
+def test_a_claim_that_the_documents_lack_what_they_hold_is_unsupported(mpl: Grounder) -> None:
+    c = one(mpl, "The document does not mention the license steward.", "Who is the license steward?")
+    assert c.status == "unsupported" and c.nearest is not None and "steward" in c.nearest["text"]
+    assert one(mpl, "The document does not mention a guarantor.", "Who is the guarantor?").status == \
+        "not_in_documents"
+
+
+def test_a_looping_answer_is_cut_and_its_claims_listed_once(mpl: Grounder) -> None:
+    from docqa.engine.loops import looping, max_repeats, tidy
+
+    answer = "Mozilla Foundation is the license steward. " + "The document is a copyleft license. " * 57
+    assert looping(answer)
+    text, notes = tidy(answer)
+    assert max_repeats(text) <= 2 and notes and "repeat itself" in notes[0]
+    claims = mpl.ground(answer, "Who is the license steward?")
+    assert len([c for c in claims if "copyleft" in c.text]) == 1  # identical claims listed once
+    stutter, notes = tidy("The right to the right to the right to the right to the right to the right to")
+    assert stutter == "The right to…" and notes
+    assert one(mpl, "The right to the right to the right to the right to the right to use it.",
+               "What is the right to use?").status == "unsupported"  # not "restates the question"
+    # docqa's own prompt text is never a sentence of the answer
+    echoed, notes = tidy('Mozilla Foundation is the license steward. No line of the documents contains: "cure".')
+    assert echoed == "Mozilla Foundation is the license steward." and notes
+
+
+def test_a_right_answer_in_other_words_is_shown_and_a_contradicted_one_withheld(mpl: Grounder) -> None:
+    q = "Who is the license steward?"
+    right = mpl.ground("The license steward of the Mozilla Public License is Mozilla Foundation.", q)
+    assert mpl.withholds(right, q) is None
+    # right but far from the document's words (nothing grounds it): shown, as nothing speaks against it
+    loose = mpl.ground("Mozilla Foundation looks after the license and its new versions.", q)
+    assert mpl.withholds(loose, q) is None, loose
+    # against the document (another party than the passage names): withheld, with the reason for a reader
+    wrong = mpl.ground("The license steward is the Apache Software Foundation.", q)
+    why = mpl.withholds(wrong, q)
+    assert why is not None and "apache software foundation" in why and "DOCQA_" not in why
+    # the opposite negation alone is marked unsupported but does not withhold the answer: on the real set a
+    # negation's scope was misread too often for it to count as strong evidence
+    flipped = mpl.ground("This License grants permission to use the trademarks of the Licensor.", "May I?")
+    assert [c.status for c in flipped] == ["unsupported"] and mpl.withholds(flipped, "May I?") is None

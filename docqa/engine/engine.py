@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from docqa.engine import grounding, prompts
+from docqa.engine import grounding, loops, prompts
 from docqa.engine.backend import Backend, PlanNeeds, Request, Slot
 from docqa.engine.budget import ContextBudgetExceeded, Memory, Plan
 from docqa.engine.chunking import Part, pack, parts_of
@@ -68,7 +68,7 @@ class Answer:
     notes: list[str] = field(default_factory=list)
     stop_reason: str = "eos"
     claims: list[dict[str, Any]] = field(default_factory=list)  # grounding.Claim.to_dict(), in answer order
-    grounding: dict[str, int] = field(default_factory=dict)  # grounding.summary(): counts per status
+    grounding: dict[str, Any] = field(default_factory=dict)  # grounding.summary() + the method that judged
     history: dict[str, Any] = field(default_factory=dict)  # {"turns": used, "dropped": left out}
     draft: str | None = None  # the model's own text of an answer withheld as unsupported (withhold())
     search: dict[str, Any] | None = None  # the lines shown before the question: {"lines": [...], "absent": [...]}
@@ -285,14 +285,14 @@ class Engine:
                                       "dropped": len(earlier) - len(kept) + call.dropped, "enabled": opts.history}
                     result.notes = notes + call.notes + result.notes
                     claims = [grounding.Claim(**c) for c in result.claims]
-                    result.grounding = grounding.summary(claims)
+                    result.grounding = {**grounding.summary(claims), "method": grounding.METHOD}
                     if (warning := grounding.note(claims)):
                         result.notes.append(warning)
                     said = " ".join(q for q, _ in kept[call.dropped:])  # the user's words in the turns carried
                     # an answer cut at its limit is judged too: "continue" goes on from its draft (sessions.py)
-                    if self.settings.unsupported_answers == "withhold" and not self.grounder(sources).answers(
-                            claims, question, said):
-                        withhold(result)
+                    if self.settings.unsupported_answers == "withhold" and (why := self.grounder(sources).withholds(
+                            claims, question, said)):
+                        withhold(result, why)
                     return result
                 except ContextAllocationFailed as exc:
                     notes.append(f"{exc.detail} Falling back.")
@@ -370,6 +370,7 @@ class Engine:
                                             thinking_flag, call, plan.n_ctx - max_tokens, final=True, found=found)
         gen, queue_s = self._run(spec, plan, plan.n_ctx, prefix, suffix, max_tokens, sampling,
                                  self._starts_thinking(spec, opts) and spec.family == "thinking", call)
+        _tidy(gen, call)
         claims = self.grounder(sources).ground(gen.text, question)
         return Answer(
             answer=gen.text, thinking=gen.thinking, mode="whole", stop_reason=gen.stop_reason,
@@ -469,6 +470,7 @@ class Engine:
                                             found=self.search(sources, question, plan, call))
         gen, queue_s = self._run(spec, plan, ctx, prefix, suffix, max_tokens, sampling,
                                  spec.family == "thinking" and not opts.continue_from, call, yarn=False)
+        _tidy(gen, call)
         claims = self.grounder(sources).ground(gen.text, question, passages)
         _accumulate(totals, gen, queue_s)
         timings = _timings(gen, totals["queue_s"], totals["prefill_tokens"], totals["cached_tokens"],
@@ -503,16 +505,26 @@ WITHHELD = ("The documents do not seem to say: docqa found nothing in them that 
             "so it is not shown as one.")
 
 
-def withhold(result: Answer) -> None:
-    """Replace an answer the documents do not support (Grounder.answers) by saying so; the model's text
-    stays in `draft` and in the notes, its claims (all unsupported, or unrelated to the question) as
-    they were. For legal and code review an answer the reader cannot check is worse than none."""
+def withhold(result: Answer, why: str = "") -> None:
+    """Replace an answer the documents speak against (Grounder.withholds: `why`) by saying so; the model's
+    text stays in `draft` and in the notes, its claims as they were. For legal and code review an answer
+    the documents contradict is worse than none. The note is for a reader: it names no setting."""
     result.draft = result.answer
     result.answer = WITHHELD
     result.citations = []
-    result.notes.append(f'The model answered "{_clip(result.draft, 300)}", but no passage of the documents '
-                        "supports that as an answer to the question; it is kept as the draft "
-                        "(DOCQA_UNSUPPORTED_ANSWERS=show shows such answers as they are).")
+    reason = f": {why}" if why else ""
+    result.notes.append(f'The model answered "{_clip(result.draft, 300)}", but the documents do not support that '
+                        f"as an answer to the question{reason}. It is kept as the draft.")
+
+
+def _tidy(gen: Generation, call: _Call) -> None:
+    """The answer without a loop (cut after its first round: the local runner already stopped writing
+    there, stop_reason "loop") and without docqa's own prompt text written back; notes say so."""
+    text, notes = loops.tidy(gen.text)
+    if gen.stop_reason == "loop" and not notes:
+        notes = ["The model began to repeat itself; the answer was stopped there."]
+    gen.text = text
+    call.notes.extend(n for n in notes if n not in call.notes)
 
 
 def _clip(text: str, n: int) -> str:

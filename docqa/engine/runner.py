@@ -54,10 +54,12 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
+from docqa.engine.loops import looping
 from docqa.engine.state_cache import ContextConfig, SnapshotAbandoned, StateCache, copy_state, restore_state
 from docqa.engine.work import Cancelled, ContextAllocationFailed, Generation, Work, Yielded
 from docqa.errors import DocqaError
 
+LOOP_CHECK_TOKENS = 16  # how often the answer so far is checked for a loop (loops.looping)
 GGML_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 Emit = Callable[..., None]
 
@@ -442,6 +444,9 @@ class ModelHost:
                 emit("token", kind, piece)
             if gen.generated_tokens >= work.max_tokens:
                 gen.stop_reason = "length"
+                break
+            if gen.generated_tokens % LOOP_CHECK_TOKENS == 0 and looping(splitter.answer):
+                gen.stop_reason = "loop"  # engine.py cuts the loop and says so in the notes
                 break
         gen.generate_s = time.perf_counter() - t_gen if t_gen else 0.0
         gen.text, gen.thinking = splitter.answer, splitter.reasoning

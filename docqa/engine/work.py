@@ -109,7 +109,7 @@ class Generation:
     read_ahead_tokens: int = 0  # with prefix_source "read-ahead": how many of the prefix's tokens it had read
     resumed_tokens: int = 0  # tokens this job kept across its yields (read before it gave way, not read again)
     yields: int = 0  # how often it gave the model to higher-priority work
-    stop_reason: str = "eos"  # eos | length
+    stop_reason: str = "eos"  # eos | length | loop (the local runner stopped a loop)
     thinking_open: bool = False
     notes: list[str] = field(default_factory=list)  # for the answer's notes (a remote retry on another server)
 
