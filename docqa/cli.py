@@ -317,7 +317,8 @@ def models(settings: Settings) -> None:
     use, why = cpu.use_extra_buffers(settings.extra_buffers)
     click.echo(f"llama.cpp: {cpu.system_info()}")
     click.echo(f"extra buffer types: {'on' if use else 'off'} ({why})")
-    for spec in ModelRegistry(settings).list():
+    registry = ModelRegistry(settings)
+    for spec in registry.list():
         d = spec.describe()
         if d["error"]:
             click.echo(f"{d['name']}  {d['path']}  UNAVAILABLE: {d['error']}")
@@ -329,8 +330,12 @@ def models(settings: Settings) -> None:
                            + (f"  ({s['error']})" if s["error"] else ""))
             continue
         kv = ", ".join(f"{k} {v:,} B" for k, v in d["kv_bytes_per_token"].items())
-        click.echo(f"{d['name']}  {d['architecture']}  trained ctx {d['n_ctx_train']:,}  KV/token {kv}  "
-                   f"{d['size_bytes'] / 1024**2:,.0f} MiB  {d['path']}")
+        parts = f", {d['parts']} parts" if d.get("parts", 1) > 1 else ""
+        where = f"  [{d['where']}{parts}]" if d.get("where") else ""
+        click.echo(f"{d['name']}  {d['architecture']} {d.get('quantization') or ''}  trained ctx {d['n_ctx_train']:,}  "
+                   f"KV/token {kv}  {d['size_bytes'] / 1024**2:,.0f} MiB  {d['path']}{where}")
+    for found in registry.skipped:  # files found in the tools' folders that are not usable models
+        click.echo(f"skipped  {found.where}  {found.path}: {found.skipped}")
 
 
 @main.command()

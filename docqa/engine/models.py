@@ -246,6 +246,13 @@ class ModelRegistry:
         keys = api_keys(settings)
         for name, urls in remote.items():
             self.specs[name] = RemoteSpec(name, urls, settings, keys)
+        # -- models found on disk (docqa's pulled ones, DOCQA_MODEL_DIRS, Ollama, LM Studio, the Hugging Face and
+        # llama.cpp caches): engine/discovery.py adds them by name after the configured ones; `skipped` keeps the
+        # files found that are not usable models, with why (`docqa models` shows them).
+        from docqa.engine.discovery import Found, add_found
+
+        self.skipped: list[Found] = []
+        add_found(self, settings)
 
     def get(self, name: str | None) -> Spec:
         spec = self.specs.get(name or self.default_name)
