@@ -198,6 +198,37 @@ def fetch_model(settings: Settings) -> None:
 
 
 @main.command()
+@click.argument("ref", metavar="hf:ORG/REPO[:QUANT] | hf:ORG/REPO/FILE.gguf")
+@click.pass_obj
+def pull(settings: Settings, ref: str) -> None:
+    """Download a GGUF model from the Hugging Face Hub into DOCQA_MODELS_DIR, resuming and checking its sha256.
+
+    A repository and a quantization, as llama-server's -hf takes them (hf:Qwen/Qwen3-4B-Instruct-2507-GGUF:Q4_K_M;
+    Q4_K_M when none is given), or an exact file (hf:org/repo/file.gguf). Honours HF_ENDPOINT, HF_TOKEN and
+    HF_HUB_OFFLINE. `docqa models --recommend` says first what fits this machine.
+    """
+    from docqa.engine.discovery import pulled
+    from docqa.errors import DocqaError
+    from docqa.pull import Hub, Ref, download, resolve
+
+    hub = Hub.from_env()
+    try:
+        resolved = resolve(Ref.parse(ref), hub)
+        n = len(resolved.files)
+        click.echo(f"pulling {resolved.ref.repo} {resolved.quant}: {n} file{'s' if n > 1 else ''}, "
+                   f"{resolved.total_bytes / 1e9:.2f} GB from {hub.endpoint}", err=True)
+        paths = download(resolved, hub, settings.models_dir, show_progress=True)
+    except DocqaError as exc:
+        raise click.ClickException(exc.detail) from exc
+    found = pulled(settings.models_dir, paths[0])
+    if found is None or found.skipped:
+        raise click.ClickException(f"{paths[0].name} arrived but is not a model docqa can answer with: "
+                                   f"{found.skipped if found else 'not found in the models folder'}")
+    click.echo(f"model ready: {found.name}  ({paths[0]}, sha256 checked)")
+    click.echo(f"use it: docqa ask FILE -q QUESTION --model {found.name}   (or pick it on the page)")
+
+
+@main.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
     """Create or upgrade the database schema."""
@@ -310,9 +341,10 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
 @main.command()
 @click.pass_obj
 def models(settings: Settings) -> None:
-    """List the models docqa can answer with."""
+    """List the models docqa can answer with (and the files found that it cannot)."""
     from docqa.engine import cpu
     from docqa.engine.models import ModelRegistry
+
 
     use, why = cpu.use_extra_buffers(settings.extra_buffers)
     click.echo(f"llama.cpp: {cpu.system_info()}")

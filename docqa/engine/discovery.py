@@ -358,3 +358,26 @@ def add_found(registry: ModelRegistry, settings: Settings, env: Mapping[str, str
             registry.skipped.append(item)
             continue
         registry.specs[item.name] = spec
+
+
+def pulled(models_dir: Path, path: Path) -> Found | None:
+    """The model `docqa pull` just put at `path` (a split model's first part), as discovery names it."""
+    for candidate in _pulled(models_dir):
+        if candidate.parts[0] == path:
+            return examine(candidate)[0]
+    return None
+
+
+def add_pulled(registry: ModelRegistry, models_dir: Path, path: Path) -> str | None:
+    """Offer a model just pulled without a restart; its name, or None when it is not a usable model."""
+    item = pulled(models_dir, path)
+    if item is None:
+        return None
+    if item.skipped is not None:
+        registry.skipped.append(item)
+        return None
+    spec = spec_of(item)
+    if spec.error:
+        return None
+    registry.specs[item.name] = spec
+    return item.name
