@@ -197,6 +197,38 @@ def fetch_model(settings: Settings) -> None:
     fetch_embedded_model(settings.models_dir)
 
 
+def _recommend(settings: Settings, tokens: int | None, memory: str | None, ref: str | None, as_json: bool) -> None:
+    import json
+
+    from docqa.engine.models import ModelRegistry
+    from docqa.engine.recommend import recommend
+    from docqa.errors import DocqaError
+    from docqa.reading import ReadingRates
+    from docqa.web.models import memory_for, parse_bytes
+
+    try:
+        mem = memory_for(settings, parse_bytes(memory))
+        rates = ReadingRates(_services(settings).db)
+        table = recommend(settings, ModelRegistry(settings), mem, tokens, rates, ref)
+    except DocqaError as exc:
+        raise click.ClickException(exc.detail) from exc
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+        return
+    click.echo(f"{table['available_bytes'] / 1e9:.1f} GB available for one model ({table['memory_source']}); "
+               f"KV cache types {', '.join(table['kv_types'])}")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in table["rows"]:
+        groups.setdefault((row["model"], row["quant"]), []).append(row)
+    for rows in groups.values():  # per model and quantization: the first KV type that fits, else the smallest
+        best = next((r for r in rows if r["fits"]), rows[-1])
+        click.echo(("✓ " if best["fits"] else "✗ ") + best["sentence"])
+        if best["cache_type"] is not None:
+            longest = " · ".join(f"{r['cache_type']} {r['longest_whole_tokens']:,}" for r in rows)
+            click.echo(f"    longest document read whole, by KV cache type: {longest} tokens"
+                       + (f"; get it: docqa pull {best['pull']}" if best["pull"] else ""))
+
+
 @main.command()
 @click.argument("ref", metavar="hf:ORG/REPO[:QUANT] | hf:ORG/REPO/FILE.gguf")
 @click.pass_obj
@@ -339,12 +371,26 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
 
 
 @main.command()
+@click.option("--recommend", is_flag=True,
+              help="Say which model, quantization and KV cache type read how long a document on this machine.")
+@click.option("--tokens", type=int, default=None, help="With --recommend: the document length to check, in tokens "
+              "(default: each model's trained context).")
+@click.option("--memory", default=None, metavar="BYTES",
+              help="With --recommend: plan for a machine with this much memory (16G, 64GB) instead of this one.")
+@click.option("--ref", default=None, metavar="hf:ORG/REPO",
+              help="With --recommend: every quantization of this hub repository (reads its file list and the "
+                   "first megabytes of one file; downloads nothing else) instead of the known models.")
+@click.option("--json", "as_json", is_flag=True, help="With --recommend: print the table as JSON.")
 @click.pass_obj
-def models(settings: Settings) -> None:
+def models(settings: Settings, recommend: bool, tokens: int | None, memory: str | None, ref: str | None,
+           as_json: bool) -> None:
     """List the models docqa can answer with (and the files found that it cannot)."""
     from docqa.engine import cpu
     from docqa.engine.models import ModelRegistry
 
+    if recommend:
+        _recommend(settings, tokens, memory, ref, as_json)
+        return
 
     use, why = cpu.use_extra_buffers(settings.extra_buffers)
     click.echo(f"llama.cpp: {cpu.system_info()}")

@@ -180,3 +180,8 @@ def test_a_found_model_answers_a_question(found_client: TestClient) -> None:
     assert "52817" in answer["answer"] or any("52817" in (c["quote"] or "") for c in answer["citations"]), answer
     health = found_client.get("/api/health").json()["details"]["models"]["ollama:smollm2:135m"]
     assert health["error"] is None
+    # the recommendation now predicts this model's reading time from that measured reading (reading.py)
+    table = found_client.get("/api/models/recommend", params={"tokens": 2048}).json()
+    row = next(r for r in table["rows"] if r["model"].startswith("ollama:smollm2:135m"))
+    assert row["reading"]["rate_tokens_per_s"] > 0 and row["reading"]["seconds"] > 0, row
+    assert "reading it takes about" in row["sentence"]

@@ -1,11 +1,12 @@
-"""/api/models/pull and /api/models/pulls: getting a model by name.
+"""/api/models/pull, /api/models/pulls and /api/models/recommend: getting a model and knowing first whether it fits.
 
 Pulling downloads gigabytes into the server's models folder, so it is for whoever may manage models:
 anyone in loopback mode (the server only listens on loopback then), else the principals named in
 DOCQA_MODEL_MANAGERS; others get 403 with a sentence. A pull is resolved before the answer (an
 unknown repository or quantization, offline mode: 404 / 503 at once), then runs in the background:
 202 with the pull, whose progress GET /api/models/pulls/{id} reports; once done, its model is in
-GET /api/models under its name.
+GET /api/models under its name. The recommendation reads nothing from a hub unless `ref` names a
+repository (then only its file list and the first megabytes of one file).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Annotated, Any
 
 import msgspec
 from anyio import to_thread
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 
 from docqa.engine.budget import Memory, probe_memory
 from docqa.errors import Forbidden, InvalidRequest
@@ -95,3 +96,23 @@ class ModelsController(Controller):
     def pull_status(self, state: State, principal: NamedDependency[str], pull_id: FromPath[str]) -> dict[str, Any]:
         require_manager(state, principal)
         return dict(state.pulls.get(pull_id).to_dict())
+
+    @get("/recommend", sync_to_thread=True,
+         summary="Which model, quantization and KV cache type read how long a document on this machine")
+    def recommend(self, request: Request, state: State,
+                  tokens: Annotated[int | None, Parameter(ge=256, le=4_194_304, description="document length")] = None,
+                  memory: Annotated[str | None, Parameter(description="plan for a machine of this much memory "
+                                                                      "(e.g. 16G) instead of this one")] = None,
+                  ref: Annotated[str | None, Parameter(description="hf:ORG/REPO: its quantizations, from the "
+                                                                   "hub's copy of the header")] = None,
+                  ) -> dict[str, Any]:
+        """Each row: `model`, `quant`, `weights_bytes` (`weights_exact` false: estimated), `cache_type`,
+        `longest_whole_tokens`, `tokens`, `needed_bytes`, `fits`, `mode`, `available_bytes`, `reading`
+        (reading.py's estimate where measured), `pull` (what POST /api/models/pull takes) and `sentence`."""
+        from docqa.engine.recommend import recommend
+        from docqa.reading import ReadingRates
+
+        if ref:  # the server reaches the hub for it: as pulling, for whoever may manage models
+            require_manager(state, str(request.user))
+        mem = memory_for(state.settings, parse_bytes(memory))
+        return recommend(state.settings, state.registry, mem, tokens, ReadingRates(state.db), ref)
