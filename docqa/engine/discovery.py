@@ -65,6 +65,7 @@ class Found:
     parts: list[Path] = field(default_factory=list)
     size_bytes: int = 0
     skipped: str | None = None  # why it is not offered
+    info: GGUFInfo | None = field(default=None, repr=False)  # its header, as read when it was found
 
     @property
     def where(self) -> str:
@@ -327,7 +328,8 @@ def scan(settings: Settings, env: Mapping[str, str] | None = None) -> list[Found
             if real in seen_files:
                 continue
             seen_files.add(real)
-            item, _ = examine(candidate)
+            item, info = examine(candidate)
+            item.info = info
             if item.name in names:  # two files with the same quantization in one repo: name the file
                 item.name = f"{candidate.prefix}{candidate.repo or item.label}/{item.path.name}"
                 item.label = f"{candidate.repo or item.label}/{item.path.name}"
@@ -336,9 +338,9 @@ def scan(settings: Settings, env: Mapping[str, str] | None = None) -> list[Found
     return found
 
 
-def spec_of(found: Found) -> FoundSpec:
+def spec_of(found: Found, info: GGUFInfo | None = None) -> FoundSpec:
     """The registry's description of a found model, its weights counted over every part."""
-    base = load_spec(found.name, found.path)
+    base = load_spec(found.name, found.path, info)
     spec = FoundSpec(**{f.name: getattr(base, f.name) for f in fields(ModelSpec)}, found=found)
     if spec.shape is not None and len(found.parts) > 1:
         spec.shape = replace(spec.shape, weights_bytes=found.size_bytes)
@@ -352,7 +354,7 @@ def add_found(registry: ModelRegistry, settings: Settings, env: Mapping[str, str
             if item.skipped is not None:
                 registry.skipped.append(item)
             continue
-        spec = spec_of(item)
+        spec = spec_of(item, item.info)
         if spec.error:
             item.skipped = spec.error
             registry.skipped.append(item)
@@ -370,13 +372,16 @@ def pulled(models_dir: Path, path: Path) -> Found | None:
 
 def add_pulled(registry: ModelRegistry, models_dir: Path, path: Path) -> str | None:
     """Offer a model just pulled without a restart; its name, or None when it is not a usable model."""
-    item = pulled(models_dir, path)
-    if item is None:
+    for candidate in _pulled(models_dir):
+        if candidate.parts[0] == path:
+            item, info = examine(candidate)
+            break
+    else:
         return None
     if item.skipped is not None:
         registry.skipped.append(item)
         return None
-    spec = spec_of(item)
+    spec = spec_of(item, info)
     if spec.error:
         return None
     registry.specs[item.name] = spec

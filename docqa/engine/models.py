@@ -194,10 +194,11 @@ class ModelSpec:
         return out
 
 
-def load_spec(name: str, path: Path) -> ModelSpec:
+def load_spec(name: str, path: Path, info: GGUFInfo | None = None) -> ModelSpec:
+    """The model at `path` described from its header (`info`: already read, e.g. by discovery)."""
     spec = ModelSpec(name=name, path=path)
     try:
-        spec.info = read_gguf(path)
+        spec.info = info or read_gguf(path)
         spec.shape = ModelShape.from_gguf(spec.info)
         with path.open("rb") as fh:
             header = fh.read(spec.info.header_bytes)
