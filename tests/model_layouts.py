@@ -20,6 +20,8 @@ from gguf import GGUFWriter
 def place(src: Path, dst: Path) -> Path:
     """`dst` holding `src`'s bytes: a hard link where the file system allows, else a copy."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():  # a blob two manifests share
+        return dst
     try:
         os.link(src, dst)
     except OSError:

@@ -142,6 +142,19 @@ def test_registry_offers_found_models_and_api_shows_where(settings_home: Setting
     assert tiny["parts"] == 3 and tiny["size_bytes"] == registry.specs["hf:someone/Tiny-GGUF:Q8_0"].shape.weights_bytes
 
 
+def test_a_model_pulled_while_docqa_runs_appears(settings_home: Settings, home: Path, embedded: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import docqa.engine.discovery as discovery
+
+    monkeypatch.setattr(discovery, "RESCAN_S", 0.0)
+    with TestClient(create_app(settings_home), base_url=LOOPBACK) as client:
+        assert "ollama:tiny:latest" not in {m["name"] for m in client.get("/api/models").json()}
+        new = tiny_gguf(home / "incoming" / "tiny.gguf")
+        ollama_model(home / ".ollama" / "models", "tiny", "latest", new)  # `ollama pull tiny` meanwhile
+        models = {m["name"]: m for m in client.get("/api/models").json()}
+        assert models["ollama:tiny:latest"]["where"] == "Ollama: tiny:latest"
+
+
 def test_discovery_can_be_turned_off_and_folders_added(tmp_path: Path, home: Path, embedded: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     extra = tmp_path / "my-models"

@@ -30,6 +30,8 @@ import json
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -295,16 +297,37 @@ def quant_of(filename: str, info: GGUFInfo | None) -> str:
     return (info.quantization if info else None) or stem
 
 
+_HEADERS: dict[tuple[Path, int, int], tuple[GGUFInfo | None, str | None]] = {}
+_HEADERS_LOCK = threading.Lock()
+
+
+def _header(path: Path) -> tuple[GGUFInfo | None, str | None]:
+    """The file's header and why it is not usable, remembered while its size and mtime stay the same (a rescan
+    reads only new or changed files)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return None, f"{path.name} cannot be read ({exc.strerror or exc})"
+    key = (path.resolve(), st.st_size, st.st_mtime_ns)
+    with _HEADERS_LOCK:
+        if key in _HEADERS:
+            return _HEADERS[key]
+    try:
+        info: GGUFInfo | None = read_gguf(path)
+        why = unusable(info) if info else None
+    except ModelFileError as exc:
+        info, why = None, exc.detail
+    with _HEADERS_LOCK:
+        _HEADERS[key] = (info, why)
+    return info, why
+
+
 def examine(c: _Candidate) -> tuple[Found, GGUFInfo | None]:
     info: GGUFInfo | None = None
     skipped = c.missing
     size = sum(p.stat().st_size for p in c.parts if p.exists())
     if skipped is None:
-        try:
-            info = read_gguf(c.parts[0])
-            skipped = unusable(info)
-        except ModelFileError as exc:
-            skipped = exc.detail
+        info, skipped = _header(c.parts[0])
     label = c.label or f"{c.repo} {quant_of(c.parts[0].name, info)}"
     name = c.prefix + (c.label if c.label else f"{c.repo}:{quant_of(c.parts[0].name, info)}")
     return Found(c.source, label, name, c.parts[0], c.parts, size, skipped), info
@@ -386,3 +409,29 @@ def add_pulled(registry: ModelRegistry, models_dir: Path, path: Path) -> str | N
         return None
     registry.specs[item.name] = spec
     return item.name
+
+
+RESCAN_S = 5.0  # GET /api/models looks for new models at most this often
+_last_rescan: dict[int, float] = {}
+
+
+def rescan(registry: ModelRegistry, settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
+    """Offer the models that appeared since the registry was built (an `ollama pull` or `docqa pull` while docqa
+    runs), without a restart; names already offered stay as they are. Returns the names added."""
+    now = time.monotonic()
+    if now - _last_rescan.get(id(registry), -RESCAN_S) < RESCAN_S:
+        return []
+    _last_rescan[id(registry)] = now
+    added = []
+    skipped = {f.name for f in registry.skipped}
+    for item in scan(settings, env):
+        if item.name in registry.specs or item.name in skipped:
+            continue
+        if item.skipped is not None:
+            registry.skipped.append(item)
+            continue
+        spec = spec_of(item, item.info)
+        if spec.error is None:
+            registry.specs[item.name] = spec
+            added.append(item.name)
+    return added
