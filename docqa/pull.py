@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import urlparse
 
 from docqa.errors import (
@@ -351,22 +351,57 @@ def download(resolved: Resolved, hub: Hub, models_dir: Path, progress: Progress 
                 same_host = urlparse(location).netloc == urlparse(hub.endpoint).netloc
                 headers = build_hf_headers(token=hub.token if same_host and hub.token else (None if same_host
                                                                                            else False))
-                http_get(location, fh, resume_size=have, headers=headers, expected_size=f.size,
+                writer = _Hashing(fh, part, have)
+                http_get(location, cast(BinaryIO, writer), resume_size=have, headers=headers, expected_size=f.size,
                          displayed_filename=f.path.rsplit("/", 1)[-1], tqdm_class=_bar_class(progress, show_progress))
             except Exception as exc:
                 raise convert(exc) from exc
             fh.flush()
             os.fsync(fh.fileno())
-        _verify(part, f, expected, hub)
+        _verify(part, f, expected, hub, writer.hexdigest())
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
     return out
 
 
-def _verify(part: Path, f: RemoteFile, expected: str | None, hub: Hub) -> None:
+class _Hashing:
+    """The .part file as http_get writes it, hashed on the way (the file is not read a second time): the bytes
+    an earlier attempt left are hashed first. A rewind (a server that ignored the Range) spoils the running
+    hash, and the whole file is hashed afterwards instead."""
+
+    def __init__(self, fh: BinaryIO, path: Path, have: int) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.intact = True
+        if have:
+            with path.open("rb") as old:
+                while have > 0 and (chunk := old.read(min(have, 1 << 20))):
+                    self.sha.update(chunk)
+                    have -= len(chunk)
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.fh.write(data)
+
+    def tell(self) -> int:
+        return self.fh.tell()
+
+    def seek(self, *args: Any) -> int:
+        self.intact = False
+        return self.fh.seek(*args)
+
+    def truncate(self, *args: Any) -> int:
+        self.intact = False
+        return self.fh.truncate(*args)
+
+    def hexdigest(self) -> str | None:
+        return self.sha.hexdigest() if self.intact else None
+
+
+def _verify(part: Path, f: RemoteFile, expected: str | None, hub: Hub, digest: str | None = None) -> None:
     if expected is None:
         return  # a small non-LFS file: the hub gives a git blob id, not a sha256; its size was checked
-    digest = sha256_file(part)
+    digest = digest or sha256_file(part)
     if digest != expected:
         part.unlink(missing_ok=True)
         raise ChecksumMismatch(

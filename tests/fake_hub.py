@@ -14,7 +14,8 @@ hf_api.py read these):
 * `GET /cdn/{sha256}`: the bytes, honouring `Range: bytes=N-` with 206 and `Content-Range`.
 
 `cut_after`: the first body sent stops after that many bytes and the connection is closed (a cut
-connection); `lie_sha256`: the file list and headers advertise another sha256 (a corrupted mirror).
+connection); `ignore_range`: a Range is answered 200 with the whole file; `lie_sha256`: the file list
+and headers advertise another sha256 (a corrupted mirror).
 Every request is recorded (method, path, Range) for the tests to look at.
 """
 
@@ -54,6 +55,7 @@ class FakeHub:
     files: list[HubFile]
     cut_after: int | None = None
     lie_sha256: bool = False
+    ignore_range: bool = False  # answer a Range request with the whole file (as some CDNs do)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     port: int = 0
     _server: ThreadingHTTPServer | None = None
@@ -126,7 +128,7 @@ class FakeHub:
             def body(self, f: HubFile, head: bool) -> None:
                 start = 0
                 rng = self.headers.get("Range")
-                if rng and rng.startswith("bytes="):
+                if rng and rng.startswith("bytes=") and not hub.ignore_range:
                     start = int(rng[6:].split("-")[0])
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{f.size - 1}/{f.size}")

@@ -120,6 +120,18 @@ def test_a_pull_resumes_an_earlier_attempts_partial_file(hub: FakeHub, settings_
     assert sha256_of(landed(settings_pull)) == sha256_of(embedded)
 
 
+def test_a_server_that_ignores_the_range_still_gives_the_right_file(hub: FakeHub, settings_pull: Settings,
+                                                                    embedded: Path) -> None:
+    hub.ignore_range = True  # the resumed request gets the whole file again: huggingface_hub starts over
+    part = settings_pull.models_dir / ".partial" / "hf" / REPO / (GGUF + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"x" * 1_000_000)  # not even the right bytes: they must all be replaced
+    result = pull(NAME)
+    assert result.exit_code == 0, result.output
+    assert hub.range_requests() == ["bytes=1000000-"]
+    assert sha256_of(landed(settings_pull)) == sha256_of(embedded)
+
+
 def test_a_wrong_checksum_is_refused_with_a_sentence(hub: FakeHub, settings_pull: Settings) -> None:
     hub.lie_sha256 = True  # the hub lists another sha256 than the bytes it serves
     result = pull(NAME)
