@@ -206,6 +206,9 @@ def _resolved(ref: Ref, revision: str, siblings: dict[str, Any], chosen: str) ->
             raise HubNotFound(f"{ref.repo} lists only some parts of {chosen} (missing {', '.join(absent)}).")
     remote = []
     for path in files:
+        if path.startswith("/") or any(part in ("", ".", "..") for part in path.split("/")):
+            raise HubUnreachable(f"{ref.repo} lists a file named {path!r}, which would land outside docqa's models "
+                                 "folder; docqa does not pull it.")
         s = siblings[path]
         remote.append(RemoteFile(path, int(s.size or (s.lfs.size if s.lfs else 0) or 0),
                                  s.lfs.sha256 if s.lfs else None))

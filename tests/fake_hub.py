@@ -57,6 +57,7 @@ class FakeHub:
     lie_sha256: bool = False
     ignore_range: bool = False  # answer a Range request with the whole file (as some CDNs do)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    authorizations: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Authorization header)
     port: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -85,6 +86,7 @@ class FakeHub:
             def route(self, head: bool) -> None:
                 path = unquote(urlparse(self.path).path)
                 hub.requests.append((self.command, path, self.headers.get("Range")))
+                hub.authorizations.append((path, self.headers.get("Authorization")))
                 api = f"/api/models/{hub.repo}"
                 if path.startswith("/api/models/"):
                     if path == api or path.startswith(api + "/revision/"):

@@ -155,6 +155,24 @@ def test_a_model_pulled_while_docqa_runs_appears(settings_home: Settings, home: 
         assert models["ollama:tiny:latest"]["where"] == "Ollama: tiny:latest"
 
 
+def test_llama_cpp_cache_in_both_layouts(tmp_path: Path, embedded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "llama-cache"
+    monkeypatch.setenv("LLAMA_CACHE", str(cache))
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+    for var in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    # older builds: <org>_<repo>_<file>.gguf beside manifest=<org>=<repo>=<tag>.json
+    place(embedded, cache / "bartowski_SmolLM2-135M-Instruct-GGUF_SmolLM2-135M-Instruct-Q4_1.gguf")
+    (cache / "manifest=bartowski=SmolLM2-135M-Instruct-GGUF=Q4_1.json").write_text("{}")
+    # newer builds: the Hugging Face cache layout
+    hf_cache_file(cache, "ggml-org/SmolLM2-GGUF", GGUF_NAME, embedded)
+    settings = Settings(data_dir=tmp_path / "d", models_dir=tmp_path / "m", discover_models=True)
+    found = {f.where: f for f in scan(settings)}
+    assert "llama.cpp: bartowski/SmolLM2-135M-Instruct-GGUF SmolLM2-135M-Instruct-Q4_1.gguf" in found
+    assert found["llama.cpp: ggml-org/SmolLM2-GGUF Q4_1"].name == "llama.cpp:ggml-org/SmolLM2-GGUF:Q4_1"
+    assert all(f.skipped is None for f in found.values())
+
+
 def test_discovery_can_be_turned_off_and_folders_added(tmp_path: Path, home: Path, embedded: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     extra = tmp_path / "my-models"

@@ -149,11 +149,27 @@ def test_unknown_repository_and_quantization_and_offline(hub: FakeHub, settings_
     assert r.exit_code == 1 and "has no Q5_K_M quantization; it has Q4_1, Q8_0" in r.output
     r = pull("Qwen/Qwen3-4B")
     assert r.exit_code == 1 and "hf:ORG/REPO:QUANT" in r.output
+    hub.files.append(HubFile("../../evil-Q2_K.gguf", hub.files[1].source))  # a hostile mirror's listing
+    r = pull(f"hf:{REPO}:Q2_K")
+    assert r.exit_code == 1 and "outside docqa's models folder" in r.output
+    assert not list(settings_pull.models_dir.parent.glob("evil*")) and not any(
+        p.startswith("/cdn/") for _, p, _ in hub.requests)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     seen = len(hub.requests)
     r = pull(NAME)
     assert r.exit_code == 1 and "Offline mode is on" in r.output
     assert len(hub.requests) == seen  # offline: not one request
+
+
+def test_hf_token_goes_to_the_hub_and_not_to_the_cdn(hub: FakeHub, settings_pull: Settings,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_for_tests")
+    result = pull(NAME)
+    assert result.exit_code == 0, result.output
+    api = [auth for path, auth in hub.authorizations if not path.startswith("/cdn/")]
+    cdn = [auth for path, auth in hub.authorizations if path.startswith("/cdn/")]
+    assert api and all(auth == "Bearer hf_secret_token_for_tests" for auth in api)
+    assert cdn and all(auth is None for auth in cdn)  # the CDN is another host: the token stays home
 
 
 def test_a_split_model_and_an_exact_file(hub: FakeHub, settings_pull: Settings) -> None:

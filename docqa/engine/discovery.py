@@ -413,15 +413,23 @@ def add_pulled(registry: ModelRegistry, models_dir: Path, path: Path) -> str | N
 
 RESCAN_S = 5.0  # GET /api/models looks for new models at most this often
 _last_rescan: dict[int, float] = {}
+_RESCAN_LOCK = threading.Lock()
 
 
 def rescan(registry: ModelRegistry, settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
     """Offer the models that appeared since the registry was built (an `ollama pull` or `docqa pull` while docqa
     runs), without a restart; names already offered stay as they are. Returns the names added."""
     now = time.monotonic()
-    if now - _last_rescan.get(id(registry), -RESCAN_S) < RESCAN_S:
-        return []
-    _last_rescan[id(registry)] = now
+    if now - _last_rescan.get(id(registry), -RESCAN_S) < RESCAN_S or not _RESCAN_LOCK.acquire(blocking=False):
+        return []  # looked recently, or another request is looking now
+    try:
+        _last_rescan[id(registry)] = now
+        return _add_new(registry, settings, env)
+    finally:
+        _RESCAN_LOCK.release()
+
+
+def _add_new(registry: ModelRegistry, settings: Settings, env: Mapping[str, str] | None) -> list[str]:
     added = []
     skipped = {f.name for f in registry.skipped}
     for item in scan(settings, env):
