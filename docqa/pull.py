@@ -45,6 +45,7 @@ from docqa.errors import (
     InvalidRequest,
     NotFound,
     StorageFull,
+    short_id,
 )
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -487,7 +488,7 @@ class Pulls:
     def get(self, pull_id: str) -> Pull:
         pull = self._pulls.get(pull_id)
         if pull is None:
-            raise NotFound(f"There is no pull {pull_id!r}; POST /api/models/pull starts one.")
+            raise NotFound(f"There is no pull {short_id(pull_id)}; POST /api/models/pull starts one.")
         return pull
 
     def list(self) -> list[Pull]:
