@@ -241,7 +241,7 @@ def pull(settings: Settings, ref: str) -> None:
     """
     from docqa.engine.discovery import pulled
     from docqa.errors import DocqaError
-    from docqa.pull import Hub, Ref, download, resolve
+    from docqa.pull import Hub, Ref, download, fit, resolve
 
     hub = Hub.from_env()
     try:
@@ -249,6 +249,9 @@ def pull(settings: Settings, ref: str) -> None:
         n = len(resolved.files)
         click.echo(f"pulling {resolved.ref.repo} {resolved.quant}: {n} file{'s' if n > 1 else ''}, "
                    f"{resolved.total_bytes / 1e9:.2f} GB from {hub.endpoint}", err=True)
+        row = fit(resolved, hub, settings)  # said before the download, from the hub's copy of its header
+        if row is not None:
+            click.echo(("fits: " if row["fits"] else "does not fit whole: ") + row["sentence"], err=True)
         paths = download(resolved, hub, settings.models_dir, show_progress=True)
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc

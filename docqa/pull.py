@@ -421,6 +421,25 @@ def _check_space(models_dir: Path, need: int) -> None:
         raise StorageFull(f"Pulling needs {need / 1e9:.1f} GB more but {models_dir} has {free / 1e9:.1f} GB free.")
 
 
+def fit(resolved: Resolved, hub: Hub, settings: Any) -> dict[str, Any] | None:
+    """Whether the model fits this machine, said before it is downloaded: the recommendation's row for its
+    quantization (the architecture from the hub's copy of its header, a range request), the first KV type
+    that reads the default document length whole, else the smallest. None when the header cannot be read."""
+    from dataclasses import replace
+
+    from docqa.engine.budget import probe_memory
+    from docqa.engine.recommend import hub_shape, rows_for
+
+    try:
+        shape = replace(hub_shape(resolved, hub), weights_bytes=resolved.total_bytes)
+    except DocqaError:
+        return None
+    rows = rows_for(settings, resolved.ref.repo, resolved.quant, shape, probe_memory(settings.memory_budget), None,
+                    "hub header", True)
+    best = next((r for r in rows if r.fits), rows[-1])
+    return best.to_dict()
+
+
 # -- pulls the API started, in the background --------------------------------------------------------------
 
 
@@ -433,6 +452,7 @@ class Pull:
     status: str = "downloading"  # downloading | done | failed
     model: str | None = None  # the name it is offered under once done
     error: dict[str, Any] | None = None
+    fit: dict[str, Any] | None = None  # the recommendation's row for it (before the download starts)
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
@@ -444,6 +464,7 @@ class Pull:
             "rate_bytes_per_s": round(p.rate, 1) if p.rate else None,
             "eta_s": p.eta_s if self.status == "downloading" else None,
             "model": self.model, "error": self.error, "started_at": self.started_at, "finished_at": self.finished_at,
+            "fit": self.fit,
         }
 
 
@@ -451,9 +472,10 @@ class Pulls:
     """Pulls started over the API: resolved before the 202 (an unknown repository or quantization is refused
     at once), downloaded by a thread, then offered by the registry under their name."""
 
-    def __init__(self, models_dir: Path, on_done: Callable[[Path], str | None],
+    def __init__(self, settings: Any, on_done: Callable[[Path], str | None],
                  env: Mapping[str, str] | None = None) -> None:
-        self.models_dir = models_dir
+        self.settings = settings
+        self.models_dir: Path = settings.models_dir
         self.on_done = on_done
         self.env = env
         self._pulls: dict[str, Pull] = {}
@@ -468,13 +490,14 @@ class Pulls:
                 if pull.status == "downloading" and pull.resolved.files == resolved.files \
                         and pull.ref.repo == ref.repo:
                     return pull  # the same files are already coming
-            pull = Pull(uuid.uuid4().hex[:12], ref, resolved, Progress())
+            pull = Pull(uuid.uuid4().hex[:12], ref, resolved, Progress(total=resolved.total_bytes))
             self._pulls[pull.id] = pull
         threading.Thread(target=self._run, args=(pull, hub), daemon=True, name=f"pull-{pull.id}").start()
         return pull
 
     def _run(self, pull: Pull, hub: Hub) -> None:
         try:
+            pull.fit = fit(pull.resolved, hub, self.settings)
             paths = download(pull.resolved, hub, self.models_dir, pull.progress)
             pull.model = self.on_done(paths[0])
             pull.status = "done"

@@ -11,7 +11,7 @@ hf_api.py read these):
   metadata off the redirect) carrying `X-Repo-Commit`, `X-Linked-Etag: "<sha256>"` and `X-Linked-Size`;
   for a small file 200 with `ETag: "<git blob id>"` and `Content-Length`; a missing file 404 with
   `X-Error-Code: EntryNotFound`;
-* `GET /cdn/{sha256}`: the bytes, honouring `Range: bytes=N-` with 206 and `Content-Range`.
+* `GET /cdn/{sha256}`: the bytes, honouring `Range: bytes=N-` and `bytes=N-M` with 206 and `Content-Range`.
 
 `cut_after`: the first body sent stops after that many bytes and the connection is closed (a cut
 connection); `ignore_range`: a Range is answered 200 with the whole file; `lie_sha256`: the file list
@@ -128,17 +128,18 @@ class FakeHub:
                     self.wfile.write(f.source.read_bytes())
 
             def body(self, f: HubFile, head: bool) -> None:
-                start = 0
+                start, end = 0, f.size - 1
                 rng = self.headers.get("Range")
                 if rng and rng.startswith("bytes=") and not hub.ignore_range:
-                    start = int(rng[6:].split("-")[0])
+                    first, _, last = rng[6:].partition("-")
+                    start, end = int(first), min(int(last), f.size - 1) if last else f.size - 1
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{f.size - 1}/{f.size}")
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{f.size}")
                 else:
                     self.send_response(200)
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(f.size - start))
+                self.send_header("Content-Length", str(end + 1 - start))
                 self.end_headers()
                 if head:
                     return
@@ -146,7 +147,9 @@ class FakeHub:
                 with f.source.open("rb") as fh:
                     fh.seek(start)
                     sent = 0
-                    while chunk := fh.read(1 << 16):
+                    left = end + 1 - start
+                    while left > 0 and (chunk := fh.read(min(1 << 16, left))):
+                        left -= len(chunk)
                         if cut is not None and sent + len(chunk) > cut:
                             hub.cut_after = None  # only the first body is cut
                             self.wfile.write(chunk[: cut - sent])
@@ -177,7 +180,7 @@ class FakeHub:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -201,6 +204,14 @@ class FakeHub:
 
     def range_requests(self) -> list[str]:
         return [r for m, p, r in self.requests if m == "GET" and p.startswith("/cdn/") and r]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up early (the cut connection, a header read) is not an error worth a traceback;
+    the handler's own mistakes show to the client as a broken answer."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
 
 
 def git_blob_id(data: bytes) -> str:

@@ -68,6 +68,11 @@ def settings_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", preload=False)
 
 
+def resumes(hub: FakeHub) -> list[str]:
+    """The Range requests that resumed a body (not the fit check's read of the header, bytes=0-…)."""
+    return [r for r in hub.range_requests() if not r.startswith("bytes=0-")]
+
+
 def pull(ref: str):  # noqa: ANN201
     return CliRunner().invoke(cli, ["pull", ref])
 
@@ -84,9 +89,11 @@ def test_a_complete_pull(hub: FakeHub, settings_pull: Settings, embedded: Path) 
     result = pull(NAME)
     assert result.exit_code == 0, result.output
     assert f"model ready: {NAME}" in result.output and "sha256 checked" in result.output
+    # said before the download: whether it fits, from the hub's copy of its header (a range request)
+    assert "fits: someone/SmolLM2-135M-Instruct-GGUF Q4_1: 0.1 GB of weights; a 6,144-token document" in result.output
     assert sha256_of(landed(settings_pull)) == sha256_of(embedded)
     assert no_partial_files(settings_pull)
-    assert hub.range_requests() == []  # one body, start to end
+    assert resumes(hub) == []  # one body, start to end
     methods = [(m, p.split("/")[1]) for m, p, _ in hub.requests]
     assert ("GET", "api") in methods and ("HEAD", REPO.split("/")[0]) in methods and ("GET", "cdn") in methods
     registry = ModelRegistry(settings_pull)  # found by name, where docqa keeps what it pulled
@@ -94,7 +101,7 @@ def test_a_complete_pull(hub: FakeHub, settings_pull: Settings, embedded: Path) 
     assert spec.describe()["where"] == f"docqa: {REPO} Q4_1"
     again = pull(NAME)  # already there: nothing downloaded again
     assert again.exit_code == 0, again.output
-    assert sum(1 for m, p, _ in hub.requests if m == "GET" and p.startswith("/cdn/")) == 1
+    assert sum(1 for m, p, r in hub.requests if m == "GET" and p.startswith("/cdn/") and r is None) == 1
 
 
 def test_a_pull_resumes_after_the_connection_is_cut(hub: FakeHub, settings_pull: Settings, embedded: Path) -> None:
@@ -102,7 +109,7 @@ def test_a_pull_resumes_after_the_connection_is_cut(hub: FakeHub, settings_pull:
     hub.cut_after = cut  # the first body stops there and the socket is closed
     result = pull(NAME)
     assert result.exit_code == 0, result.output
-    assert hub.range_requests() == [f"bytes={cut}-"]  # asked again from the byte where it stopped
+    assert resumes(hub) == [f"bytes={cut}-"]  # asked again from the byte where it stopped
     assert sha256_of(landed(settings_pull)) == sha256_of(embedded)
     assert no_partial_files(settings_pull)
 
@@ -116,7 +123,7 @@ def test_a_pull_resumes_an_earlier_attempts_partial_file(hub: FakeHub, settings_
         part.write_bytes(src.read(have))  # what a pull stopped half-way left behind
     result = pull(NAME)
     assert result.exit_code == 0, result.output
-    assert hub.range_requests() == [f"bytes={have}-"]
+    assert resumes(hub) == [f"bytes={have}-"]
     assert sha256_of(landed(settings_pull)) == sha256_of(embedded)
 
 
@@ -128,7 +135,7 @@ def test_a_server_that_ignores_the_range_still_gives_the_right_file(hub: FakeHub
     part.write_bytes(b"x" * 1_000_000)  # not even the right bytes: they must all be replaced
     result = pull(NAME)
     assert result.exit_code == 0, result.output
-    assert hub.range_requests() == ["bytes=1000000-"]
+    assert resumes(hub) == ["bytes=1000000-"]
     assert sha256_of(landed(settings_pull)) == sha256_of(embedded)
 
 
@@ -200,6 +207,7 @@ def test_the_api_pulls_for_model_managers(hub: FakeHub, settings_pull: Settings)
         assert started["status"] == "downloading" and started["bytes_total"] == landed_size(hub)
         done = wait_for(client, started["id"])
         assert done["status"] == "done" and done["model"] == NAME and done["bytes_done"] == done["bytes_total"]
+        assert done["fit"]["fits"] and done["fit"]["weights_bytes"] == landed_size(hub)
         models = {m["name"]: m for m in client.get("/api/models").json()}
         assert models[NAME]["where"] == f"docqa: {REPO} Q4_1" and models[NAME]["error"] is None
         r = client.post("/api/models/pull", json={"model": f"hf:{REPO}:Q2_K"})

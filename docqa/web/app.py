@@ -173,7 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             from docqa.ingest.ocr import ocr_status
 
             log.info("%s", ocr_status(settings.ocr_langs))
-        pulls = Pulls(settings.models_dir, lambda path: add_pulled(registry, settings.models_dir, path))
+        pulls = Pulls(settings, lambda path: add_pulled(registry, settings.models_dir, path))
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
                          sessions=SessionService(db, documents, registry, engine), batches=batches, pulls=pulls)
         for worker in workers:  # answer queued batch items in the background, resuming after a restart
