@@ -151,3 +151,30 @@ def test_without_ref_nothing_reaches_a_hub(hub: FakeHub, tmp_path: Path) -> None
     assert hub.requests == []
     rows = r.json()["rows"]
     assert any(row["model"] == "Qwen3-4B-Instruct-2507" and row["fits"] for row in rows)
+
+
+def test_a_remote_model_says_its_served_context(tmp_path: Path, embedded: Path) -> None:
+    """A real llama-server (tests/llama_servers.py) with a 2,048-token slot: the recommendation names its served
+    context, what fits in it beside the question, answer and history budgets, and no bytes."""
+    import time
+
+    from tests.llama_servers import LlamaServer
+
+    server = LlamaServer(embedded, tmp_path / "ls.log", ctx=2048).start()
+    try:
+        settings = Settings(data_dir=tmp_path / "d", models_dir=tmp_path / "m", preload=False,
+                            models=f"big={server.url}", question_tokens=64, answer_tokens=64, history_tokens=128)
+        with TestClient(create_app(settings), base_url=LOOPBACK) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                rows = client.get("/api/models/recommend", params={"tokens": 1024}).json()["rows"]
+                big = next(r for r in rows if r["model"] == "big")
+                if "served context" in big["sentence"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+    finally:
+        server.stop()
+    assert big["source"] == "remote" and big["needed_bytes"] is None and big["cache_type"] is None
+    assert big["sentence"] == ("big: served context 2,048 tokens: a document up to 1,792 tokens is read whole, "
+                               "a longer one in chunks")
+    assert big["longest_whole_tokens"] == 2048 - 64 - 64 - 128 and big["fits"]
