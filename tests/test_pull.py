@@ -210,6 +210,17 @@ def test_the_api_pulls_for_model_managers(hub: FakeHub, settings_pull: Settings)
         assert done["fit"]["fits"] and done["fit"]["weights_bytes"] == landed_size(hub)
         models = {m["name"]: m for m in client.get("/api/models").json()}
         assert models[NAME]["where"] == f"docqa: {REPO} Q4_1" and models[NAME]["error"] is None
+        # the only step left is choosing it: a question answered by the pulled model, no restart
+        text = "The grass is green.\nThe pass key is 52817. Remember it.\nThe sky is blue.\n"
+        doc = client.post("/api/documents", files={"file": ("n.txt", text.encode(), "text/plain")}).json()
+        r = client.post("/api/sessions", json={"document_ids": [doc["id"]], "model": NAME})
+        assert r.status_code == 201, r.text
+        r = client.post(f"/api/sessions/{r.json()['id']}/questions",
+                        json={"question": "What is the pass key?", "max_tokens": 24,
+                              "sampling": {"temperature": 0, "seed": 1}})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert "52817" in answer["answer"] or any("52817" in (c["quote"] or "") for c in answer["citations"]), answer
         r = client.post("/api/models/pull", json={"model": f"hf:{REPO}:Q2_K"})
         assert r.status_code == 404 and "has no Q2_K quantization" in r.json()["detail"]
         r = client.post("/api/models/pull", json={"model": "hf:nobody/x"})
