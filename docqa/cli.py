@@ -255,6 +255,8 @@ def pull(settings: Settings, ref: str) -> None:
         paths = download(resolved, hub, settings.models_dir, show_progress=True)
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc
+    except KeyboardInterrupt:
+        raise click.ClickException("stopped; what arrived is kept: run the same command to resume.") from None
     found = pulled(settings.models_dir, paths[0])
     if found is None or found.skipped:
         raise click.ClickException(f"{paths[0].name} arrived but is not a model docqa can answer with: "

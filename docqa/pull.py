@@ -261,11 +261,15 @@ class Progress:
     done: int = 0
     resumed: int = 0  # bytes already on disk from an earlier attempt
     started: float = field(default_factory=time.monotonic)
+    stop: threading.Event = field(default_factory=threading.Event, repr=False)  # set: cancel at the next chunk
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, n: int) -> None:
         with self._lock:
             self.done += n
+        if self.stop.is_set():
+            raise PullCancelled("The pull was cancelled; what arrived is kept, and pulling the same model again "
+                                "resumes from it.")
 
     @property
     def rate(self) -> float | None:
@@ -277,6 +281,11 @@ class Progress:
     def eta_s(self) -> float | None:
         rate = self.rate
         return round((self.total - self.done) / rate, 1) if rate else None
+
+
+class PullCancelled(DocqaError):
+    status_code = 409
+    code = "pull_cancelled"
 
 
 def _bar_class(progress: Progress, show: bool) -> type:
@@ -449,7 +458,7 @@ class Pull:
     ref: Ref
     resolved: Resolved
     progress: Progress
-    status: str = "downloading"  # downloading | done | failed
+    status: str = "downloading"  # downloading | done | failed | cancelled
     model: str | None = None  # the name it is offered under once done
     error: dict[str, Any] | None = None
     fit: dict[str, Any] | None = None  # the recommendation's row for it (before the download starts)
@@ -501,6 +510,8 @@ class Pulls:
             paths = download(pull.resolved, hub, self.models_dir, pull.progress)
             pull.model = self.on_done(paths[0])
             pull.status = "done"
+        except PullCancelled as exc:
+            pull.status, pull.error = "cancelled", {"status_code": exc.status_code, "detail": exc.detail}
         except DocqaError as exc:
             pull.status, pull.error = "failed", {"status_code": exc.status_code, "detail": exc.detail}
         except Exception as exc:  # a bug or an OS error: the pull fails with a sentence, the service goes on
@@ -512,6 +523,12 @@ class Pulls:
         pull = self._pulls.get(pull_id)
         if pull is None:
             raise NotFound(f"There is no pull {short_id(pull_id)}; POST /api/models/pull starts one.")
+        return pull
+
+    def cancel(self, pull_id: str) -> Pull:
+        """Stop a pull at its next chunk; its .part file stays, so pulling it again resumes."""
+        pull = self.get(pull_id)
+        pull.progress.stop.set()
         return pull
 
     def list(self) -> list[Pull]:

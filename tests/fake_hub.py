@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,6 +57,7 @@ class FakeHub:
     cut_after: int | None = None
     lie_sha256: bool = False
     ignore_range: bool = False  # answer a Range request with the whole file (as some CDNs do)
+    chunk_delay_s: float = 0.0  # a slow link: this pause after every 64 KiB of a body
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     authorizations: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Authorization header)
     port: int = 0
@@ -159,6 +161,8 @@ class FakeHub:
                             return
                         self.wfile.write(chunk)
                         sent += len(chunk)
+                        if hub.chunk_delay_s:
+                            time.sleep(hub.chunk_delay_s)
 
             def json(self, status: int, payload: object) -> None:
                 data = json.dumps(payload).encode()

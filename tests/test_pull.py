@@ -228,6 +228,29 @@ def test_the_api_pulls_for_model_managers(hub: FakeHub, settings_pull: Settings)
         assert client.get("/api/models/pulls/nope").status_code == 404
 
 
+def test_a_cancelled_pull_keeps_what_arrived_and_resumes(hub: FakeHub, settings_pull: Settings,
+                                                         embedded: Path) -> None:
+    hub.chunk_delay_s = 0.01  # ~15 s for the whole file: time to cancel it
+    with TestClient(create_app(settings_pull), base_url=LOOPBACK) as client:
+        pull_id = client.post("/api/models/pull", json={"model": NAME}).json()["id"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/models/pulls/{pull_id}").json()["bytes_done"] < 1_000_000:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = client.delete(f"/api/models/pulls/{pull_id}")
+        assert r.status_code == 202, r.text
+        stopped = wait_for(client, pull_id)
+        assert stopped["status"] == "cancelled" and "resumes" in stopped["error"]["detail"]
+    part = settings_pull.models_dir / ".partial" / "hf" / REPO / (GGUF + ".part")
+    have = part.stat().st_size
+    assert 0 < have < landed_size(hub) and not landed(settings_pull).exists()
+    hub.chunk_delay_s = 0.0
+    result = pull(NAME)
+    assert result.exit_code == 0, result.output
+    assert resumes(hub)[-1] == f"bytes={have}-"
+    assert sha256_of(landed(settings_pull)) == sha256_of(embedded)
+
+
 def test_a_checksum_failure_shows_in_the_pull(hub: FakeHub, settings_pull: Settings) -> None:
     hub.lie_sha256 = True
     with TestClient(create_app(settings_pull), base_url=LOOPBACK) as client:

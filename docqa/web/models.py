@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 from anyio import to_thread
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
@@ -96,6 +96,13 @@ class ModelsController(Controller):
     def pull_status(self, state: State, principal: NamedDependency[str], pull_id: FromPath[str]) -> dict[str, Any]:
         require_manager(state, principal)
         return dict(state.pulls.get(pull_id).to_dict())
+
+    @delete("/pulls/{pull_id:str}", status_code=202, sync_to_thread=False,
+            summary="Cancel a pull; pulling it again resumes (model managers)")
+    def cancel_pull(self, state: State, principal: NamedDependency[str], pull_id: FromPath[str]) -> dict[str, Any]:
+        """202 with the pull; it stops at its next chunk (`status` becomes `cancelled`), keeping what arrived."""
+        require_manager(state, principal)
+        return dict(state.pulls.cancel(pull_id).to_dict())
 
     @get("/recommend", sync_to_thread=True,
          summary="Which model, quantization and KV cache type read how long a document on this machine")

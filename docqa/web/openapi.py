@@ -64,6 +64,7 @@ EXTRA: dict[str, tuple[int, ...]] = {
     "POST /api/models/pull": (403, 404, 409, 502, 503, 507),
     "GET /api/models/pulls": (403,),
     "GET /api/models/pulls/{pull_id}": (403,),
+    "DELETE /api/models/pulls/{pull_id}": (403,),
     "GET /api/models/recommend": (403, 404, 502, 503),
 }
 
