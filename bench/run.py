@@ -253,7 +253,7 @@ BENCHES = {"server": _lazy("llama_server", "server"), "remote": _lazy("remote", 
            "priority": _lazy("priorities", "priority"), "ingest": bench_ingest, "formats": _lazy("formats", "formats"),
            "prefill": _lazy("runner", "prefill"), "cache": bench_cache, "yarn": bench_yarn,
            "memory": _lazy("sidebyside", "memory"), "batch": _lazy("sidebyside", "batch"),
-           "llamabench": _lazy("sidebyside", "llamabench"),
+           "llamabench": _lazy("sidebyside", "llamabench"), "pull": _lazy("pull", "pull"),
            "remote-vllm": _lazy("remote_vllm", "remote_vllm")}
 GROUPS = {
     "fast": ["ingest", "memory", "cache"],

@@ -197,6 +197,74 @@ def fetch_model(settings: Settings) -> None:
     fetch_embedded_model(settings.models_dir)
 
 
+def _recommend(settings: Settings, tokens: int | None, memory: str | None, ref: str | None, as_json: bool) -> None:
+    import json
+
+    from docqa.engine.models import ModelRegistry
+    from docqa.engine.recommend import recommend
+    from docqa.errors import DocqaError
+    from docqa.reading import ReadingRates
+    from docqa.web.models import memory_for, parse_bytes
+
+    try:
+        mem = memory_for(settings, parse_bytes(memory))
+        rates = ReadingRates(_services(settings).db)
+        table = recommend(settings, ModelRegistry(settings), mem, tokens, rates, ref)
+    except DocqaError as exc:
+        raise click.ClickException(exc.detail) from exc
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+        return
+    click.echo(f"{table['available_bytes'] / 1e9:.1f} GB available for one model ({table['memory_source']}); "
+               f"KV cache types {', '.join(table['kv_types'])}")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in table["rows"]:
+        groups.setdefault((row["model"], row["quant"]), []).append(row)
+    for rows in groups.values():  # per model and quantization: the first KV type that fits, else the smallest
+        best = next((r for r in rows if r["fits"]), rows[-1])
+        click.echo(("✓ " if best["fits"] else "✗ ") + best["sentence"])
+        if best["cache_type"] is not None:
+            longest = " · ".join(f"{r['cache_type']} {r['longest_whole_tokens']:,}" for r in rows)
+            click.echo(f"    longest document read whole, by KV cache type: {longest} tokens"
+                       + (f"; get it: docqa pull {best['pull']}" if best["pull"] else ""))
+
+
+@main.command()
+@click.argument("ref", metavar="hf:ORG/REPO[:QUANT] | hf:ORG/REPO/FILE.gguf")
+@click.pass_obj
+def pull(settings: Settings, ref: str) -> None:
+    """Download a GGUF model from the Hugging Face Hub into DOCQA_MODELS_DIR, resuming and checking its sha256.
+
+    A repository and a quantization, as llama-server's -hf takes them (hf:Qwen/Qwen3-4B-Instruct-2507-GGUF:Q4_K_M;
+    Q4_K_M when none is given), or an exact file (hf:org/repo/file.gguf). Honours HF_ENDPOINT, HF_TOKEN and
+    HF_HUB_OFFLINE. `docqa models --recommend` says first what fits this machine.
+    """
+    from docqa.engine.discovery import pulled
+    from docqa.errors import DocqaError
+    from docqa.pull import Hub, Ref, download, fit, resolve
+
+    hub = Hub.from_env()
+    try:
+        resolved = resolve(Ref.parse(ref), hub)
+        n = len(resolved.files)
+        click.echo(f"pulling {resolved.ref.repo} {resolved.quant}: {n} file{'s' if n > 1 else ''}, "
+                   f"{resolved.total_bytes / 1e9:.2f} GB from {hub.endpoint}", err=True)
+        row = fit(resolved, hub, settings)  # said before the download, from the hub's copy of its header
+        if row is not None:
+            click.echo(("fits: " if row["fits"] else "does not fit whole: ") + row["sentence"], err=True)
+        paths = download(resolved, hub, settings.models_dir, show_progress=True)
+    except DocqaError as exc:
+        raise click.ClickException(exc.detail) from exc
+    except KeyboardInterrupt:
+        raise click.ClickException("stopped; what arrived is kept: run the same command to resume.") from None
+    found = pulled(settings.models_dir, paths[0])
+    if found is None or found.skipped:
+        raise click.ClickException(f"{paths[0].name} arrived but is not a model docqa can answer with: "
+                                   f"{found.skipped if found else 'not found in the models folder'}")
+    click.echo(f"model ready: {found.name}  ({paths[0]}, sha256 checked)")
+    click.echo(f"use it: docqa ask FILE -q QUESTION --model {found.name}   (or pick it on the page)")
+
+
 @main.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
@@ -308,16 +376,32 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
 
 
 @main.command()
+@click.option("--recommend", is_flag=True,
+              help="Say which model, quantization and KV cache type read how long a document on this machine.")
+@click.option("--tokens", type=int, default=None, help="With --recommend: the document length to check, in tokens "
+              "(default: each model's trained context).")
+@click.option("--memory", default=None, metavar="BYTES",
+              help="With --recommend: plan for a machine with this much memory (16G, 64GB) instead of this one.")
+@click.option("--ref", default=None, metavar="hf:ORG/REPO",
+              help="With --recommend: every quantization of this hub repository (reads its file list and the "
+                   "first megabytes of one file; downloads nothing else) instead of the known models.")
+@click.option("--json", "as_json", is_flag=True, help="With --recommend: print the table as JSON.")
 @click.pass_obj
-def models(settings: Settings) -> None:
-    """List the models docqa can answer with."""
+def models(settings: Settings, recommend: bool, tokens: int | None, memory: str | None, ref: str | None,
+           as_json: bool) -> None:
+    """List the models docqa can answer with (and the files found that it cannot)."""
     from docqa.engine import cpu
     from docqa.engine.models import ModelRegistry
+
+    if recommend:
+        _recommend(settings, tokens, memory, ref, as_json)
+        return
 
     use, why = cpu.use_extra_buffers(settings.extra_buffers)
     click.echo(f"llama.cpp: {cpu.system_info()}")
     click.echo(f"extra buffer types: {'on' if use else 'off'} ({why})")
-    for spec in ModelRegistry(settings).list():
+    registry = ModelRegistry(settings)
+    for spec in registry.list():
         d = spec.describe()
         if d["error"]:
             click.echo(f"{d['name']}  {d['path']}  UNAVAILABLE: {d['error']}")
@@ -329,8 +413,12 @@ def models(settings: Settings) -> None:
                            + (f"  ({s['error']})" if s["error"] else ""))
             continue
         kv = ", ".join(f"{k} {v:,} B" for k, v in d["kv_bytes_per_token"].items())
-        click.echo(f"{d['name']}  {d['architecture']}  trained ctx {d['n_ctx_train']:,}  KV/token {kv}  "
-                   f"{d['size_bytes'] / 1024**2:,.0f} MiB  {d['path']}")
+        parts = f", {d['parts']} parts" if d.get("parts", 1) > 1 else ""
+        where = f"  [{d['where']}{parts}]" if d.get("where") else ""
+        click.echo(f"{d['name']}  {d['architecture']} {d.get('quantization') or ''}  trained ctx {d['n_ctx_train']:,}  "
+                   f"KV/token {kv}  {d['size_bytes'] / 1024**2:,.0f} MiB  {d['path']}{where}")
+    for found in registry.skipped:  # files found in the tools' folders that are not usable models
+        click.echo(f"skipped  {found.where}  {found.path}: {found.skipped}")
 
 
 @main.command()

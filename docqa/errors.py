@@ -139,3 +139,47 @@ class RemoteStreamCut(DocqaError):
 
     status_code = 502
     code = "remote_stream_cut"
+
+
+# -- pulling models from a hub (docqa/pull.py) ---------------------------------------------------------
+
+
+class Forbidden(DocqaError):
+    """The principal may use the service but not this action (e.g. pulling models, DOCQA_MODEL_MANAGERS)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(DocqaError):
+    status_code = 409
+    code = "conflict"
+
+
+class HubNotFound(DocqaError):
+    """The hub has no such repository, quantization or file."""
+
+    status_code = 404
+    code = "hub_not_found"
+
+
+class HubGated(DocqaError):
+    status_code = 403
+    code = "hub_gated"
+
+
+class HubOffline(DocqaError):
+    status_code = 503
+    code = "hub_offline"
+
+
+class HubUnreachable(DocqaError):
+    status_code = 502
+    code = "hub_unreachable"
+
+
+class ChecksumMismatch(DocqaError):
+    """A downloaded file's sha256 is not the one the hub lists: it was deleted, never offered."""
+
+    status_code = 502
+    code = "checksum_mismatch"

@@ -34,7 +34,24 @@ class Settings(BaseSettings):
     )
     models_dir: Path = Field(
         default_factory=default_models_dir,
-        description="Where the embedded default model is cached after `docqa fetch-model`.",
+        description="Where the embedded default model is cached after `docqa fetch-model`, and where `docqa pull` "
+        "puts the models it downloads (under hf/<org>/<repo>/).",
+    )
+    discover_models: bool = Field(
+        True,
+        description="Offer the GGUF models already on disk in Ollama's store, LM Studio's models folders, the "
+        "Hugging Face cache and llama.cpp's cache (found where OLLAMA_MODELS, HF_HOME / HF_HUB_CACHE and LLAMA_CACHE "
+        "say, read in place: never copied or changed); false offers only the configured and pulled ones.",
+    )
+    model_dirs: str | None = Field(
+        None,
+        description="More folders searched for *.gguf models, comma-separated (read in place, split GGUFs as one "
+        "model); each is offered under its file name.",
+    )
+    model_managers: str | None = Field(
+        None,
+        description="With DOCQA_API_KEYS: the principals (comma-separated NAMEs) who may pull models through the API "
+        "(POST /api/models/pull); in loopback mode anyone on the machine may.",
     )
     model: str | None = Field(
         None,

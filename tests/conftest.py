@@ -24,6 +24,12 @@ BACKENDS = ("sqlite", "postgresql")
 # other tests measure (prefix sources, restarts, timings); its own tests (test_readahead.py) turn it on.
 os.environ.setdefault("DOCQA_READ_AHEAD", "false")
 os.environ.setdefault("DOCQA_PRELOAD", "false")  # tests load models when they ask (test_runner.py tests preloading)
+# The models in this machine's Ollama / LM Studio / Hugging Face folders would change what /api/models lists;
+# test_discovery.py builds those folders in a temporary HOME and turns discovery on.
+os.environ.setdefault("DOCQA_DISCOVER_MODELS", "false")
+# No test reaches a model hub: whatever would (a fuzzed pull, a recommendation for hf:…) is refused as offline;
+# the pull tests point HF_ENDPOINT at their loopback hub (tests/fake_hub.py) and turn this off.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,20 @@ def read_gguf(path: Path | str) -> GGUFInfo:
         raise ModelFileError(f"The model file {path} cannot be read ({exc.strerror or exc}).") from exc
 
 
-def _read(fh: BinaryIO, path: Path) -> GGUFInfo:
+def read_gguf_header(data: bytes, name: str, size_bytes: int) -> GGUFInfo:
+    """The key/value section of a GGUF from its first bytes (e.g. a range request to a hub), without the tensor
+    index; struct.error when `data` stops before the section's end (ask for more bytes)."""
+    import io
+
+    fh = io.BytesIO(data)
+    n_tensors, meta, lengths = _metadata(fh, Path(name))
+    if fh.tell() > len(data):
+        raise struct.error("unexpected end of the bytes given")
+    return GGUFInfo(Path(name), size_bytes, meta, lengths, fh.tell(), n_tensors)
+
+
+def _metadata(fh: BinaryIO, path: Path) -> tuple[int, dict[str, Any], dict[str, int]]:
+    """The tensor count, metadata and array lengths; `fh` is left at the end of the key/value section."""
     if fh.read(4) != GGUF_MAGIC:
         raise ModelFileError(f"{path.name} is not a GGUF model file (llama.cpp needs .gguf).")
     (version,) = struct.unpack("<I", _exact(fh, 4))
@@ -109,6 +122,11 @@ def _read(fh: BinaryIO, path: Path) -> GGUFInfo:
                 meta[key] = values
         else:
             meta[key] = _value(fh, vtype)
+    return n_tensors, meta, lengths
+
+
+def _read(fh: BinaryIO, path: Path) -> GGUFInfo:
+    n_tensors, meta, lengths = _metadata(fh, path)
     header_bytes = fh.tell()
     size = path.stat().st_size
     if header_bytes > size:  # an array skipped by seeking ran past the end of the file

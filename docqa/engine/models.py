@@ -194,10 +194,11 @@ class ModelSpec:
         return out
 
 
-def load_spec(name: str, path: Path) -> ModelSpec:
+def load_spec(name: str, path: Path, info: GGUFInfo | None = None) -> ModelSpec:
+    """The model at `path` described from its header (`info`: already read, e.g. by discovery)."""
     spec = ModelSpec(name=name, path=path)
     try:
-        spec.info = read_gguf(path)
+        spec.info = info or read_gguf(path)
         spec.shape = ModelShape.from_gguf(spec.info)
         with path.open("rb") as fh:
             header = fh.read(spec.info.header_bytes)
@@ -247,6 +248,13 @@ class ModelRegistry:
         keys = api_keys(settings)
         for name, urls in remote.items():
             self.specs[name] = RemoteSpec(name, urls, settings, keys, dialects=DIALECTS)
+        # -- models found on disk (docqa's pulled ones, DOCQA_MODEL_DIRS, Ollama, LM Studio, the Hugging Face and
+        # llama.cpp caches): engine/discovery.py adds them by name after the configured ones; `skipped` keeps the
+        # files found that are not usable models, with why (`docqa models` shows them).
+        from docqa.engine.discovery import Found, add_found
+
+        self.skipped: list[Found] = []
+        add_found(self, settings)
 
     def get(self, name: str | None) -> Spec:
         spec = self.specs.get(name or self.default_name)

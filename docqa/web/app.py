@@ -22,10 +22,12 @@ from sqlalchemy import func, select
 from docqa import __version__
 from docqa.batches import BatchService
 from docqa.documents import DocumentService
+from docqa.engine.discovery import add_pulled
 from docqa.engine.engine import Engine
 from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
 from docqa.ingest.sandbox import warm_up as warm_up_parser
+from docqa.pull import Pulls
 from docqa.sessions import SessionService
 from docqa.settings import Settings
 from docqa.store.db import Database, migrate
@@ -37,6 +39,7 @@ from docqa.web.costly import costly_gate
 from docqa.web.documents import DocumentController
 from docqa.web.errors import EXCEPTION_HANDLERS, DocqaRequest
 from docqa.web.guard import body_type_guard, request_guard
+from docqa.web.models import ModelsController
 from docqa.web.openapi import OfflineSwaggerUI, complete_allow_header, document_error_responses, swagger_assets_router
 from docqa.web.schemas import Health
 from docqa.web.sessions import SessionController, list_models, without_paths
@@ -190,8 +193,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             from docqa.ingest.ocr import ocr_status
 
             log.info("%s", ocr_status(settings.ocr_langs))
+        pulls = Pulls(settings, lambda path: add_pulled(registry, settings.models_dir, path))
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
-                         sessions=SessionService(db, documents, registry, engine), batches=batches)
+                         sessions=SessionService(db, documents, registry, engine), batches=batches, pulls=pulls)
         for worker in workers:  # answer queued batch items in the background, resuming after a restart
             worker.start()
         if settings.preload:  # the first question need not wait for the model to load
@@ -207,6 +211,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             health, index, readme, DocumentController, SessionController, BatchController, list_models,
+            ModelsController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False,
                                        opt={PUBLIC: True}),
             swagger_assets_router(),

@@ -33,9 +33,11 @@ ERRORS: dict[int, str] = {
     400: "The body is not well-formed JSON or multipart form data, or is nested too deeply; or the Host header "
          "is not one this server answers to (DNS rebinding).",
     401: "No API key, or one this server does not know (only when DOCQA_API_KEYS is set).",
-    403: "Sent by a web page on another site (Sec-Fetch-Site / Origin).",
-    404: "Nothing with that id (or not the caller's).",
-    409: "A document of the session was deleted since; open a new session.",
+    403: "Sent by a web page on another site (Sec-Fetch-Site / Origin); or pulling models, which only "
+         "DOCQA_MODEL_MANAGERS may (with API keys), or a gated repository on the hub.",
+    404: "Nothing with that id (or not the caller's); or no such repository, quantization or file on the hub.",
+    409: "A document of the session was deleted since; open a new session. Or the model file is being "
+         "pulled by another docqa process.",
     413: "The body or upload is larger than DOCQA_MAX_UPLOAD_BYTES.",
     415: "The body is not of the endpoint's content type (JSON, or multipart for uploads), or the upload's "
          "type is not supported, or its name contradicts its content.",
@@ -43,9 +45,10 @@ ERRORS: dict[int, str] = {
     429: "Past the rate limit for this action, or the principal has DOCQA_PRINCIPAL_CONCURRENCY costly requests "
          "in progress; Retry-After says when to try again.",
     500: "An unexpected error; it was logged and nothing was changed.",
-    502: "A remote model's server refused the request (its own message is quoted) or cut its stream.",
+    502: "A remote model's server refused the request (its own message is quoted) or cut its stream; or the "
+         "model hub could not be reached, or sent a file whose sha256 is not the one it lists.",
     503: "The model is missing, unusable or its queue is full (Retry-After when busy), or a remote model's "
-         "servers cannot be reached (named).",
+         "servers cannot be reached (named); or the hub is asked for while offline (HF_HUB_OFFLINE).",
     507: "The disk is full, or the model's context could not be allocated.",
 }
 
@@ -57,6 +60,12 @@ EXTRA: dict[str, tuple[int, ...]] = {
     "POST /api/sessions": (404, 502, 503),
     "POST /api/sessions/{session_id}/questions": (409, 502, 503, 507),
     "POST /api/batches": (404, 502, 503),
+    # models pulled from a hub (web/models.py): model managers only; unknown names, offline, a hub's errors
+    "POST /api/models/pull": (403, 404, 409, 502, 503, 507),
+    "GET /api/models/pulls": (403,),
+    "GET /api/models/pulls/{pull_id}": (403,),
+    "DELETE /api/models/pulls/{pull_id}": (403,),
+    "GET /api/models/recommend": (403, 404, 502, 503),
 }
 
 

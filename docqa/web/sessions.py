@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -267,8 +268,13 @@ def _resolve(future: asyncio.Future[Any], value: Any) -> None:
 
 
 @get("/api/models", sync_to_thread=True, tags=["models"], summary="Models with context and KV bytes per token")
-def list_models(registry: NamedDependency[ModelRegistry]) -> list[dict[str, Any]]:
-    """Names, sizes and contexts; never where a model's file lives (`docqa models` shows that to the operator)."""
+def list_models(registry: NamedDependency[ModelRegistry], state: State) -> list[dict[str, Any]]:
+    """Names, sizes and contexts; never where a model's file lives (`docqa models` shows that to the operator).
+    Models pulled or put in the tools' folders since the server started are looked for first (every 5 s at
+    most; engine/discovery.py)."""
+    from docqa.engine.discovery import rescan
+
+    rescan(registry, state.settings)
     return [public_model(spec.describe(), registry) for spec in registry.list()]
 
 
