@@ -21,10 +21,10 @@ The last three are neither support nor failure: they are left out of the counts 
 *Support is measured one way*: how much of the claim the passage holds, each word (a Snowball stem)
 weighted by its rarity in these documents (inverse sentence frequency), so "License" in a licence,
 or "Agreement" in a contract, proves nothing, and a passage saying more than the claim is no worse
-for it. A heading, or a passage of fewer than ``MIN_CONTENT_WORDS`` content words, never supports
-a claim. (rapidfuzz's ``token_set_ratio``, the method before, scores 100 whenever the passage's
-words are a subset of the claim's, so the one-word line "License." "supported" any sentence with
-that word.)
+for it. A heading, or a fragment of fewer than ``MIN_CONTENT_WORDS`` content words (one that is not
+a whole sentence stating a fact), never supports a claim. (rapidfuzz's ``token_set_ratio``, the
+method before, scores 100 whenever the passage's words are a subset of the claim's, so the one-word
+line "License." "supported" any sentence with that word.)
 
 *Facts* are what a sentence can be wrong about while its words still look alike: numbers (with
 thousands separators, decimals and the number words one to ninety read as digits), dates (any of
@@ -345,6 +345,19 @@ def content_words(text: str) -> int:
     return sum(1 for w in words(text) if w not in _MORE_STOP)
 
 
+def can_support(p: Passage) -> bool:
+    """Whether a passage may support a claim on its own: never a heading; a passage of four content words or
+    more; or a shorter one that is a whole sentence stating a fact ("The pass key is 52817."), which is no
+    fragment of a wrapped line ("License.", "If You" hold no fact; "GNU GENERAL PUBLIC LICENSE" is a heading)."""
+    if p.heading:
+        return False
+    n = content_words(p.text)
+    if n >= MIN_CONTENT_WORDS:
+        return True
+    text = p.text.strip()
+    return n >= 2 and text[-1:] in ".!?。؟" and (text[:1].isupper() or text[:1].isdigit()) and bool(facts(text))
+
+
 def negated(text: str) -> bool:
     return bool(_NEGATION.search(text))
 
@@ -514,7 +527,7 @@ class Grounder:
         self.passages = passages(self.sources)
         self._facts = [facts(p.text) for p in self.passages]
         self._terms = [frozenset(terms(p.text)) for p in self.passages]
-        self._eligible = [not p.heading and content_words(p.text) >= MIN_CONTENT_WORDS for p in self.passages]
+        self._eligible = [can_support(p) for p in self.passages]
         singles = [i for i, p in enumerate(self.passages) if not p.pair and not p.heading]
         self._n = max(1, len(singles))
         self._df: dict[str, int] = {}
@@ -644,7 +657,7 @@ class Grounder:
         """Per single sentence its stems' counts and length; each stem's sentence count; the mean length."""
         if self._index is None:
             self._single = [p for p in self.passages if not p.pair]
-            self._shown = [not p.heading and content_words(p.text) >= MIN_CONTENT_WORDS for p in self._single]
+            self._shown = [can_support(p) for p in self._single]
             index: list[tuple[dict[str, int], int]] = []
             df: dict[str, int] = {}
             for p in self._single:
@@ -750,7 +763,7 @@ class Grounder:
         candidates; two adjacent sentences only when no single one is enough."""
         if cands is not None:
             pool = [(p, facts(p.text), frozenset(terms(p.text))) for p in cands
-                    if not p.heading and content_words(p.text) >= MIN_CONTENT_WORDS]
+                    if can_support(p)]
         else:
             ids: set[int] = set()
             for t in mine:
@@ -807,7 +820,7 @@ class Grounder:
             if not cit.verified or not cit.quote:
                 continue
             around = self._around(cit.quote, cit.document_id, cit.page, cit.line_start, cit.line_end)
-            if around is None or around.heading or content_words(around.text) < MIN_CONTENT_WORDS:
+            if around is None or not can_support(around):
                 continue
             score, _, missing = self._check(plain, own, mine, excused, around, facts(around.text),
                                             frozenset(terms(around.text)))
