@@ -241,6 +241,16 @@ def test_a_one_word_line_or_a_heading_never_supports(mpl: Grounder) -> None:
                "What is in it?").status == "too_general"
 
 
+def test_a_short_whole_sentence_stating_a_fact_supports_but_a_fact_less_one_word_line_does_not() -> None:
+    doc = Document(id="k", filename="passkey.txt", kind="text", sha256="k")
+    g = Grounder([(doc, [Section(id=1, ordinal=0, path=None, line_start=1, line_end=3,
+                                 text="License.\nThe pass key is 52817.\nKeep the pass key secret.\n")])])
+    c = one(g, "The pass key is 52817.", "What is the pass key?")
+    assert c.status == "supported" and c.passage["text"] == "The pass key is 52817.", c
+    assert one(g, "The pass key is 52818.", "What is the pass key?").status == "unsupported"
+    assert one(g, "This document is a license for the pass key.", "What is it?").passage is None
+
+
 def test_a_paraphrase_across_a_line_wrap_is_supported(mpl: Grounder) -> None:
     # the withheld right answer: the document says "Mozilla Foundation is the license steward."
     c = one(mpl, "The license steward of the Mozilla Public License is Mozilla Foundation.",

@@ -340,8 +340,8 @@ def _stream_passages(doc: Document, path: str | None, lines: list[_Line], code: 
                 first.line, last.line, text[lo:hi].strip(), page_end=last.page, heading=heading))
     out = list(singles)
     for one, two in zip(singles, singles[1:], strict=False):
-        if one.heading or two.heading:
-            continue
+        if one.heading or two.heading or _fragment(one.text) or _fragment(two.text):
+            continue  # "License." beside a sentence lends it nothing: a pair is two sentences, not one and a scrap
         out.append(Passage(doc.id, doc.filename, one.page, one.path, one.line_start,
                            two.line_end if two.line_end is not None else one.line_end, f"{one.text} {two.text}",
                            pair=True, page_end=two.page_end or two.page))
@@ -349,3 +349,8 @@ def _stream_passages(doc: Document, path: str | None, lines: list[_Line], code: 
 
 
 __all__ = ["Passage", "is_code", "passages", "section_passages"]
+
+
+def _fragment(text: str) -> bool:
+    """A piece too short to be a sentence of its own ("License.", "Definitions."): never half of a pair."""
+    return len(re.findall(r"\w+", text)) < 2
