@@ -408,8 +408,9 @@ def test_arabic_document_renders_right_to_left(page: Any, server: Server, shots:
     page.screenshot(path=str(shots / "5-arabic.png"), full_page=False)
 
 
-@pytest.mark.xfail(reason="issue 28, open: on a 360 px phone the source chip of an answer is not clickable "
-                   "after the phone-sheet change (the last full run timed out on the click); not yet found", strict=False)
+@pytest.mark.xfail(reason="issue 28, open: on a 360 px phone the source chip of an answer is not "
+                   "clickable after the phone-sheet change (the last full run timed out on the click)",
+                   strict=False)
 def test_usable_at_360_px(browser: Any, server: Server, shots: Path) -> None:
     context, page, problems = new_page(browser, server, width=360, height=780)
     try:

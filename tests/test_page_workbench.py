@@ -510,8 +510,9 @@ def test_batch_progress_shows_time_left(page: Any, server: Server) -> None:
 # ---- phone, keyboard, Arabic --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 28, open: on a 360 px phone the source chip of an answer is not clickable "
-                   "after the phone-sheet change (the last full run timed out on the click); not yet found", strict=False)
+@pytest.mark.xfail(reason="issue 28, open: on a 360 px phone the source chip of an answer is not "
+                   "clickable after the phone-sheet change (the last full run timed out on the click)",
+                   strict=False)
 def test_phone_360_px_session_brings_the_conversation_into_view(browser: Any, server: Server) -> None:
     if "session_id" not in shared:
         pytest.skip("needs the session of the grounding test")
