@@ -209,7 +209,7 @@ def run_cell(engine: Any, spec: Any, length: int, mode: str, samplings: list[str
             answer = engine.answer(spec, plan, sources, task.question, opts)
             r = score(task, answer, needles)
             r["seconds"] = round(time.perf_counter() - t0, 2)
-            r["plan"] = {"mode": plan.mode, "n_ctx": plan.n_ctx, "yarn": plan.yarn_factor, "chunks": plan.n_chunks,
+            r["plan"] = {"mode": plan.mode, "n_ctx": plan.n_ctx, "yarn": plan.kv.yarn_factor, "chunks": plan.n_chunks,
                          "prompt_tokens": plan.prompt_tokens}
             cell.results.append(r)
             print(f"{length:>6} {mode:8s} {name:14s} seed {seed} {task.name:12s} {r['correct']:.2f} "

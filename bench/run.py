@@ -233,7 +233,7 @@ def bench_yarn() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     write("yarn", {
         "model": spec.path.name, "document_tokens": plan.prompt_tokens, "n_ctx": plan.n_ctx,
-        "n_ctx_train": plan.n_ctx_train, "yarn_factor": plan.yarn_factor, "mode": plan.mode,
+        "n_ctx_train": plan.n_ctx_train, "yarn_factor": plan.kv.yarn_factor, "mode": plan.mode,
         "answer": a.answer, "found": "71432" in a.answer, "seconds": round(elapsed, 1), "timings": a.timings,
     })
 

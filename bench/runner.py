@@ -34,7 +34,7 @@ def bench_prefill(pairs: int = 3, lines: int = 22) -> None:
     from docqa.engine.models import ModelRegistry, load_spec
     from docqa.engine.runner import new_llama
     from docqa.engine.runtime import Job, Runtime, default_threads
-    from docqa.engine.work import Sampling
+    from docqa.engine.sampling import Sampling
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,7 +45,7 @@ def bench_prefill(pairs: int = 3, lines: int = 22) -> None:
             spec = load_spec(label, path)
             spec.require()
             plan = engine.plan(spec, sources, "whole")
-            config = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+            config = engine.backend(spec).config(plan)
             prefix, _ = engine._tokens(spec, "x", engine.render_documents(sources), "q", None)
             variants = [prefix, [prefix[0], prefix[2], *prefix[2:]]]
             for extra in (True, False):
@@ -64,7 +64,8 @@ def bench_prefill(pairs: int = 3, lines: int = 22) -> None:
                               max_tokens=1, sampling=Sampling(temperature=0.0, seed=1),
                               on_progress=lambda p: None, cancel=threading.Event())
                     t = time.perf_counter()
-                    runtime.submit(runtime._run, job).result()  # noqa: B023
+                    with runtime.reserve() as ticket:  # noqa: B023
+                        runtime.run(job, ticket).result()  # noqa: B023
                     return time.perf_counter() - t
 
                 def through_bare() -> float:

@@ -116,7 +116,7 @@ def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
         engine = Engine(settings, registry)
         sources = _sources_from_text(document_text(4 * 86))  # long enough for every depth + prompt
         plan = engine.plan(spec, _sources_from_text(document_text()))  # the ~4,000-token document's plan
-        chosen = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+        chosen = engine.backend(spec).config(plan)
         tokens, _ = engine._tokens(spec, "x", engine.render_documents(sources), "q", None)
         need = max(max(DEPTHS) + PROMPT, GEN_DEPTH + GEN_TOKENS + 2)
         assert len(tokens) >= need, (len(tokens), need)
@@ -336,7 +336,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
         engine = Engine(settings, registry)
         spec = registry.get(None)
         plan = engine.plan(spec, sources)
-        config = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+        config = engine.backend(spec).config(plan)
         prompts_ = []
         for q in questions:
             prefix, suffix = engine._tokens(spec, prompts.INSTRUCTIONS, engine.render_documents(sources), q, None)
@@ -386,7 +386,7 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
     write("batch", {
         "model": spec.path.name, "questions": len(questions), "max_tokens": max_tokens,
         "temperature": 0, "document_prompt_tokens": plan.prompt_tokens, "n_ctx": plan.n_ctx,
-        "flash_attn": plan.flash_attn, "n_batch": config.n_batch,
+        "flash_attn": plan.kv.flash_attn, "n_batch": config.n_batch,
         "batch_s": round(batch_s, 2), "batch_runs_s": [round(x, 2) for x in batch_runs],
         "naive_s": round(naive_s, 2), "naive_s_with_context_creation": round(min(r[1] for r in naive_runs), 2),
         "ratio_naive_over_batch": round(naive_s / batch_s, 2), "target_ratio": TARGET_BATCH,
@@ -454,7 +454,7 @@ def _memory_child(lines: int, kv: str, read: int) -> None:
         engine = Engine(settings, registry)
         sources = _sources_from_text(document_text(lines))
         plan = engine.plan(spec, sources)
-        config = engine.backend(spec).config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
+        config = engine.backend(spec).config(plan)
         prefix, _ = engine._tokens(spec, prompts_instructions(), engine.render_documents(sources), "q", None)
         runtime = local_host(spec, tmp / "s", n_threads=settings.n_threads)
         gc.collect()
@@ -473,15 +473,15 @@ def _memory_child(lines: int, kv: str, read: int) -> None:
         runtime.free()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    predicted = plan.weights_bytes + plan.kv_bytes + plan.compute_bytes
+    predicted = plan.kv.weights_bytes + plan.kv.kv_bytes + plan.kv.compute_bytes
     measured = rss_read - rss0
     mib = lambda b: round(b / 2**20, 1)  # noqa: E731
     print(json.dumps({
         "prompt_tokens": plan.prompt_tokens, "tokens_read": len(prefix),
-        "n_ctx": plan.n_ctx, "type_k": plan.type_k, "flash_attn": plan.flash_attn,
-        "yarn_factor": plan.yarn_factor, "predicted_weights_MiB": mib(plan.weights_bytes),
-        "predicted_kv_MiB": mib(plan.kv_bytes), "predicted_compute_MiB": mib(plan.compute_bytes),
-        "predicted_MiB": mib(predicted), "plan_margin_MiB": mib(plan.margin_bytes),
+        "n_ctx": plan.n_ctx, "type_k": plan.kv.type_k, "flash_attn": plan.kv.flash_attn,
+        "yarn_factor": plan.kv.yarn_factor, "predicted_weights_MiB": mib(plan.kv.weights_bytes),
+        "predicted_kv_MiB": mib(plan.kv.kv_bytes), "predicted_compute_MiB": mib(plan.kv.compute_bytes),
+        "predicted_MiB": mib(predicted), "plan_margin_MiB": mib(plan.kv.margin_bytes),
         "measured_rss_growth_after_context_MiB": mib(rss_ctx - rss0),
         "measured_rss_growth_after_reading_MiB": mib(measured),
         "baseline_rss_MiB": mib(rss0), "peak_rss_MiB": mib(peak), "peak_rss_before_context_MiB": mib(peak0),

@@ -33,7 +33,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from docqa.documents import DocumentService
-from docqa.engine.engine import Engine
+from docqa.engine.engine import Answer, Engine
 from docqa.engine.models import ModelRegistry
 from docqa.errors import InvalidRequest, NotFound, short_id
 from docqa.rules import check_document_ids, check_max_tokens, check_mode, check_question_tokens, clean_question
@@ -215,7 +215,8 @@ class BatchService:
     def _check_question(self, spec: Any, index: int, question: Any) -> str:
         label = f"Question {index + 1}"
         q = clean_question(question, self.settings.question_tokens, label)
-        check_question_tokens(q, self.engine.count(spec, q), self.settings.question_tokens, label)
+        # counted as Engine.prepare counts it when the item is answered (the prompt's question piece)
+        check_question_tokens(q, self.engine.count_question(spec, q), self.settings.question_tokens, label)
         return q
 
     # -- read -----------------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ class BatchService:
             "question_index": it.question_index, "question": it.question, "status": it.status,
             "answer": it.answer, "thinking": it.thinking or "", "citations": it.citations or [], "mode": it.mode,
             "timings": it.timings or {}, "error": it.error, "attempts": it.attempts,
-            "claims": [], "grounding": {}, "notes": [], "coverage": None, "draft": None, **(it.extra or {}),
+            **Answer.from_record(it.extra or {}).extra(),  # the answer's record, as a live answer has it
         }
 
     # -- cancel ---------------------------------------------------------------------------------------

@@ -301,18 +301,20 @@ def plan(settings: Settings, files: tuple[Path, ...], model: str | None, mode: s
         return
     mib = 1024**2
     click.echo(p.summary())
-    if p.backend != "local":  # a remote server's context: no KV bytes or ladder to show
+    kv = p.kv
+    if kv is None:  # a remote server's context: no KV bytes or ladder to show
         click.echo(f"  tokens        {p.prompt_tokens:,} prompt + {p.question_tokens:,} question + "
                    f"{p.answer_tokens:,} answer; served context {p.n_ctx:,} (trained {p.n_ctx_train:,})")
         return
     click.echo(f"  mode          {p.mode} — {p.reason}")
     click.echo(f"  tokens        {p.prompt_tokens:,} prompt + {p.question_tokens:,} question + "
                f"{p.answer_tokens:,} answer → n_ctx {p.n_ctx:,} (trained {p.n_ctx_train:,})")
-    click.echo(f"  cache         {p.type_k}/{p.type_v}, flash attention {'on' if p.flash_attn else 'off'}, "
-               f"YaRN {f'×{p.yarn_factor:g}' if p.yarn_factor else 'off'}")
-    click.echo(f"  memory        KV {p.kv_bytes / mib:,.1f} MiB + compute {p.compute_bytes / mib:,.1f} MiB + "
-               f"weights {p.weights_bytes / mib:,.1f} MiB + margin {p.margin_bytes / mib:,.0f} MiB = "
-               f"{p.needed_bytes / mib:,.1f} MiB of {p.available_bytes / mib:,.1f} MiB available ({p.memory_source})")
+    click.echo(f"  cache         {kv.type_k}/{kv.type_v}, flash attention {'on' if kv.flash_attn else 'off'}, "
+               f"YaRN {f'×{kv.yarn_factor:g}' if kv.yarn_factor else 'off'}")
+    click.echo(f"  memory        KV {kv.kv_bytes / mib:,.1f} MiB + compute {kv.compute_bytes / mib:,.1f} MiB + "
+               f"weights {kv.weights_bytes / mib:,.1f} MiB + margin {kv.margin_bytes / mib:,.0f} MiB = "
+               f"{kv.needed_bytes / mib:,.1f} MiB of {kv.available_bytes / mib:,.1f} MiB available "
+               f"({kv.memory_source})")
     if p.mode == "chunked":
         click.echo(f"  chunks        {p.n_chunks} of {p.chunk_ctx:,} tokens")
     for step in p.steps:

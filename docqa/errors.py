@@ -120,6 +120,13 @@ def short_id(value: str, limit: int = 40) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"
 
 
+class ModelUnavailable(DocqaError):
+    """The model cannot be used now (its file is missing, changed or unreadable)."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
 class RemoteUnavailable(DocqaError):
     """No server of a remote model answers (each named, with what happened)."""
 

@@ -1,39 +1,40 @@
 """Read-ahead: read a document set's prefix before anyone asks about it.
 
 When a session is opened (or documents are chosen on the page: POST /api/read-ahead), the documents'
-prompt prefix is read into the model's KV cache in the background, in the lowest priority class of
-the model's queue (runtime.py): it runs only when nothing else waits, and yields at its next slice as
-soon as a question or a batch item arrives, keeping what it read (a partial snapshot, runner.py), to
-resume when the model is idle again. In whole-document mode it reads the documents' prefix; in
-chunked mode the first chunks. At most `DOCQA_READ_AHEAD_TOKENS` tokens per set. Its snapshot is
-saved as a question's is, except that it never evicts a snapshot used since the read-ahead was asked
-for (state_cache.StateCache.evict). A question on the set then starts where the reading got to:
-its timings say `prefix_source: "read-ahead"` and `read_ahead_tokens`. A deleted document's
-read-ahead is stopped; `DOCQA_READ_AHEAD=false` turns it all off.
+prompt prefix is read into the model's prefix cache in the background, under a ticket of the lowest
+priority class (runtime.py): on the local runner it runs only when nothing else waits, and yields at
+its next slice as soon as a question or a batch item arrives, keeping what it read (a partial
+snapshot, runner.py), to resume when the model is idle again; on remote servers (which have no
+priorities) it waits until no question or batch item holds a ticket, then has a slot read it. In
+whole-document mode it reads the documents' prefix; in chunked mode the first chunks.
 
-This sits above the backend: it only queues `Work(read_ahead=True)` jobs; the local runner reads them
-in slices. A remote backend (llama-server's `n_predict: 0` with `cache_prompt`) can serve the same
-jobs (not built here).
+`DOCQA_READ_AHEAD_TOKENS` means the same on every backend: at most that many prefix tokens per set,
+counted from the start (a prefix longer than what is left is read up to it). What it reads is kept as
+a question's reading is, except that it never evicts a snapshot used since the read-ahead was asked
+for (state_cache.StateCache.evict). A question on the set then starts where the reading got to: its
+timings say `prefix_source: "read-ahead"` and `read_ahead_tokens`. A deleted document's read-ahead is
+stopped; `DOCQA_READ_AHEAD=false` turns it all off.
+
+This is a use case above the engine: it asks the engine for the set's prefixes and each backend to
+read them (`Backend.read_ahead`); it knows nothing of runners or servers.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from docqa.engine.backend import Backend, PrefixRead, Spec, Ticket
 from docqa.engine.budget import Plan
-from docqa.engine.models import Spec
-from docqa.engine.runtime import YIELD_SLICE, Job, _Requeue
-from docqa.engine.work import Cancelled, Sampling
+from docqa.engine.engine import Engine, PrefixAt
+from docqa.engine.sources import Sources
+from docqa.engine.work import Cancelled
 from docqa.errors import DocqaError
-
-if TYPE_CHECKING:
-    from docqa.engine.engine import Engine, Sources
 
 log = logging.getLogger(__name__)
 KEEP = 64  # read-aheads remembered for health and the plan
@@ -44,7 +45,7 @@ class Reading:
     """One document set's read-ahead, as health shows it."""
 
     model: str
-    owner: str
+    principal: str
     document_ids: list[str]
     mode: str
     tokens_total: int  # the prefix tokens (whole mode) or the chunks' (chunked) that a question reads first
@@ -53,13 +54,20 @@ class Reading:
     tokens_done: int = 0
     reason: str | None = None
     started_at: float = field(default_factory=time.time)
-    jobs: list[Job] = field(default_factory=list)
-    cancels: list[threading.Event] = field(default_factory=list)  # a remote read-ahead's request
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "document_ids": self.document_ids, "mode": self.mode, "state": self.state,
                 "tokens_done": self.tokens_done, "tokens_total": self.tokens_total,
                 "tokens_limit": self.tokens_limit, "reason": self.reason}
+
+    def yielded(self) -> None:
+        """It gave the model to higher-priority work; it goes on when the model is idle again."""
+        self.state = "yielded"
+
+    @property
+    def over(self) -> bool:
+        return self.state in ("stopped", "failed")
 
 
 class ReadAhead:
@@ -67,157 +75,88 @@ class ReadAhead:
         self.engine = engine
         self.settings = engine.settings
         self._lock = threading.Lock()
-        self._readings: OrderedDict[tuple[str, ...], Reading] = OrderedDict()
-        self._keys: dict[tuple[Any, ...], list[str]] = {}  # (model, documents, layout) -> snapshot keys
+        self._readings: OrderedDict[tuple[Any, ...], Reading] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
         return bool(self.settings.read_ahead) and self.settings.read_ahead_tokens > 0
 
-    def start(self, spec: Spec, plan: Plan, sources: Sources, owner: str = "") -> dict[str, Any]:
+    def start(self, spec: Spec, plan: Plan, sources: Sources, principal: str = "") -> dict[str, Any]:
         """Start reading `sources` ahead under `plan` (idempotent: a set already read, queued or being read
         is left as it is). Returns what health shows for it."""
         ids = [str(d.id) for d, _ in sources]
         if not self.enabled:
             return {"state": "off", "document_ids": ids, "reason": "read-ahead is turned off (DOCQA_READ_AHEAD)"}
-        backend = self.engine.backend(spec)
-        if not hasattr(backend, "runtime"):  # remote: the server reads the prefix into a slot's cache
-            return self._start_remote(spec, plan, sources, owner, backend)
-        prefixes = self.engine.prefixes(spec, plan, sources)
-        keys = tuple(k for _, _, k in prefixes)
-        self._remember(self._layout(spec, plan, sources), list(keys))
-        limit = self.settings.read_ahead_tokens
-        total = sum(len(p) for p, _, _ in prefixes)
+        key = (spec.name, spec.identity, tuple((d.id, d.sha256) for d, _ in sources), repr(plan.kv), plan.mode,
+               plan.n_ctx, plan.chunk_ctx)
         with self._lock:
-            found = self._readings.get(keys)
-            if found is not None and found.state not in ("stopped", "failed"):
-                self._readings.move_to_end(keys)
+            found = self._readings.get(key)
+            if found is not None and not found.over:
+                self._readings.move_to_end(key)
                 return found.to_dict()
-            reading = Reading(spec.name, owner, ids, plan.mode, total, min(total, limit))
-            self._readings[keys] = reading
+        backend = self.engine.backend(spec)
+        limit = self.settings.read_ahead_tokens
+        prefixes = self.engine.prefixes(spec, plan, sources)
+        total = sum(len(p.tokens) for p in prefixes)
+        reading = Reading(spec.name, principal, ids, plan.mode, total, min(total, limit))
+        with self._lock:
+            self._readings[key] = reading
             while len(self._readings) > KEEP:
                 self._readings.popitem(last=False)
-        runtime = self.engine.runtime(spec)
+        todo: list[tuple[PrefixAt, int]] = []  # what is not kept yet, and how many of its tokens to read
         budget = limit
-        for prefix, config, key in prefixes:
+        for p in prefixes:
             if budget <= 0:
                 break
-            n = min(len(prefix), budget)
+            n = min(len(p.tokens), budget)
             budget -= n
-            if self.engine.cache.has(key):  # read before (a question, an earlier read-ahead): nothing to do
+            if backend.holds(plan, p.n_ctx, p.tokens, yarn=p.yarn):  # read before (a question, a read-ahead)
                 reading.tokens_done += n
-                continue
-            job = Job(config=config, prefix=prefix, suffix=[], state_key=key, max_tokens=0, sampling=Sampling(),
-                      stream=False, progress=True, read_ahead=True, read_limit=n if n < len(prefix) else 0,
-                      slice_tokens=YIELD_SLICE,
-                      evict_before=reading.started_at)
-            base = reading.tokens_done
-            job.on_progress = lambda p, _r=reading, _b=base: self._progress(_r, _b, p)
-            reading.jobs.append(job)
-        if not reading.jobs:
+            else:
+                todo.append((p, n))
+        if not todo:
             reading.state, reading.reason = "done", "already read"
             return reading.to_dict()
         try:
-            place = runtime.reserve("read_ahead", owner)
-        except DocqaError as exc:  # the model is stopped (it kept crashing): nothing is read
+            ticket = backend.reserve("read_ahead", principal)
+        except DocqaError as exc:  # the model is stopped (it kept crashing) or unreachable: nothing is read
             reading.state, reading.reason = "failed", exc.detail
             return reading.to_dict()
-        self._chain(runtime, place, reading, list(reading.jobs))
+        threading.Thread(target=self._read, args=(backend, plan, todo, ticket, reading), daemon=True,
+                         name="docqa-read-ahead").start()
         return reading.to_dict()
 
-    def _start_remote(self, spec: Spec, plan: Plan, sources: Sources, owner: str, backend: Any) -> dict[str, Any]:
-        """llama-server reads a prefix into a slot's prompt cache when asked for no tokens (`n_predict: 0`,
-        `cache_prompt`); the question is then routed to that slot (prefix affinity) and reuses it. The
-        server has no priorities: a read-ahead holds its slot until read (a question may take another)."""
-        from docqa.engine.backend import Request
-
-        ids = [str(d.id) for d, _ in sources]
-        limit = self.settings.read_ahead_tokens
-        prefixes = self.engine.prefix_tokens(spec, plan, sources)[:1]  # chunked: the first chunk
-        if not prefixes or len(prefixes[0]) > limit:
-            return {"state": "off", "document_ids": ids,
-                    "reason": f"the documents' prefix is longer than DOCQA_READ_AHEAD_TOKENS ({limit:,})"}
-        keys = ("remote", spec.name, *ids, plan.mode, str(len(prefixes[0])))
-        with self._lock:
-            found = self._readings.get(keys)
-            if found is not None and found.state not in ("stopped", "failed"):
-                self._readings.move_to_end(keys)
-                return found.to_dict()
-            reading = Reading(spec.name, owner, ids, plan.mode, len(prefixes[0]), len(prefixes[0]))
-            self._readings[keys] = reading
-            while len(self._readings) > KEEP:
-                self._readings.popitem(last=False)
-        cancel = threading.Event()
-        reading.cancels.append(cancel)
-
-        def progress(p: dict[str, Any]) -> None:
-            reading.state = "reading"
-            reading.tokens_done = max(reading.tokens_done, int(p.get("tokens_done", 0)))
-
-        def run() -> None:
+    def _read(self, backend: Backend, plan: Plan, todo: list[tuple[PrefixAt, int]], ticket: Ticket,
+              reading: Reading) -> None:
+        """Read the set's prefixes one after another under its one ticket (released when done)."""
+        with ticket:
             try:
-                with backend.reserve("read_ahead", owner) as slot:
-                    if cancel.is_set():
-                        return
-                    reading.state = "reading"
-                    backend.generate(Request(plan=plan, n_ctx=plan.n_ctx, prefix=prefixes[0], suffix=[], max_tokens=0,
-                                             sampling=Sampling(temperature=0.0), cancel=cancel,
-                                             on_progress=progress), slot)
-                reading.state, reading.tokens_done = "done", len(prefixes[0])
+                for p, n in todo:
+                    if reading.cancel.is_set():
+                        raise Cancelled("The read-ahead was stopped.")
+                    base = reading.tokens_done
+                    backend.read_ahead(PrefixRead(
+                        plan=plan, n_ctx=p.n_ctx, prefix=p.tokens, limit=n if n < len(p.tokens) else 0, yarn=p.yarn,
+                        cancel=reading.cancel, evict_before=reading.started_at,
+                        on_progress=functools.partial(self._progress, reading, base),
+                        on_yield=reading.yielded,
+                    ), ticket)
+                    reading.tokens_done = base + n
+                reading.state = "done"
             except Cancelled:
                 reading.state, reading.reason = "stopped", reading.reason or "cancelled"
-            except Exception as exc:  # noqa: BLE001 - a read-ahead never fails anything else
-                if reading.state != "stopped":
-                    reading.state = "failed"
-                    reading.reason = exc.detail if isinstance(exc, DocqaError) else (str(exc) or type(exc).__name__)
-
-        threading.Thread(target=run, daemon=True, name="read-ahead-remote").start()
-        return reading.to_dict()
-
-    def _chain(self, runtime: Any, place: Any, reading: Reading, jobs: list[Job]) -> None:
-        """Run the set's jobs one after another (each queued when the previous ends), under one place."""
-        if not jobs or reading.state in ("stopped", "failed"):
-            place.release()
-            if reading.state not in ("stopped", "failed"):
-                reading.state = "done"
-            return
-        job, rest = jobs[0], jobs[1:]
-        base = reading.tokens_done
-
-        def run(j: Job) -> Any:
-            reading.state = "reading"
-            try:
-                return runtime._run(j)
-            except _Requeue:
-                reading.state = "yielded"
-                raise
-
-        try:
-            future: Future[Any] = runtime.submit(run, job, place=place)
-        except RuntimeError:  # the model's queue closed meanwhile
-            place.release()
-            return
-
-        def finished(f: Future[Any]) -> None:
-            try:
-                f.result()
-            except Cancelled:
-                reading.state = "stopped"
-                reading.reason = reading.reason or "cancelled"
             except DocqaError as exc:
-                reading.state, reading.reason = "failed", exc.detail
+                if not reading.over:
+                    reading.state, reading.reason = "failed", exc.detail
             except Exception as exc:  # noqa: BLE001 - a read-ahead never fails anything else
-                if not f.cancelled():
-                    log.warning("read-ahead of %s failed: %s", reading.document_ids, exc)
-                reading.state, reading.reason = "failed", str(exc) or type(exc).__name__
-            else:
-                reading.tokens_done = base + (job.read_limit or len(job.prefix))
-            self._chain(runtime, place, reading, rest)
-
-        future.add_done_callback(finished)
+                log.warning("read-ahead of %s failed: %s", reading.document_ids, exc)
+                if not reading.over:
+                    reading.state, reading.reason = "failed", str(exc) or type(exc).__name__
 
     @staticmethod
     def _progress(reading: Reading, base: int, p: dict[str, Any]) -> None:
+        if not reading.over:
+            reading.state = "reading"
         reading.tokens_done = max(reading.tokens_done, base + int(p.get("tokens_done", 0)))
 
     def stop_documents(self, document_ids: list[str] | str) -> int:
@@ -229,10 +168,7 @@ class ReadAhead:
         for r in readings:
             if gone & set(r.document_ids) and r.state in ("queued", "reading", "yielded"):
                 r.state, r.reason = "stopped", "a document was deleted"
-                for job in r.jobs:
-                    job.cancel.set()
-                for cancel in r.cancels:
-                    cancel.set()
+                r.cancel.set()
                 stopped += 1
         return stopped
 
@@ -244,15 +180,12 @@ class ReadAhead:
             readings = list(self._readings.values())
         dropped = 0
         for r in readings:
-            if r.owner != owner or r.state not in ("queued", "reading", "yielded"):
+            if r.principal != owner or r.state not in ("queued", "reading", "yielded"):
                 continue
             if kept is not None and (r.model, sorted(r.document_ids), r.mode) == kept:
                 continue
             r.state, r.reason = "stopped", "dropped: the documents are no longer chosen"
-            for job in r.jobs:
-                job.cancel.set()
-            for cancel in r.cancels:
-                cancel.set()
+            r.cancel.set()
             dropped += 1
         return dropped
 
@@ -263,26 +196,6 @@ class ReadAhead:
         counts: dict[str, int] = {}
         for r in readings:
             counts[r.state] = counts.get(r.state, 0) + 1
-        mine = [r.to_dict() for r in readings if principal is not None and r.owner == principal]
+        mine = [r.to_dict() for r in readings if principal is not None and r.principal == principal]
         return {"enabled": self.enabled, "tokens_limit": self.settings.read_ahead_tokens, "counts": counts,
                 "sets": mine[-16:]}
-
-    def already_read(self, spec: Spec, plan: Plan, sources: Sources) -> bool:
-        """True when a question on `sources` would start from a snapshot (a question or a read-ahead read
-        it before): the first context's prefix is on disk."""
-        keys = self._keys.get(self._layout(spec, plan, sources))
-        if keys is None:
-            keys = [k for _, _, k in self.engine.prefixes(spec, plan, sources)[:1]]
-            self._remember(self._layout(spec, plan, sources), keys)
-        return bool(keys) and self.engine.cache.has(keys[0])
-
-    def _remember(self, layout: tuple[Any, ...], keys: list[str]) -> None:
-        with self._lock:
-            if len(self._keys) > 4 * KEEP:
-                self._keys.clear()
-            self._keys[layout] = keys
-
-    @staticmethod
-    def _layout(spec: Spec, plan: Plan, sources: Sources) -> tuple[Any, ...]:
-        return (spec.identity, tuple((d.id, d.sha256) for d, _ in sources), plan.mode, plan.n_ctx,
-                plan.chunk_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)

@@ -11,22 +11,23 @@ assistant message's `extra`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select, update
 
 from docqa.documents import DocumentService
-from docqa.engine.backend import Slot
-from docqa.engine.budget import Plan, Step
-from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Sources
-from docqa.engine.models import ModelRegistry, Spec
+from docqa.engine.backend import Spec
+from docqa.engine.budget import Plan
+from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Prepared, Sources
+from docqa.engine.models import ModelRegistry
 from docqa.engine.sources import from_rows
 from docqa.errors import ClientGone, DocqaError, InvalidRequest, NotFound, short_id
+from docqa.readahead import ReadAhead
 from docqa.reading import ReadingRates
 from docqa.rules import check_document_ids, clean_question
 from docqa.store.db import Database
-from docqa.store.models import ChatSession, Message, SessionDocument
+from docqa.store.models import ChatSession, Message, SessionDocument, utcnow
 from docqa.text import clean_text
 
 
@@ -36,16 +37,16 @@ class DocumentsGone(DocqaError):
 
 
 @dataclass
-class Prepared:
-    """A question that passed every check, with what answering it needs."""
+class Accepted:
+    """A session's question that passed every check, with what answering it needs."""
 
     session_id: str
     spec: Spec
     plan: Plan
     sources: Sources
-    question: str
-    owner: str  # the principal the session and every source document belong to
-    place: Slot  # in the model's queue; released when the question ends (Engine.answer), or if dropped
+    question: str  # as stored (for a continuation: the request to continue)
+    principal: str  # whom the session and every source document belong to
+    prepared: Prepared  # what the model is asked, checked once, with its ticket in the model's queue
     turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (question, answer), oldest first
     continues: bool = False  # the question asks to continue the last answer (stored as such)
     asked: str = ""  # continues: the question the unfinished answer answers (what the model is asked again)
@@ -58,21 +59,18 @@ TITLE_CHARS = 80  # a session titled by its first question keeps this much of it
 
 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
-    names = {f.name for f in fields(Plan)}
-    values = {k: v for k, v in d.items() if k in names}
-    values["steps"] = [Step(**s) for s in d.get("steps", [])]
-    return Plan(**values)
+    return Plan.from_dict(d)
 
 
 class SessionService:
-    def __init__(self, db: Database, documents: DocumentService, registry: ModelRegistry, engine: Engine) -> None:
+    def __init__(self, db: Database, documents: DocumentService, registry: ModelRegistry, engine: Engine,
+                 reading: ReadAhead | None = None) -> None:
         self.db = db
         self.documents = documents
         self.registry = registry
         self.engine = engine
         self.rates = ReadingRates(db)
-        self._snapshot_keys: dict[tuple[Any, ...], str] = {}  # plan → its prefix's state key (oldest first)
-        self._keys_lock = threading.Lock()
+        self.reading = reading or ReadAhead(engine)
 
     def sources(self, document_ids: list[str], owner: str = "") -> Sources:
         check_document_ids(document_ids)
@@ -92,29 +90,12 @@ class SessionService:
         spec = self.registry.get(model)
         sources = self.sources(document_ids, owner)
         plan = self.engine.plan(spec, sources, mode)
-        snapshot = self._has_snapshot(spec, plan, sources)
+        snapshot = self.engine.holds(spec, plan, sources) if plan.mode == "whole" else False
         tokens = plan.prompt_tokens if plan.mode == "whole" else plan.prompt_tokens + (plan.n_chunks or 0) * 200
         reading = self.rates.estimate(spec.identity, tokens).to_dict()
         # already_read: a question or a read-ahead (readahead.py) read these documents; the first question
         # starts from the snapshot
         return {**plan.to_dict(), "reading": reading, "snapshot": snapshot, "already_read": snapshot}
-
-    def _has_snapshot(self, spec: Spec, plan: Plan, sources: Sources) -> bool:
-        """Whether a KV snapshot of the plan's reading is on disk. The prefix is tokenized only when some
-        snapshot exists, and its key is kept per (model, documents, context), so ticking boxes stays cheap."""
-        if plan.mode != "whole" or not self.engine.cache.entries():
-            return False
-        ident = (spec.identity, tuple((d.id, d.sha256) for d, _ in sources), plan.n_ctx, plan.type_k,
-                 plan.flash_attn, plan.yarn_factor)
-        with self._keys_lock:
-            key = self._snapshot_keys.get(ident)
-        if key is None:
-            key = self.engine.prefix_state_key(spec, plan, sources) or ""
-            with self._keys_lock:
-                self._snapshot_keys[ident] = key
-                while len(self._snapshot_keys) > 64:
-                    self._snapshot_keys.pop(next(iter(self._snapshot_keys)))
-        return bool(key) and (self.engine.cache.root / f"{key}.kv").exists()
 
     def create(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
                title: str | None = None, owner: str = "", cancel: threading.Event | None = None) -> ChatSession:
@@ -140,7 +121,7 @@ class SessionService:
     def read_ahead(self, spec: Spec, plan: Plan, document_ids: list[str], owner: str = "") -> dict[str, Any]:
         """Start reading the documents in the background (readahead.py); never fails the caller."""
         try:
-            return self.engine.read_ahead.start(spec, plan, self.sources(document_ids, owner), owner)
+            return self.reading.start(spec, plan, self.sources(document_ids, owner), owner)
         except DocqaError as exc:
             return {"state": "failed", "document_ids": list(document_ids), "reason": exc.detail}
 
@@ -166,18 +147,16 @@ class SessionService:
             s.delete(s.get(ChatSession, session_id))
 
     def prepare(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
-                continues: bool = False) -> Prepared:
+                continues: bool = False) -> Accepted:
         """Every check that can refuse a question, run before any work starts: a streamed answer
-        has already sent its 200 once the first event is out, so a refusal must come first."""
+        has already sent its 200 once the first event is out, so a refusal must come first. The
+        question itself is checked once, by Engine.prepare, which takes its ticket last."""
         session = self.get(session_id, owner)
         ids = [link.document_id for link in session.links]
         if not ids or len(ids) < len(session.plan.get("document_ids", ids)):
             raise DocumentsGone("The documents of this session were deleted; open a new session.")
         spec = self.registry.get(session.model)
         plan = plan_from_dict(session.plan)
-        question = clean_question(question, self.engine.settings.question_tokens)
-        self.engine.check_question(spec, question, opts, plan)
-        self.engine.sampling(spec, opts.sampling)
         sources = self.sources(ids, owner)
         turns = conversation(session.messages) if opts.history else []
         asked = partial = ""
@@ -188,22 +167,22 @@ class SessionService:
             # the cut answer goes on in its own turn, from the model's own words (its draft, if withheld)
             (asked, partial) = every[-1]
             turns = conversation(_before_last_turn(session.messages)) if opts.history else []
-        # Last, the question takes its place in the model's queue, or is refused (503 + Retry-After)
+        # Last, the question takes its ticket in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        place = self.engine.reserve(spec, "interactive", owner)
-        return Prepared(session_id, spec, plan, sources, question, owner, place, turns, continues, asked, partial)
+        prepared = self.engine.prepare(spec, plan, asked or question, opts, principal=owner)
+        stored = clean_question(question, self.engine.settings.question_tokens) if continues else prepared.question
+        return Accepted(session_id, spec, plan, sources, stored, owner, prepared, turns, continues, asked, partial)
 
     def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
-            prepared: Prepared | None = None) -> Answer:
-        p = prepared or self.prepare(session_id, question, opts, owner)
-        if p.session_id != session_id or p.owner != owner:
-            p.place.release()
-            raise NotFound(f"There is no session with id {short_id(session_id)}.")
-        if p.continues:
-            opts = replace(opts, continue_from=p.partial)
-        answer = self.engine.answer(p.spec, p.plan, p.sources, p.asked or p.question, opts, on_event, cancel,
-                                    p.place, turns=p.turns)
+            accepted: Accepted | None = None) -> Answer:
+        p = accepted or self.prepare(session_id, question, opts, owner)
+        with p.prepared.ticket:
+            if p.session_id != session_id or p.principal != owner:
+                raise NotFound(f"There is no session with id {short_id(session_id)}.")
+            if p.continues:
+                opts = replace(opts, continue_from=p.partial)
+            answer = self.engine.run(p.spec, p.plan, p.sources, p.prepared, opts, on_event, cancel, turns=p.turns)
         with self.db.transaction() as s:
             s.add(Message(session_id=session_id, role="user", content=p.question, timings={},
                           extra={"continues": True} if p.continues else {}))
@@ -211,9 +190,7 @@ class SessionService:
                 session_id=session_id, role="assistant", content=answer.answer, thinking=answer.thinking or None,
                 citations=answer.citations, mode=answer.mode,
                 timings={**answer.timings, "model_identity": p.spec.identity},  # reading.py keys rates by it
-                extra={"coverage": answer.coverage, "notes": answer.notes, "stop_reason": answer.stop_reason,
-                       "claims": answer.claims, "grounding": answer.grounding, "history": answer.history,
-                       "draft": answer.draft},
+                extra=answer.extra(),  # every field of the live answer: nothing is lost by storing it
             ))
             s.execute(update(ChatSession).where(ChatSession.id == session_id).values(updated_at=_now()))
             session = s.get(ChatSession, session_id)
@@ -268,6 +245,4 @@ def _title_of(question: str) -> str:
 
 
 def _now():  # noqa: ANN202
-    from docqa.store.models import utcnow
-
     return utcnow()

@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from docqa.access import parse_api_keys, parse_rate
+from docqa.hosts import parse_hosts
+
 
 def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "docqa"
@@ -268,16 +271,12 @@ class Settings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _valid_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        from docqa.access import parse_api_keys
-
         parse_api_keys(value.get_secret_value() if value is not None else None)  # ValueError with a sentence
         return value
 
     @field_validator("rate_uploads", "rate_questions")
     @classmethod
     def _valid_rate(cls, value: str) -> str:
-        from docqa.access import parse_rate
-
         parse_rate(value)
         return value.strip()
 
@@ -317,8 +316,6 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts")
     @classmethod
     def _valid_hosts(cls, value: str | None) -> str | None:
-        from docqa.hosts import parse_hosts
-
         parse_hosts(value)
         return value
 

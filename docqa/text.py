@@ -16,3 +16,12 @@ def clean_text(text: str) -> str:
     shows the same as another must be the same name ("contract\u200b.pdf" is "contract.pdf")."""
     text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
     return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
+
+def squash(text: str) -> str:
+    """The form two texts are compared in when a quote is looked for: NFKC, case folded, without quote
+    marks, whitespace runs as one space (citations and grounding match quotes in it)."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[\"“”«»'‘’`]", "", text)
+    return re.sub(r"\s+", " ", text).strip()

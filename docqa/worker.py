@@ -12,10 +12,10 @@ PostgreSQL database works the same batches, each item exactly once:
   lost (another worker took the item over, or the batch was cancelled) the answer is stopped;
 - write answer, citations, mode, timings and `done` in one transaction, only where the lease is
   still ours and the item still running: an answer is never written twice;
-- at start, give back the items whose lease expired or whose owner is gone. On PostgreSQL each worker
-  holds an advisory lock named after its lease owner for as long as it lives (released by the server
-  when its connection dies, whatever host it ran on): a lease whose lock is free has a dead owner. On
-  SQLite (one host) the owner is gone when its pid no longer runs. A crash between claim and write
+- at start, give back the items whose lease expired or whose lease holder is gone. On PostgreSQL each
+  worker holds an advisory lock named after its lease holder for as long as it lives (released by the
+  server when its connection dies, whatever host it ran on): a lease whose lock is free has a dead
+  holder. On SQLite (one host) the holder is gone when its pid no longer runs. A crash between claim and write
   loses only that one answer, which is redone, never duplicated; a live instance's items are never
   taken before their lease expires;
 - after `batch_max_attempts` claims an item is marked failed with the reason; errors that
@@ -50,7 +50,7 @@ from docqa.store.models import Batch, BatchItem, utcnow
 
 log = logging.getLogger(__name__)
 
-_LIVE_OWNERS: set[str] = set()  # lease owners of the workers running in this process
+_LIVE_HOLDERS: set[str] = set()  # lease holders of the workers running in this process
 _HOST = socket.gethostname()
 
 
@@ -74,22 +74,22 @@ class BatchWorker:
         self.heartbeat_s = max(0.5, self.lease.total_seconds() / 4)
         self.max_attempts = max_attempts or service.settings.batch_max_attempts
         self.poll_s = poll_s
-        self.owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_holder = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._current: Claim | None = None
         self._last: tuple[str, str | None] | None = None  # (batch, document) answered last
-        self._last_owner: str | None = None  # the principal served last (round robin between principals)
-        self._last_by_owner: dict[str, tuple[str, str | None]] = {}  # each principal's set answered last
+        self._last_principal: str | None = None  # the principal served last (round robin between principals)
+        self._last_by_principal: dict[str, tuple[str, str | None]] = {}  # each principal's set answered last
         self._sources: tuple[tuple[str, str | None], Sources] | None = None
         self._alive: Any = None  # the advisory lock marking this worker alive (PostgreSQL)
-        _LIVE_OWNERS.add(self.owner)
+        _LIVE_HOLDERS.add(self.lease_holder)
 
     # -- life cycle -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._alive = self.db.hold("worker", self.owner)
+        self._alive = self.db.hold("worker", self.lease_holder)
         self.service.subscribe(self._on_event)
         self._thread = threading.Thread(target=self._loop, name="docqa-batch-worker", daemon=True)
         self._thread.start()
@@ -103,7 +103,7 @@ class BatchWorker:
         if self._thread is not None:
             self._thread.join(timeout)
         self.service.unsubscribe(self._on_event)
-        _LIVE_OWNERS.discard(self.owner)
+        _LIVE_HOLDERS.discard(self.lease_holder)
         self.db.release(self._alive)
         self._alive = None
 
@@ -145,24 +145,24 @@ class BatchWorker:
         except Exception:  # noqa: BLE001 - a broken connection: its lock is gone
             self.db.release(self._alive)
             self._alive = None
-        self._alive = self.db.hold("worker", self.owner)
+        self._alive = self.db.hold("worker", self.lease_holder)
 
-    def _owner_gone(self, owner: str | None) -> bool:
-        """True when `owner` is a worker that no longer runs: on PostgreSQL, its liveness lock is free; on
+    def _holder_gone(self, holder: str | None) -> bool:
+        """True when `holder` is a worker that no longer runs: on PostgreSQL, its liveness lock is free; on
         SQLite, a process of this host that no longer runs."""
-        if not owner:
+        if not holder:
             return True
-        if owner in _LIVE_OWNERS:
+        if holder in _LIVE_HOLDERS:
             return False
-        held = self.db.held_elsewhere("worker", owner)
+        held = self.db.held_elsewhere("worker", holder)
         if held is not None:
             return not held
-        parts = owner.rsplit(":", 2)  # host:pid:random
+        parts = holder.rsplit(":", 2)  # host:pid:random
         if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
             return False
         pid = int(parts[1])
         if pid == os.getpid():
-            return owner not in _LIVE_OWNERS  # an earlier life of this pid (e.g. pid 1 in a container)
+            return holder not in _LIVE_HOLDERS  # an earlier life of this pid (e.g. pid 1 in a container)
         try:
             return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
@@ -171,14 +171,14 @@ class BatchWorker:
             return False
 
     def reclaim(self) -> int:
-        """Give back (running → queued) the items whose lease expired or whose owner is gone."""
+        """Give back (running → queued) the items whose lease expired or whose lease holder is gone."""
         now = utcnow()
         with self.db.immediate() as s:
             rows = s.execute(select(BatchItem.id, BatchItem.lease_owner, BatchItem.lease_expires_at)
                              .where(BatchItem.status == "running")
                              .with_for_update(skip_locked=True)).all()  # SQLite: its write lock already
-            stale = [i for i, owner, expires in rows
-                     if expires is None or expires <= now or self._owner_gone(owner)]
+            stale = [i for i, holder, expires in rows
+                     if expires is None or expires <= now or self._holder_gone(holder)]
             if stale:
                 s.execute(update(BatchItem).where(BatchItem.id.in_(stale), BatchItem.status == "running")
                           .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
@@ -199,13 +199,13 @@ class BatchWorker:
                          .with_for_update(skip_locked=True))
                 if batch_id is not None:
                     query = query.where(BatchItem.batch_id == batch_id)
-                # Principals take turns (round robin): the next owner after the last one served, among
+                # Principals take turns (round robin): the next principal after the last one served, among
                 # those with items to answer, so one principal's long batch cannot starve another's.
-                owner = self._next_owner(s, claimable, batch_id)
-                if owner is not None:
-                    query = query.where(BatchItem.batch_id.in_(select(Batch.id).where(Batch.owner == owner)))
+                principal = self._next_principal(s, claimable, batch_id)
+                if principal is not None:
+                    query = query.where(BatchItem.batch_id.in_(select(Batch.id).where(Batch.owner == principal)))
                 item = None
-                last = self._last_by_owner.get(owner or "") if owner is not None else self._last
+                last = self._last_by_principal.get(principal) if principal is not None else self._last
                 if last is not None:  # the same document set first: its prefix is resident (or snapshotted)
                     last_batch, last_doc = last
                     item = s.scalars(query.where(BatchItem.batch_id == last_batch,
@@ -224,10 +224,10 @@ class BatchWorker:
                     refresh_status(s, item.batch_id)
                     continue
                 item.status = "running"
-                if owner is not None:
-                    self._last_owner = owner
-                    self._last_by_owner[owner] = (item.batch_id, item.document_id)
-                item.lease_owner = self.owner
+                if principal is not None:
+                    self._last_principal = principal
+                    self._last_by_principal[principal] = (item.batch_id, item.document_id)
+                item.lease_owner = self.lease_holder
                 item.lease_expires_at = now + self.lease
                 item.attempts += 1
                 item.updated_at = now
@@ -235,16 +235,16 @@ class BatchWorker:
                 refresh_status(s, item.batch_id)
                 return Claim(item.id, item.batch_id, item.document_id, item.question, item.attempts)
 
-    def _next_owner(self, s: Any, claimable: Any, batch_id: str | None) -> str | None:
+    def _next_principal(self, s: Any, claimable: Any, batch_id: str | None) -> str | None:
         """The principal whose turn it is; None when only one has items (no turns to take)."""
         if batch_id is not None:
             return None
-        owners = sorted(set(s.scalars(select(Batch.owner).join(BatchItem, BatchItem.batch_id == Batch.id)
+        principals = sorted(set(s.scalars(select(Batch.owner).join(BatchItem, BatchItem.batch_id == Batch.id)
                                       .where(claimable))))
-        if len(owners) < 2:
+        if len(principals) < 2:
             return None
-        after = [o for o in owners if self._last_owner is not None and o > self._last_owner]
-        return after[0] if after else owners[0]
+        after = [o for o in principals if self._last_principal is not None and o > self._last_principal]
+        return after[0] if after else principals[0]
 
     def _heartbeat(self, claim: Claim, done: threading.Event) -> None:
         while not done.wait(self.heartbeat_s):
@@ -252,7 +252,7 @@ class BatchWorker:
                 with self.db.immediate() as s:
                     held = s.execute(
                         update(BatchItem)
-                        .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.owner,
+                        .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.lease_holder,
                                BatchItem.status == "running")
                         .values(lease_expires_at=utcnow() + self.lease)
                         .execution_options(synchronize_session=False)
@@ -273,7 +273,7 @@ class BatchWorker:
                 changes["attempts"] = BatchItem.attempts - 1
             written = s.execute(
                 update(BatchItem)
-                .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.owner,
+                .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.lease_holder,
                        BatchItem.status == "running")
                 .values(**changes).execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]
@@ -317,8 +317,10 @@ class BatchWorker:
             options = batch.options or {}
             opts = AskOptions(thinking=options.get("thinking"), max_tokens=options.get("max_tokens"),
                               sampling=options.get("sampling") or {}, history=False)  # each question alone
-            answer = self.engine.answer(spec, plan, sources, claim.question, opts, None, claim.cancel,
-                                        klass="batch", principal=batch.owner)
+            # checked once (its tokens, budget and sampling), its ticket taken last, in the batch class
+            prepared = self.engine.prepare(spec, plan, claim.question, opts, klass="batch", principal=batch.owner)
+            with prepared.ticket:
+                answer = self.engine.run(spec, plan, sources, prepared, opts, None, claim.cancel)
         except Cancelled:
             if self._stop.is_set():  # shutting down: someone else (or the next start) answers it
                 self._finish(claim, "queued", uncount=True)
@@ -348,8 +350,7 @@ class BatchWorker:
             timings = {**answer.timings, "item_s": round(time.perf_counter() - t0, 3), "model_identity": spec.identity}
             self._finish(claim, "done", answer=answer.answer, thinking=answer.thinking or None,
                          citations=answer.citations, mode=answer.mode, timings=timings, error=None,
-                         extra={"claims": answer.claims, "grounding": answer.grounding, "notes": answer.notes,
-                                "coverage": answer.coverage, "draft": answer.draft})
+                         extra=answer.extra())
 
     def _sources_for(self, batch: Batch, document_id: str | None) -> Sources:
         key = (batch.id, document_id)

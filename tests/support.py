@@ -37,3 +37,12 @@ def settled(client: Any, model: str = "default", timeout: float = 60.0) -> None:
     while busy():  # the snapshot is copied after the answer, then written to disk by a thread of the runner
         assert time.monotonic() < deadline, "the runner never became idle"
         time.sleep(0.05)
+
+
+def local_runtime(engine: Any, spec: Any) -> Any:
+    """The local runner's queue and process behind `spec` (a test looks inside it; the engine never does)."""
+    from docqa.engine.local import LocalBackend
+
+    backend = engine.backend(spec)
+    assert isinstance(backend, LocalBackend), backend
+    return backend.runtime

@@ -120,13 +120,14 @@ def assistant_view(answer: dict) -> dict:
     return {"content": answer["answer"], "thinking": answer["thinking"], "citations": answer["citations"],
             "mode": answer["mode"], "timings": answer["timings"], "coverage": answer["coverage"],
             "notes": answer["notes"], "stop_reason": answer["stop_reason"], "claims": answer["claims"],
-            "grounding": answer["grounding"], "history": answer["history"]}
+            "grounding": answer["grounding"], "history": answer["history"], "draft": answer["draft"],
+            "search": answer["search"]}
 
 
 def stored_view(message: dict) -> dict:
     """A stored answer without what only the history keeps (the model's identity, for reading.py's rates)."""
-    view = {k: message.get(k) for k in ("content", "thinking", "citations", "mode", "timings", "coverage", "notes",
-                                        "stop_reason", "claims", "grounding", "history")}
+    view = {k: message[k] for k in ("content", "thinking", "citations", "mode", "timings", "coverage", "notes",
+                                    "stop_reason", "claims", "grounding", "history", "draft", "search")}
     view["timings"] = {k: v for k, v in (view["timings"] or {}).items() if k != "model_identity"}
     return view
 

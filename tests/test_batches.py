@@ -81,6 +81,9 @@ def test_batch_reads_the_document_once(client):
     for item in results:
         assert item["status"] == "done" and item["document_id"] is None and item["error"] is None
         assert item["answer"].strip() and item["mode"] == "whole" and item["attempts"] == 1
+        # the answer's whole record, as a live answer has it: nothing is dropped by storing it
+        assert item["stop_reason"] in ("eos", "length") and item["history"]["enabled"] is False, item
+        assert "search" in item and "draft" in item
     sources = [r["timings"]["prefix_source"] for r in results]
     prefill = [r["timings"]["prefill_tokens"] for r in results]
     assert sources.count("evaluated") == 1 and sources.count("memory") == 4, sources

@@ -20,7 +20,9 @@ from docqa.engine.budget import (
     ContextBudgetExceeded,
     Memory,
     ModelShape,
+    Plan,
     PlanRequest,
+    ServedContext,
     make_plan,
     pad_ctx,
     probe_memory,
@@ -276,34 +278,51 @@ def need(shape: ModelShape, req: PlanRequest, n_ctx: int, ct: str, flash: bool) 
 
 def test_ample_memory_reads_the_whole_document_in_f16(shape: ModelShape) -> None:
     plan = make_plan(request(shape, 3000))
-    assert (plan.mode, plan.type_k, plan.type_v, plan.yarn_factor, plan.flash_attn) == ("whole", "f16", "f16", None,
-                                                                                           False)
+    kv = plan.kv
+    assert kv is not None and plan.served is None and plan.backend == "local"
+    assert (plan.mode, kv.type_k, kv.type_v, kv.yarn_factor, kv.flash_attn) == ("whole", "f16", "f16", None, False)
     assert plan.n_ctx == pad_ctx(3000 + 256 + 512) == 3840
-    assert plan.kv_bytes == 3840 * 23040 and plan.kv_bytes_per_token == 23040
+    assert plan.kv.kv_bytes == 3840 * 23040 and plan.kv.kv_bytes_per_token == 23040
     assert [s.name for s in plan.steps] == ["whole (f16 KV)"] and plan.steps[0].fits
-    assert plan.needed_bytes == plan.kv_bytes + plan.compute_bytes + plan.weights_bytes + plan.margin_bytes
+    assert kv.needed_bytes == kv.kv_bytes + kv.compute_bytes + kv.weights_bytes + kv.margin_bytes
     d = plan.to_dict()
-    assert d["needed_bytes"] == plan.needed_bytes and d["memory_source"] == "DOCQA_MEMORY_BUDGET"
+    assert d["needed_bytes"] == kv.needed_bytes and d["memory_source"] == "DOCQA_MEMORY_BUDGET"
     assert d["summary"].startswith("whole document, 3,000 tokens in a 3,840-token context, KV ")
+    assert Plan.from_dict(d) == plan  # what a session stores is the plan it was made with
+
+
+def test_a_remote_plan_has_a_served_context_and_no_kv_layout() -> None:
+    """A plan is the common fields plus the local KV layout or the context a server serves, never both; a
+    remote plan stored before it had a type of its own (type_k "server", 0 bytes) reads as a served one."""
+    old = {"mode": "whole", "reason": "served context 4,096 tokens on http://a:1; the documents need 900 → whole",
+           "model": "big", "prompt_tokens": 100, "question_tokens": 256, "answer_tokens": 512, "n_ctx": 4096,
+           "n_ctx_train": 8192, "type_k": "server", "type_v": "server", "flash_attn": False, "yarn_factor": None,
+           "kv_bytes": 0, "kv_bytes_per_token": 0, "compute_bytes": 0, "weights_bytes": 0, "margin_bytes": 0,
+           "available_bytes": 0, "memory_source": "remote", "steps": [], "backend": "remote"}
+    plan = Plan.from_dict(old)
+    assert plan.kv is None and plan.served == ServedContext(4096, []) and plan.backend == "remote"
+    d = plan.to_dict()
+    assert "kv_bytes" not in d and "type_k" not in d and d["served_ctx"] == 4096 and d["backend"] == "remote"
+    assert d["summary"] == old["reason"] and Plan.from_dict(d) == plan
 
 
 def test_auto_flash_attention_is_off_while_the_scores_buffer_stays_small(shape: ModelShape) -> None:
     """DOCQA_FLASH_ATTN unset: off (faster questions and answers on the CPU, bench/results/flash.json) while
     the attention scores it needs instead fit in FLASH_OFF_MAX_COMPUTE; on past that, and whenever set."""
     small, large = make_plan(request(shape, 6000)), make_plan(request(shape, 40000))
-    assert small.flash_attn is False and small.compute_bytes == shape.compute_bytes(small.n_ctx, 512, False)
+    assert small.kv.flash_attn is False and small.kv.compute_bytes == shape.compute_bytes(small.n_ctx, 512, False)
     assert shape.compute_bytes(small.n_ctx, 512, False) <= FLASH_OFF_MAX_COMPUTE
-    assert large.flash_attn is True and shape.compute_bytes(large.n_ctx, 512, False) > FLASH_OFF_MAX_COMPUTE
-    assert large.compute_bytes == shape.compute_bytes(large.n_ctx, 512, True)
-    assert make_plan(request(shape, 6000, flash_attn=True)).flash_attn is True
-    assert make_plan(request(shape, 40000, flash_attn=False)).flash_attn is False
+    assert large.kv.flash_attn is True and shape.compute_bytes(large.n_ctx, 512, False) > FLASH_OFF_MAX_COMPUTE
+    assert large.kv.compute_bytes == shape.compute_bytes(large.n_ctx, 512, True)
+    assert make_plan(request(shape, 6000, flash_attn=True)).kv.flash_attn is True
+    assert make_plan(request(shape, 40000, flash_attn=False)).kv.flash_attn is False
 
 
 @pytest.mark.parametrize(("prompt_tokens", "factor"), [(14000, 2.0), (40000, 8.0)])
 def test_beyond_the_trained_context_yarn_stretches_it(shape: ModelShape, prompt_tokens: int, factor: float) -> None:
     plan = make_plan(request(shape, prompt_tokens))
-    assert plan.mode == "whole" and plan.type_k == "f16"
-    assert plan.yarn_factor == factor
+    assert plan.mode == "whole" and plan.kv.type_k == "f16"
+    assert plan.kv.yarn_factor == factor
     assert plan.n_ctx >= prompt_tokens + 768 and plan.n_ctx <= factor * 8192
     assert "YaRN" in plan.steps[-1].name and plan.steps[-1].yarn_factor == factor
     assert f"YaRN ×{factor:g}" in plan.reason and f"YaRN ×{factor:g}" in plan.summary()
@@ -315,7 +334,7 @@ def test_a_yarn_factor_over_the_cap_falls_to_chunks(shape: ModelShape) -> None:
     assert plan.mode == "chunked"
     assert "the cap is ×4 (DOCQA_MAX_YARN_FACTOR)" in plan.reason and "YaRN ×8" in plan.reason
     assert plan.chunk_ctx == plan.n_ctx == 8192  # chunk_context (32,768) capped by the trained context
-    assert plan.yarn_factor is None and plan.type_k == "f16"
+    assert plan.kv.yarn_factor is None and plan.kv.type_k == "f16"
     assert plan.n_chunks == math.ceil(40000 / (8192 - 256 - 512 - 256))
     assert not plan.steps[0].fits and plan.steps[0].needed_bytes > 0
 
@@ -327,12 +346,12 @@ def test_memory_between_f16_and_q8_0_quantizes_the_cache(shape: ModelShape) -> N
     q8_need = need(shape, probe, n_ctx, "q8_0", True)
     assert q8_need < f16_need
     plan = make_plan(request(shape, 6000, available=f16_need - 1, flash_attn=False))
-    assert plan.mode == "whole" and plan.type_k == plan.type_v == "q8_0"
-    assert plan.flash_attn is True  # a quantized V cache needs flash attention, whatever was asked
+    assert plan.mode == "whole" and plan.kv.type_k == plan.kv.type_v == "q8_0"
+    assert plan.kv.flash_attn is True  # a quantized V cache needs flash attention, whatever was asked
     assert [(s.name, s.fits, s.needed_bytes) for s in plan.steps] == [
         ("whole (f16 KV)", False, f16_need), ("whole (q8_0 KV)", True, q8_need)]
     assert "quantized to q8_0" in plan.reason
-    assert plan.needed_bytes == q8_need
+    assert plan.kv.needed_bytes == q8_need
 
 
 def test_memory_below_q4_0_reads_in_chunks(shape: ModelShape) -> None:
@@ -342,13 +361,13 @@ def test_memory_below_q4_0_reads_in_chunks(shape: ModelShape) -> None:
     chunk_need = need(shape, probe, 8192, "f16", False)  # auto: an 8,192-token chunk reads without flash attention
     assert chunk_need < q4_need
     plan = make_plan(request(shape, 60000, available=q4_need - 1))
-    assert plan.mode == "chunked" and plan.type_k == "f16" and plan.chunk_ctx == 8192
+    assert plan.mode == "chunked" and plan.kv.type_k == "f16" and plan.chunk_ctx == 8192
     assert [s.name for s in plan.steps] == ["whole + YaRN (f16 KV)", "whole + YaRN (q8_0 KV)", "whole + YaRN (q4_0 KV)",
                                             "chunked (f16 KV)"]
     assert [s.fits for s in plan.steps] == [False, False, False, True]
     assert plan.reason.startswith("not enough memory for one context")
     assert f"{q4_need / GIB:.2f} GiB even with q4_0 KV" in plan.reason
-    assert plan.needed_bytes == chunk_need
+    assert plan.kv.needed_bytes == chunk_need
     assert plan.summary().startswith(f"chunked: {plan.n_chunks} chunks of 8,192 tokens")
 
 
@@ -393,7 +412,7 @@ def test_no_memory_source_at_all_still_plans(shape: ModelShape) -> None:
     req = PlanRequest(model_name="smol", shape=shape, prompt_tokens=1000, question_tokens=256, answer_tokens=512,
                       memory=Memory(8 * GIB, None, None, None))
     plan = make_plan(req)
-    assert plan.mode == "whole" and plan.memory_source.startswith("default")
+    assert plan.mode == "whole" and plan.kv.memory_source.startswith("default")
 
 
 QWEN3_4B = ModelShape(architecture="qwen3", n_layer=36, n_ctx_train=262144, n_embd=2560, n_head=32, n_head_kv=8,
@@ -408,9 +427,9 @@ def test_qwen3_4b_arithmetic() -> None:
 
     plan = make_plan(PlanRequest(model_name="qwen3", shape=QWEN3_4B, prompt_tokens=200_000, question_tokens=256,
                                  answer_tokens=2048, memory=memory(64 * GIB)))
-    assert plan.mode == "whole" and plan.type_k == "f16" and plan.yarn_factor is None
+    assert plan.mode == "whole" and plan.kv.type_k == "f16" and plan.kv.yarn_factor is None
     assert plan.n_ctx == pad_ctx(202_304) == 202_496
-    assert plan.kv_bytes == 202_496 * 147456
+    assert plan.kv.kv_bytes == 202_496 * 147456
 
 
 # --- where available memory comes from -----------------------------------------------------------

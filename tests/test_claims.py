@@ -23,7 +23,7 @@ from docqa.settings import Settings
 from docqa.store.db import Database, migrate
 from docqa.store.files import BlobStore
 from docqa.store.models import Batch, BatchItem, utcnow
-from docqa.worker import _LIVE_OWNERS, BatchWorker
+from docqa.worker import _LIVE_HOLDERS, BatchWorker
 
 
 def _service(settings: Settings) -> BatchService:
@@ -90,19 +90,19 @@ def test_reclaim_gives_back_only_what_a_dead_worker_held(settings: Settings) -> 
     live_service, other_service = _service(settings), _service(settings)
     batch_id = _batch(live_service.db, 2)
     live = BatchWorker(live_service, lease_s=60)
-    live._alive = live_service.db.hold("worker", live.owner)  # what start() takes
+    live._alive = live_service.db.hold("worker", live.lease_holder)  # what start() takes
     dead = BatchWorker(other_service, lease_s=60)  # never started: its owner holds no lock, as after a SIGKILL
     first, second = live.claim(batch_id), dead.claim(batch_id)
     assert first is not None and second is not None
     dead.stop(0)  # its owner is forgotten, as a process that died (SQLite: an earlier life of this pid)
     if live_service.db.shared:  # as if the live worker ran in another process: only its advisory lock tells
-        _LIVE_OWNERS.discard(live.owner)
+        _LIVE_HOLDERS.discard(live.lease_holder)
     try:
         restarted = BatchWorker(_service(settings), lease_s=60)
         assert restarted.reclaim() == 1
         with live_service.db.reader() as s:
             statuses = {i.id: (i.status, i.lease_owner) for i in s.query(BatchItem)}
-        assert statuses[first.item_id] == ("running", live.owner)  # alive: left alone, its lease runs
+        assert statuses[first.item_id] == ("running", live.lease_holder)  # alive: left alone, its lease runs
         assert statuses[second.item_id] == ("queued", None)  # dead: queued again at once
         # an expired lease is claimable by any worker, the live owner's included
         with live_service.db.transaction() as s:
@@ -111,7 +111,7 @@ def test_reclaim_gives_back_only_what_a_dead_worker_held(settings: Settings) -> 
         assert taken is not None and {taken.item_id} <= {first.item_id, second.item_id}
         restarted.db.dispose()
     finally:
-        _LIVE_OWNERS.discard(live.owner)
+        _LIVE_HOLDERS.discard(live.lease_holder)
         live_service.db.release(live._alive)
         live_service.db.dispose()
         other_service.db.dispose()
@@ -137,4 +137,4 @@ def test_principals_batches_take_turns(settings: Settings) -> None:
         with service.db.reader() as s:
             assert s.get(Batch, first).status == "done"
     finally:
-        _LIVE_OWNERS.discard(worker.owner)
+        _LIVE_HOLDERS.discard(worker.lease_holder)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import threading
 import time
@@ -23,12 +22,14 @@ import httpx
 import pytest
 
 from bench.load import run as run_load
+from docqa.engine.backend import Ticket
 from docqa.engine.engine import AskOptions, Engine
 from docqa.engine.models import ModelRegistry
-from docqa.engine.runtime import QueueFull
+from docqa.engine.work import QueueFull
 from docqa.settings import Settings
 from docqa.store.models import Document, Section
 from tests.browser import Server
+from tests.support import local_runtime
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1",
               "DOCQA_PRINCIPAL_CONCURRENCY": "64"}  # the model queue is what is tested here, not the gate
@@ -191,29 +192,30 @@ def test_load_on_two_instances_sharing_postgresql_keeps_every_row_and_answer(tmp
 # --- a question's place in the queue: taken when it is accepted, held to its end --------------------
 
 
-def test_a_place_is_held_from_acceptance_to_the_end_and_released_once(tmp_path: Path) -> None:
+def test_a_ticket_is_held_from_acceptance_to_the_end_and_released_once(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, seed=1, queue_size=0)
     registry = ModelRegistry(settings)
     engine = Engine(settings, registry)
-    runtime = engine.runtime(registry.get(None))
+    runtime = local_runtime(engine, registry.get(None))
     try:
-        place = runtime.reserve()
-        assert runtime.status()["queue_depth"] == 1
-        with pytest.raises(QueueFull) as refused:
-            runtime.reserve()
-        assert refused.value.status_code == 503 and refused.value.extra["queue_size"] == 0
-        # jobs run under the place are neither counted again nor refused, however many there are
-        assert [runtime.submit(lambda n: n * 2, n, place=place).result() for n in range(3)] == [0, 2, 4]
-        assert runtime.status()["queue_depth"] == 1
-        place.release()
-        place.release()  # a second release is a no-op, never a negative count
-        assert runtime.status()["queue_depth"] == 0
-        with runtime.reserve():
+        with runtime.reserve() as ticket:
             assert runtime.status()["queue_depth"] == 1
+            with pytest.raises(QueueFull) as refused:
+                runtime.reserve()
+            assert refused.value.status_code == 503 and refused.value.extra["queue_size"] == 0
+            # jobs run under the ticket are neither counted again nor refused, however many there are
+            assert [runtime.submit(lambda n: n * 2, n, ticket=ticket).result() for n in range(3)] == [0, 2, 4]
+            assert runtime.status()["queue_depth"] == 1
+        assert runtime.status()["queue_depth"] == 0 and not ticket.held
+        with ticket:  # a second end is a no-op, never a negative count
+            pass
         assert runtime.status()["queue_depth"] == 0
-        runtime.reserve()  # dropped without release (a request lost between acceptance and start)
-        gc.collect()
+        with pytest.raises(RuntimeError), runtime.reserve():  # however its block ends, it is given back
+            assert runtime.status()["queue_depth"] == 1
+            raise RuntimeError("the request failed between its acceptance and its answer")
         assert runtime.status()["queue_depth"] == 0
+        # one way to give it back: its `with` block (no release() to forget, no garbage-collector safety net)
+        assert not hasattr(Ticket, "release") and not hasattr(Ticket, "__del__")
     finally:
         engine.close()
 
@@ -237,7 +239,8 @@ def test_a_chunked_question_is_never_refused_halfway(tmp_path: Path) -> None:
     def competitor() -> None:  # another question trying to get in, all along
         while not done.is_set():
             try:
-                engine.runtime(spec).reserve().release()
+                with engine.reserve(spec):
+                    pass
                 attempts.append("accepted")
             except QueueFull:
                 attempts.append("refused")
@@ -246,15 +249,15 @@ def test_a_chunked_question_is_never_refused_halfway(tmp_path: Path) -> None:
     progress: list[dict[str, Any]] = []
     thread = threading.Thread(target=competitor)
     try:
-        with engine.runtime(spec).reserve() as place:
+        with engine.reserve(spec) as ticket:
             thread.start()
             answer = engine.answer(spec, plan, sources, "Which family rents bed 12?",
                                    AskOptions(max_tokens=16, sampling={"temperature": 0, "seed": 1}),
                                    on_event=lambda kind, p: progress.append(p) if kind == "progress" else None,
-                                   place=place)
+                                   ticket=ticket)
             done.set()
             thread.join()
-        assert engine.runtime(spec).status()["queue_depth"] == 0
+        assert engine.model_health(spec)["queue_depth"] == 0
     finally:
         done.set()
         engine.close()

@@ -10,6 +10,7 @@ tokens; answers a few tokens, greedy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 import time
@@ -28,7 +29,7 @@ from docqa.engine.state_cache import ContextConfig, StateCache, copy_state
 from docqa.engine.work import QueueFull
 from docqa.settings import Settings
 from docqa.web.app import create_app
-from tests.support import LOOPBACK, settled
+from tests.support import LOOPBACK, local_runtime, settled
 
 GREEDY = {"temperature": 0, "seed": 1}
 FILLER = ["The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again."]
@@ -223,29 +224,29 @@ def test_classes_are_served_in_order_and_principals_take_turns(tmp_path: Path) -
     settings = Settings(data_dir=tmp_path, seed=1, queue_size=8)
     registry = ModelRegistry(settings)
     engine = Engine(settings, registry)
-    runtime = engine.runtime(registry.get(None))
+    runtime = local_runtime(engine, registry.get(None))
     order: list[str] = []
     gate = threading.Event()
     try:
-        blocker = runtime.reserve("interactive", "x")
-        first = runtime.submit(gate.wait, 30, place=blocker)
-        time.sleep(0.2)
-        places = {(k, p): runtime.reserve(k, p) for k in ("read_ahead", "batch", "interactive") for p in ("a", "b")}
-        futures = []
-        for n in range(2):  # a's jobs queued before b's, each class in reverse priority order
-            for k in ("read_ahead", "batch", "interactive"):
-                for p in ("a", "b"):
-                    futures.append(runtime.submit(order.append, f"{k}:{p}{n}", place=places[(k, p)]))
-        gate.set()
-        first.result(10)
-        for f in futures:
-            f.result(10)
+        with contextlib.ExitStack() as held:
+            blocker = held.enter_context(runtime.reserve("interactive", "x"))
+            first = runtime.submit(gate.wait, 30, ticket=blocker)
+            time.sleep(0.2)
+            tickets = {(k, p): held.enter_context(runtime.reserve(k, p))
+                       for k in ("read_ahead", "batch", "interactive") for p in ("a", "b")}
+            futures = []
+            for n in range(2):  # a's jobs queued before b's, each class in reverse priority order
+                for k in ("read_ahead", "batch", "interactive"):
+                    for p in ("a", "b"):
+                        futures.append(runtime.submit(order.append, f"{k}:{p}{n}", ticket=tickets[(k, p)]))
+            gate.set()
+            first.result(10)
+            for f in futures:
+                f.result(10)
         assert order == ["interactive:a0", "interactive:b0", "interactive:a1", "interactive:b1",
                          "batch:a0", "batch:b0", "batch:a1", "batch:b1",
                          "read_ahead:a0", "read_ahead:b0", "read_ahead:a1", "read_ahead:b1"], order
-        blocker.release()
-        for place in places.values():
-            place.release()
+        assert runtime.status()["queue_depth"] == 0
     finally:
         engine.close()
 
@@ -254,21 +255,19 @@ def test_queue_bounds_and_retry_after_count_only_the_classes_ahead(tmp_path: Pat
     settings = Settings(data_dir=tmp_path, seed=1, queue_size=0)
     registry = ModelRegistry(settings)
     engine = Engine(settings, registry)
-    runtime = engine.runtime(registry.get(None))
+    runtime = local_runtime(engine, registry.get(None))
     try:
-        batch = runtime.reserve("batch", "a")
-        ahead = runtime.reserve("read_ahead", "a")
-        with runtime.reserve("interactive", "b"):  # a batch item (or a read-ahead) never keeps a person out
-            assert runtime.status()["classes"]["interactive"]["places"] == 1
-            with pytest.raises(QueueFull) as refused:
-                runtime.reserve("interactive", "c")
-            assert refused.value.extra["priority"] == "interactive" and refused.value.extra["waiting"] == 0
-            with pytest.raises(QueueFull):
-                runtime.reserve("batch", "c")
-        runtime.reserve("read_ahead", "c").release()  # read-ahead is never refused nor counted
-        assert runtime.status()["queue_depth"] == 1  # the batch item; read-aheads are not counted
-        batch.release()
-        ahead.release()
+        with runtime.reserve("batch", "a"), runtime.reserve("read_ahead", "a"):
+            with runtime.reserve("interactive", "b"):  # a batch item (or a read-ahead) never keeps a person out
+                assert runtime.status()["classes"]["interactive"]["places"] == 1
+                with pytest.raises(QueueFull) as refused:
+                    runtime.reserve("interactive", "c")
+                assert refused.value.extra["priority"] == "interactive" and refused.value.extra["waiting"] == 0
+                with pytest.raises(QueueFull):
+                    runtime.reserve("batch", "c")
+            with runtime.reserve("read_ahead", "c"):  # read-ahead is never refused nor counted
+                assert runtime.status()["queue_depth"] == 1  # the batch item; read-aheads are not counted
+        assert runtime.status()["queue_depth"] == 0
     finally:
         engine.close()
 

@@ -28,6 +28,7 @@ from docqa.engine.work import ModelCrashed, ModelFailed
 from docqa.settings import Settings
 from docqa.store.models import Document, Section
 from tests.browser import Server
+from tests.support import local_runtime
 from tests.test_faults import GARDEN, assert_no_half_answers, gone_within, upload
 
 SERVER_ENV = {"DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "0", "DOCQA_SEED": "1", "DOCQA_N_BATCH": "64"}
@@ -220,7 +221,7 @@ def test_a_runner_that_crashes_at_every_start_is_marked_failed_not_looped(tmp_pa
     engine, spec = engine_for(tmp_path, model=str(model))
     sources = beds_sources()
     plan = engine.plan(spec, sources)
-    runtime = engine.runtime(spec)
+    runtime = local_runtime(engine, spec)
     runtime.fault = "start"
     try:
         for _ in range(2):
@@ -238,7 +239,7 @@ def test_a_runner_that_crashes_at_every_start_is_marked_failed_not_looped(tmp_pa
         assert health["runner"]["state"] == "failed" and health["runner"]["failed"] == failed.value.detail
         # refused at once from now on: no fourth process is started
         with pytest.raises(ModelFailed):
-            engine.runtime(spec).reserve()
+            engine.reserve(spec)
         assert engine.model_health(spec)["runner"]["restarts"] == 0
 
         # the model file changes (here: copied back over itself): it may be started again, and answers
@@ -260,12 +261,13 @@ def test_an_idle_runner_is_unloaded_after_its_keep_alive_and_loaded_again(tmp_pa
         assert status["state"] == "ready" and status["resident_bytes"] > 10 * 2**20
         runner = psutil.Process(status["pid"])
         # a loaded runner's memory is counted as free when planning for its own model (it gives it back first)
-        held, probed = engine.runtime(spec).resident_bytes(), probe_memory(None)
-        assert probed.mem_available is not None
-        assert engine.memory_for(spec).mem_available - probed.mem_available > held // 2
+        held, probed = engine.backend(spec).resources().resident_bytes, probe_memory(None)
+        memory = engine.backend(spec).resources().memory
+        assert probed.mem_available is not None and memory is not None and memory.mem_available is not None
+        assert memory.mem_available - probed.mem_available > held // 2
         wait_for(lambda: engine.model_health(spec)["runner"]["state"] == "unloaded", timeout=10, every=0.2)
         assert gone_within([runner], 2) == [] and engine.model_health(spec)["loaded"] is False
-        assert engine.runtime(spec).resident_bytes() == 0
+        assert engine.backend(spec).resources().resident_bytes == 0
         again = engine.answer(spec, plan, sources, "What does bed 4 grow?", OPTS)
         assert again.timings["prefix_source"] == "disk" and again.answer == first.answer
         assert engine.model_health(spec)["runner"]["pid"] not in (None, runner.pid)

@@ -25,7 +25,7 @@ A forced mode that does not fit is refused with the numbers; nothing is silently
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -190,15 +190,9 @@ class Step:
 
 
 @dataclass
-class Plan:
-    mode: str  # whole | chunked
-    reason: str
-    model: str
-    prompt_tokens: int
-    question_tokens: int
-    answer_tokens: int
-    n_ctx: int
-    n_ctx_train: int
+class KvLayout:
+    """How a local context is laid out in memory: the arithmetic above, for the chosen step."""
+
     type_k: str
     type_v: str
     flash_attn: bool
@@ -210,31 +204,81 @@ class Plan:
     margin_bytes: int
     available_bytes: int
     memory_source: str
-    n_chunks: int = 1
-    chunk_ctx: int | None = None
-    steps: list[Step] = field(default_factory=list)
-    history_tokens: int = 0  # room reserved for a conversation's earlier turns (oldest dropped past it)
-    backend: str = "local"  # local: KV bytes and the ladder; remote: the served context (reason says it)
 
     @property
     def needed_bytes(self) -> int:
         return self.kv_bytes + self.compute_bytes + self.weights_bytes + self.margin_bytes
 
+
+@dataclass
+class ServedContext:
+    """What a server gives one question: the context of one of its slots (the smallest over the servers
+    in rotation, since a question may fail over to any), and which servers those are."""
+
+    served_ctx: int
+    servers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """How a document set is read: the common fields, and either the local KV layout docqa allocates
+    (`kv`) or the context a server serves (`served`), never both."""
+
+    mode: str  # whole | chunked
+    reason: str
+    model: str
+    prompt_tokens: int
+    question_tokens: int
+    answer_tokens: int
+    n_ctx: int
+    n_ctx_train: int
+    n_chunks: int = 1
+    chunk_ctx: int | None = None
+    steps: list[Step] = field(default_factory=list)
+    history_tokens: int = 0  # room reserved for a conversation's earlier turns (oldest dropped past it)
+    kv: KvLayout | None = None
+    served: ServedContext | None = None
+
+    @property
+    def backend(self) -> str:
+        """local: KV bytes and the ladder; remote: the served context (the reason says it)."""
+        return "local" if self.kv is not None else "remote"
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["needed_bytes"] = self.needed_bytes
+        """Flat, as the API has always shown it: the common fields, then the layout's or the served
+        context's own (a remote plan has no KV bytes to show, so it shows none)."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("kv", "served")}
+        d["backend"] = self.backend
+        if self.kv is not None:
+            d.update(asdict(self.kv), needed_bytes=self.kv.needed_bytes)
+        if self.served is not None:
+            d.update(asdict(self.served))
         d["summary"] = self.summary()
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        """A plan as `to_dict` stored it (a session's, a batch's), including those stored before the
+        layout had a type of its own (a remote one then said type_k "server" and 0 bytes)."""
+        common = {f.name for f in fields(cls)} - {"kv", "served", "steps"}
+        plan = cls(**{k: v for k, v in d.items() if k in common},
+                   steps=[Step(**s) for s in d.get("steps", [])])
+        if d.get("backend", "local") == "local" and "type_k" in d:
+            plan.kv = KvLayout(**{f.name: d[f.name] for f in fields(KvLayout)})
+        elif d.get("backend") == "remote":
+            plan.served = ServedContext(int(d.get("served_ctx") or d["n_ctx"]), list(d.get("servers") or []))
+        return plan
+
     def summary(self) -> str:
-        if self.backend != "local":
+        kv = self.kv
+        if kv is None:
             return self.reason
         gb = lambda b: f"{b / GIB:.1f} GB" if b >= GIB / 10 else f"{b / 1024**2:.0f} MB"  # noqa: E731
         if self.mode == "whole":
-            yarn = f", YaRN ×{self.yarn_factor:g}" if self.yarn_factor else ""
+            yarn = f", YaRN ×{kv.yarn_factor:g}" if kv.yarn_factor else ""
             return (
                 f"whole document, {self.prompt_tokens:,} tokens in a {self.n_ctx:,}-token context{yarn}, "
-                f"KV {gb(self.kv_bytes)} ({self.type_k}) of {gb(self.available_bytes)} available"
+                f"KV {gb(kv.kv_bytes)} ({kv.type_k}) of {gb(kv.available_bytes)} available"
             )
         chunks = f"{self.n_chunks} chunk{'' if self.n_chunks == 1 else 's'}"
         return f"chunked: {chunks} of {self.chunk_ctx:,} tokens — {self.reason}"
@@ -379,9 +423,11 @@ def _plan(req: PlanRequest, mode: str, reason: str, n_ctx: int, ct: str, flash: 
     return Plan(
         mode=mode, reason=reason, model=req.model_name, prompt_tokens=req.prompt_tokens,
         question_tokens=req.question_tokens, answer_tokens=req.answer_tokens, n_ctx=n_ctx,
-        n_ctx_train=s.n_ctx_train, type_k=ct, type_v=ct, flash_attn=flash, yarn_factor=yarn,
-        kv_bytes=s.kv_bytes(n_ctx, ct, ct), kv_bytes_per_token=s.kv_bytes_per_token(ct, ct),
-        compute_bytes=s.compute_bytes(n_ctx, req.n_ubatch, flash), weights_bytes=s.weights_bytes,
-        margin_bytes=req.margin_bytes, available_bytes=req.memory.available, memory_source=req.memory.source,
-        steps=steps, history_tokens=req.history_tokens,
+        n_ctx_train=s.n_ctx_train, steps=steps, history_tokens=req.history_tokens,
+        kv=KvLayout(
+            type_k=ct, type_v=ct, flash_attn=flash, yarn_factor=yarn, kv_bytes=s.kv_bytes(n_ctx, ct, ct),
+            kv_bytes_per_token=s.kv_bytes_per_token(ct, ct), compute_bytes=s.compute_bytes(n_ctx, req.n_ubatch, flash),
+            weights_bytes=s.weights_bytes, margin_bytes=req.margin_bytes, available_bytes=req.memory.available,
+            memory_source=req.memory.source,
+        ),
     )

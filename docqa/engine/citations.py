@@ -15,12 +15,12 @@ case, spacing and quote styles) in the cited page, line range or paragraphs.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from docqa.engine import clause_cites
 from docqa.engine.sources import Document, Section
+from docqa.text import squash
 
 _MARKER = re.compile(
     r"\[(?:(?:(?P<pfile>[^\[\]\n:§¶]{1,300}?)[\s,]+)?p(?:age)?\.?\s*(?P<page>\d+)|(?P<path>[^\[\]\n:]{1,300}):L(?P<start>\d+)(?:\s*-\s*L?(?P<end>\d+))?)\]",
@@ -51,10 +51,9 @@ class Citation:
         return asdict(self)
 
 
-def squash(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"[\"“”«»'‘’`]", "", text)
-    return re.sub(r"\s+", " ", text).strip()
+def _of_clause(c: clause_cites.ClauseCite) -> Citation:
+    return Citation(c.document_id, c.filename, None, None, None, None, c.quote, c.verified, c.marker, c.origin,
+                    clause=c.clause, para_start=c.para_start, para_end=c.para_end)
 
 
 def extract_citations(answer: str, sources: list[tuple[Document, list[Section]]]) -> list[Citation]:
@@ -63,7 +62,7 @@ def extract_citations(answer: str, sources: list[tuple[Document, list[Section]]]
     for m in _markers(answer):
         quote = _nearby_quote(answer, m.start(), m.end())
         if m.re is clause_cites.MARKER:
-            cit = clause_cites.check(m, quote, sources)
+            cit = _of_clause(clause_cites.check(m, quote, sources))
         elif m.group("page"):
             cit = _check_page(int(m.group("page")), quote, sources, m.group(0), m.group("pfile"))
         else:
@@ -206,7 +205,7 @@ def attribute(answer: str, sources: list[tuple[Document, list[Section]]], thresh
 
 def _matched(doc: Document, sec: Section, quote: str) -> Citation:
     if sec.para_start is not None:
-        return clause_cites.matched(doc, sec, quote)
+        return _of_clause(clause_cites.matched(doc, sec, quote))
     if sec.page is not None:
         marker = f"[{sec.path} p. {sec.page}]" if sec.path else f"[p. {sec.page}]"
         return Citation(doc.id, doc.filename, sec.page, sec.path, None, None, quote, True, marker, "matched")

@@ -5,17 +5,33 @@ the heading is cited by (its number, else its text) and its text holds paragraph
 `para_start..para_end`, one per line. A citation is verified when its quote occurs in the cited
 paragraphs of a section of that clause (`§4.2` alone: anywhere in the clause; `¶2` without a
 clause: before the first heading). The file name is optional, as the page form has none.
+
+What it finds is a `ClauseCite`, which citations.py turns into its `Citation` (this module sits
+below citations.py and never imports it).
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from docqa.engine.sources import Document, Section
+from docqa.text import squash
 
-if TYPE_CHECKING:
-    from docqa.engine.citations import Citation
+
+@dataclass(frozen=True)
+class ClauseCite:
+    """A citation of a clause and paragraphs: citations.Citation's fields that such a citation has."""
+
+    document_id: str | None
+    filename: str | None
+    quote: str | None
+    verified: bool
+    marker: str
+    origin: str = "model"
+    clause: str | None = None
+    para_start: int | None = None
+    para_end: int | None = None
 
 MARKER = re.compile(
     r"\[(?=[^\[\]\n]*[§¶])(?:(?P<file>[^\[\]\n§¶]{1,300}?)[\s,]*)?"
@@ -36,9 +52,7 @@ def _same_clause(a: str | None, b: str | None) -> bool:
     return key(a) == key(b)
 
 
-def check(m: re.Match[str], quote: str | None, sources: list[tuple[Document, list[Section]]]) -> Citation:
-    from docqa.engine.citations import Citation, squash
-
+def check(m: re.Match[str], quote: str | None, sources: list[tuple[Document, list[Section]]]) -> ClauseCite:
     name = (m.group("file") or "").strip()
     clause = (m.group("clause") or "").strip() or None
     p1 = int(m.group("p1")) if m.group("p1") else None
@@ -61,17 +75,15 @@ def check(m: re.Match[str], quote: str | None, sources: list[tuple[Document, lis
                 continue
             first = first or doc
             if quote and squash(quote) and squash(quote) in squash(" ".join(lines[lo:hi])):
-                return Citation(doc.id, doc.filename, None, None, None, None, quote, True, m.group(0),
-                                clause=sec.clause, para_start=p1, para_end=p2)
-    return Citation(first.id if first else None, first.filename if first else None, None, None, None, None,
-                    quote, False, m.group(0), clause=clause, para_start=p1, para_end=p2)
+                return ClauseCite(doc.id, doc.filename, quote, True, m.group(0), clause=sec.clause, para_start=p1,
+                                  para_end=p2)
+    return ClauseCite(first.id if first else None, first.filename if first else None, quote, False, m.group(0),
+                      clause=clause, para_start=p1, para_end=p2)
 
 
-def matched(doc: Document, sec: Section, quote: str) -> Citation:
+def matched(doc: Document, sec: Section, quote: str) -> ClauseCite:
     """A citation docqa found itself (citations.attribute): the paragraph that holds `quote`."""
-    from docqa.engine.citations import Citation
-
     offset = sec.text[: sec.text.find(quote)].count("\n") if quote in sec.text else 0
     para = (sec.para_start or 1) + offset
-    return Citation(doc.id, doc.filename, None, None, None, None, quote, True, marker(doc, sec, para), "matched",
-                    clause=sec.clause, para_start=para, para_end=para)
+    return ClauseCite(doc.id, doc.filename, quote, True, marker(doc, sec, para), "matched", clause=sec.clause,
+                      para_start=para, para_end=para)

@@ -22,19 +22,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from docqa.engine import grounding, loops, prompts
-from docqa.engine.backend import Backend, PlanNeeds, Request, Slot
-from docqa.engine.budget import ContextBudgetExceeded, Memory, Plan
+from docqa.engine.backend import Backend, PlanNeeds, Request, Spec, Ticket
+from docqa.engine.budget import ContextBudgetExceeded, Plan
 from docqa.engine.chunking import Part, pack, parts_of
 from docqa.engine.citations import extract_citations, verbatim_spans
 from docqa.engine.grounding import Grounder, Passage
-from docqa.engine.models import ModelRegistry, Spec
-from docqa.engine.sampling import document_sampling
+from docqa.engine.models import ModelRegistry
+from docqa.engine.sampling import Sampling, choose
 from docqa.engine.sources import Document, Sources
-from docqa.engine.state_cache import StateCache, state_key
 from docqa.engine.token_counts import TokenCounts
-from docqa.engine.work import ContextAllocationFailed, Generation, Sampling
-from docqa.errors import DocqaError, InvalidRequest
-from docqa.rules import check_max_tokens, check_mode, check_question_tokens
+from docqa.engine.work import ContextAllocationFailed, Generation
+from docqa.errors import DocqaError
+from docqa.rules import check_max_tokens, check_mode, check_question_tokens, clean_question
 from docqa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,12 @@ class Answer:
     draft: str | None = None  # the model's own text of an answer withheld as unsupported (withhold())
     search: dict[str, Any] | None = None  # the lines shown before the question: {"lines": [...], "absent": [...]}
 
-    def to_dict(self) -> dict[str, Any]:
+    # stored in columns of their own (messages, batch_items); every other field goes in their `extra`
+    APART = ("answer", "thinking", "citations", "mode", "timings")
+
+    def to_record(self) -> dict[str, Any]:
+        """The one shape of an answer: the live JSON and SSE `done` event, and (split by `extra`) what a
+        session's message and a batch item store; `from_record` reads any of them back, whole."""
         return {
             "answer": self.answer, "thinking": self.thinking, "citations": self.citations, "mode": self.mode,
             "timings": self.timings, "coverage": self.coverage, "notes": self.notes, "stop_reason": self.stop_reason,
@@ -81,14 +85,54 @@ class Answer:
             "search": self.search,
         }
 
+    to_dict = to_record
+
+    def extra(self) -> dict[str, Any]:
+        """What a stored message or batch item keeps besides its own columns (`APART`)."""
+        return {k: v for k, v in self.to_record().items() if k not in self.APART}
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> Answer:
+        """An answer from its record, or from a stored row's columns and extra (missing fields: defaults;
+        rows written before a field existed lack it)."""
+        return cls(
+            answer=d.get("answer") or "", thinking=d.get("thinking") or "", citations=list(d.get("citations") or []),
+            mode=d.get("mode") or "", timings=dict(d.get("timings") or {}), coverage=d.get("coverage"),
+            notes=list(d.get("notes") or []), stop_reason=d.get("stop_reason") or "eos",
+            claims=list(d.get("claims") or []), grounding=dict(d.get("grounding") or {}),
+            history=dict(d.get("history") or {}), draft=d.get("draft"), search=d.get("search"),
+        )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A question that passed every check (Engine.prepare), with what answering it needs: its text and
+    its tokens (counted once), its sampling, its answer budget and its ticket in the model's queue."""
+
+    question: str
+    question_tokens: int
+    sampling: Sampling
+    max_tokens: int
+    ticket: Ticket
+
+
+@dataclass(frozen=True)
+class PrefixAt:
+    """A context a question over a document set starts from: its size, its prefix (instructions and
+    documents, or one chunk), and whether it may be stretched (whole mode) or not (a chunk's)."""
+
+    n_ctx: int
+    tokens: list[int]
+    yarn: bool
+
 
 @dataclass
 class _Call:
-    """What every job of one question shares: its event sink, its cancel flag, its place in the queue."""
+    """What every job of one question shares: its event sink, its cancel flag, its ticket in the queue."""
 
     on_event: EventSink | None
     cancel: threading.Event
-    place: Slot
+    ticket: Ticket
     turns: list[Turn] = field(default_factory=list)
     dropped: int = 0  # turns left out for room (the most over every context of the question)
     notes: list[str] = field(default_factory=list)  # what the backend said of its jobs (a retry elsewhere)
@@ -100,15 +144,11 @@ class Engine:
     def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
         self.settings = settings
         self.registry = registry
-        self.cache = StateCache(settings.state_dir, settings.state_cache_bytes)
         self.counts = TokenCounts(settings.max_set_tokens)  # exact counts per (tokenizer, set), computed once
-        self.cache.sweep()  # what a crash mid-save left behind
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
         self._grounders: OrderedDict[tuple[Any, ...], Grounder] = OrderedDict()  # a few recent source sets
-        from docqa.readahead import ReadAhead
-
-        self.read_ahead = ReadAhead(self)
+        self._labels: dict[str, int] = {}  # tokenizer identity -> tokens of the question's label
 
     def backend(self, spec: Spec) -> Backend:
         """The backend that runs `spec` (made on first use, one per model name)."""
@@ -117,16 +157,12 @@ class Engine:
                 self._backends[spec.name] = spec.open(self.settings)
             return self._backends[spec.name]
 
-    def runtime(self, spec: Spec) -> Any:
-        """The local runner's queue and process (tests and benches look inside it)."""
-        return self.backend(spec).runtime  # type: ignore[attr-defined]
-
-    def reserve(self, spec: Spec, klass: str = "interactive", principal: str = "") -> Slot:
-        """A place in the model's queue, in priority class `klass` (interactive, batch, read_ahead) for
-        `principal` (runtime.py: classes served in order, principals in turn)."""
+    def reserve(self, spec: Spec, klass: str = "interactive", principal: str = "") -> Ticket:
+        """A ticket in the model's queue, in priority class `klass` (interactive, batch, read_ahead) for
+        `principal` (runtime.py: classes served in order, principals in turn); released by its `with`."""
         return self.backend(spec).reserve(klass, principal)
 
-    def preload(self, registry: Any) -> None:
+    def preload(self, registry: ModelRegistry) -> None:
         """Make the default model (always a local GGUF) ready before the first question (DOCQA_PRELOAD):
         its runner started. Runs on a thread of its own at start; a model that cannot be loaded says so
         in health, as the first question would have found."""
@@ -146,9 +182,6 @@ class Engine:
     def model_health(self, spec: Spec) -> dict[str, Any]:
         """What /api/health reports per model: ready or why not, its queue, its backend's details."""
         return self.backend(spec).health()
-
-    def memory_for(self, spec: Spec) -> Memory:
-        return self.backend(spec).memory()  # type: ignore[attr-defined]
 
     # -- prompts ------------------------------------------------------------------------------------
 
@@ -214,89 +247,97 @@ class Engine:
             plan.reason = plan.reason.replace("{n_chunks}", f"{plan.n_chunks:,}")
         return plan
 
-    def prefix_state_key(self, spec: Spec, plan: Plan, sources: Sources) -> str | None:
-        """The state-cache key of this plan's document prefix (whole mode; None for chunked, and for a
-        backend without docqa's own snapshots): a whole-document answer loads the snapshot under it
-        instead of reading. Tokenizes the prefix."""
-        if plan.mode != "whole":
-            return None
-        prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
-        return self.backend(spec).prefix_key(plan, prefix)
+    def holds(self, spec: Spec, plan: Plan, sources: Sources) -> bool:
+        """Whether the model keeps the first context's prefix of a question over `sources` already (a
+        snapshot, a server slot, read ahead): the first question then starts from it."""
+        first = self.prefixes(spec, plan, sources, limit=1)
+        return bool(first) and self.backend(spec).holds(plan, first[0].n_ctx, first[0].tokens, yarn=first[0].yarn)
 
     # -- answering ----------------------------------------------------------------------------------
 
-    def check_question(self, spec: Spec, question: str, opts: AskOptions, plan: Plan) -> None:
-        # counted as the prompt holds it ("\nQuestion: …", less the label): the piece the prompt tokenizes
-        # next, so a remote backend asks its server once per question, not twice
-        label = prompts.question_text("").rstrip()
-        n = self.count(spec, prompts.question_text(question)) - self.count(spec, label)
-        check_question_tokens(question, n, self.settings.question_tokens)
+    def count_question(self, spec: Spec, question: str) -> int:
+        """The question's tokens as the prompt holds it ("\nQuestion: …", less the label): the piece the
+        prompt tokenizes next, so a remote backend asks its server once per question, not twice."""
+        with self._lock:
+            label = self._labels.get(spec.identity)
+        if label is None:
+            label = self.count(spec, prompts.question_text("").rstrip())
+            with self._lock:
+                self._labels[spec.identity] = label
+        return self.count(spec, prompts.question_text(question)) - label
+
+    def prepare(self, spec: Spec, plan: Plan, question: object, opts: AskOptions, *, klass: str = "interactive",
+                principal: str = "", ticket: Ticket | None = None) -> Prepared:
+        """Every check that can refuse a question, once, before any work starts (a streamed answer has
+        sent its 200 once its first event is out, so a refusal must come first): its size, its tokens
+        (counted once), its answer budget and its sampling; last, its ticket in the model's queue (or a
+        503 now). `run` then answers it without checking anything again."""
+        text = clean_question(question, self.settings.question_tokens)
+        n = self.count_question(spec, text)
+        check_question_tokens(text, n, self.settings.question_tokens)
         check_max_tokens(opts.max_tokens, plan.answer_tokens, "the answer budget of this session's plan")
+        sampling = self.sampling(spec, opts.sampling)
+        return Prepared(text, n, sampling, opts.max_tokens or plan.answer_tokens,
+                        ticket or self.reserve(spec, klass, principal))
 
     def sampling(self, spec: Spec, overrides: dict[str, float | str]) -> Sampling:
-        """The question's sampling: the model family's default for answering from documents
-        (sampling.py), or the named `preset`, then each option the question sets."""
-        allowed = {"temperature", "top_p", "top_k", "min_p", "presence_penalty", "seed", "preset"}
-        unknown = set(overrides) - allowed
-        if unknown:
-            raise InvalidRequest(f"Unknown sampling option(s): {', '.join(sorted(unknown))}.")
-        options = dict(overrides)
-        base = document_sampling(spec, options.pop("preset", None))
-        for name, v in options.items():
-            if not isinstance(v, int | float) or isinstance(v, bool):
-                raise InvalidRequest(f"The sampling option {name} must be a number (got {v!r}); only preset is a name.")
-        values: dict[str, Any] = {**base, "seed": self.settings.seed, **options}
-        if not 0 <= values["temperature"] <= 2 or not 0 <= values["presence_penalty"] <= 2:
-            raise InvalidRequest("temperature and presence_penalty must be between 0 and 2.")
-        values["top_k"] = int(values["top_k"])
-        values["seed"] = int(values["seed"])
-        return Sampling(**values)
+        """The question's sampling: the model vendor's default for answering from documents, or the
+        named `preset`, then each option the question sets, checked (sampling.py)."""
+        return choose(spec.vendor, spec.family, overrides, self.settings.seed)
 
     def answer(self, spec: Spec, plan: Plan, sources: Sources, question: str, opts: AskOptions,
                on_event: EventSink | None = None, cancel: threading.Event | None = None,
-               place: Slot | None = None, turns: Sequence[Turn] = (), klass: str = "interactive",
+               ticket: Ticket | None = None, turns: Sequence[Turn] = (), klass: str = "interactive",
                principal: str = "") -> Answer:
-        """Answer under the question's `place` in the model's queue (taken here, in priority class `klass`
-        for `principal`, when none is given, and released here either way), so every job it runs, one
-        per chunk in chunked mode, is accepted. `turns`: the conversation's earlier (question, answer)
-        pairs, oldest first."""
-        with place or self.reserve(spec, klass, principal) as held:
-            self.check_question(spec, question, opts, plan)
-            sampling = self.sampling(spec, opts.sampling)
-            max_tokens = opts.max_tokens or plan.answer_tokens
-            cap = self.settings.history_turns if opts.history else 0
-            earlier = list(turns)
-            kept = earlier[len(earlier) - cap:] if cap else []
-            call = _Call(on_event, cancel or threading.Event(), held, kept, partial=opts.continue_from or "")
-            notes: list[str] = []
-            if len(kept) < len(earlier) and opts.history:
-                notes.append(f"The {len(earlier) - len(kept)} oldest earlier turn(s) of this conversation were left "
-                             f"out: at most {cap} are carried into a question (DOCQA_HISTORY_TURNS).")
-            current = plan
-            while True:
-                try:
-                    run = self._whole if current.mode == "whole" else self._chunked
-                    result = run(spec, current, sources, question, opts, sampling, max_tokens, call)
-                    if call.dropped:
-                        notes.append(f"The {call.dropped} oldest earlier turn(s) of this conversation were left out "
-                                     "to fit the context (DOCQA_HISTORY_TOKENS).")
-                    result.search = call.searched
-                    result.history = {"turns": len(kept) - call.dropped,
-                                      "dropped": len(earlier) - len(kept) + call.dropped, "enabled": opts.history}
-                    result.notes = notes + call.notes + result.notes
-                    claims = [grounding.Claim(**c) for c in result.claims]
-                    result.grounding = {**grounding.summary(claims), "method": grounding.METHOD}
-                    if (warning := grounding.note(claims)):
-                        result.notes.append(warning)
-                    said = " ".join(q for q, _ in kept[call.dropped:])  # the user's words in the turns carried
-                    # an answer cut at its limit is judged too: "continue" goes on from its draft (sessions.py)
-                    if self.settings.unsupported_answers == "withhold" and (why := self.grounder(sources).withholds(
-                            claims, question, said)):
-                        withhold(result, why)
-                    return result
-                except ContextAllocationFailed as exc:
-                    notes.append(f"{exc.detail} Falling back.")
-                    current = self._fallback(spec, current, sources, exc)
+        """`prepare` then `run`, under `ticket` (taken in priority class `klass` for `principal` when none
+        is given), given back when it ends: the CLI's, the tests' and the benches' one call."""
+        prepared = self.prepare(spec, plan, question, opts, klass=klass, principal=principal, ticket=ticket)
+        with prepared.ticket:
+            return self.run(spec, plan, sources, prepared, opts, on_event, cancel, turns)
+
+    def run(self, spec: Spec, plan: Plan, sources: Sources, prepared: Prepared, opts: AskOptions,
+            on_event: EventSink | None = None, cancel: threading.Event | None = None,
+            turns: Sequence[Turn] = ()) -> Answer:
+        """Answer a prepared question under its ticket (the caller's `with` holds it), so every job it
+        runs, one per chunk in chunked mode, is accepted; nothing is checked again. `turns`: the
+        conversation's earlier (question, answer) pairs, oldest first."""
+        if not prepared.ticket.held:
+            raise RuntimeError("a prepared question runs while its ticket is held (inside its `with` block)")
+        held, question, sampling, max_tokens = prepared.ticket, prepared.question, prepared.sampling, \
+            prepared.max_tokens
+        cap = self.settings.history_turns if opts.history else 0
+        earlier = list(turns)
+        kept = earlier[len(earlier) - cap:] if cap else []
+        call = _Call(on_event, cancel or threading.Event(), held, kept, partial=opts.continue_from or "")
+        notes: list[str] = []
+        if len(kept) < len(earlier) and opts.history:
+            notes.append(f"The {len(earlier) - len(kept)} oldest earlier turn(s) of this conversation were left "
+                         f"out: at most {cap} are carried into a question (DOCQA_HISTORY_TURNS).")
+        current = plan
+        while True:
+            try:
+                run = self._whole if current.mode == "whole" else self._chunked
+                result = run(spec, current, sources, question, opts, sampling, max_tokens, call)
+                if call.dropped:
+                    notes.append(f"The {call.dropped} oldest earlier turn(s) of this conversation were left out "
+                                 "to fit the context (DOCQA_HISTORY_TOKENS).")
+                result.search = call.searched
+                result.history = {"turns": len(kept) - call.dropped,
+                                  "dropped": len(earlier) - len(kept) + call.dropped, "enabled": opts.history}
+                result.notes = notes + call.notes + result.notes
+                claims = [grounding.Claim(**c) for c in result.claims]
+                result.grounding = {**grounding.summary(claims), "method": grounding.METHOD}
+                if (warning := grounding.note(claims)):
+                    result.notes.append(warning)
+                said = " ".join(q for q, _ in kept[call.dropped:])  # the user's words in the turns carried
+                # an answer cut at its limit is judged too: "continue" goes on from its draft (sessions.py)
+                if self.settings.unsupported_answers == "withhold" and (why := self.grounder(sources).withholds(
+                        claims, question, said)):
+                    withhold(result, why)
+                return result
+            except ContextAllocationFailed as exc:
+                notes.append(f"{exc.detail} Falling back.")
+                current = self._fallback(spec, current, sources, exc)
 
     def _fallback(self, spec: Spec, plan: Plan, sources: Sources, exc: ContextAllocationFailed) -> Plan:
         cheaper = self.backend(spec).degrade(plan)
@@ -318,35 +359,22 @@ class Engine:
             on_progress=(lambda p: on_event("progress", {**p, **(progress_extra or {})})) if on_event else None,
             on_token=(lambda kind, text: on_event(kind, {"text": text})) if on_event and stream else None,
         )
-        gen, queue_s = self.backend(spec).generate(request, call.place)
+        gen, queue_s = self.backend(spec).generate(request, call.ticket)
         call.notes.extend(n for n in gen.notes if n not in call.notes)
         return gen, queue_s
 
-    def prefix_tokens(self, spec: Spec, plan: Plan, sources: Sources) -> list[list[int]]:
-        """The prefix tokens of each context a question over `sources` starts from (any backend)."""
-        if plan.mode == "whole":
-            return [self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)[0]]
-        thinking = False if spec.family == "hybrid" else None
-        return [self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), "", thinking)[0]
-                for chunk in self.chunks(spec, plan, sources)]
-
-    def prefixes(self, spec: Spec, plan: Plan, sources: Sources) -> list[tuple[list[int], Any, str]]:
-        """(prefix tokens, context config, snapshot key) of each context a question over `sources` starts
-        from, in the order it reads them: the documents' one in whole mode, each chunk's in chunked mode
-        (the question and the conversation come after them). What read-ahead reads (readahead.py); the
-        local backend only (it needs the runner's contexts)."""
-        backend: Any = self.backend(spec)
+    def prefixes(self, spec: Spec, plan: Plan, sources: Sources, limit: int = 0) -> list[PrefixAt]:
+        """The contexts a question over `sources` starts from, in the order it reads them: the documents'
+        one in whole mode, each chunk's in chunked mode (the question and the conversation come after
+        them); at most `limit` of them (0: all). What read-ahead reads (readahead.py), on any backend."""
         if plan.mode == "whole":
             prefix, _ = self._tokens(spec, prompts.INSTRUCTIONS, self.render_documents(sources), "", None)
-            config = backend.config(plan.n_ctx, plan.type_k, plan.flash_attn, plan.yarn_factor)
-            return [(prefix, config, state_key(spec.identity, config, prefix))]
-        config = backend.config(plan.chunk_ctx or plan.n_ctx, plan.type_k, plan.flash_attn, None)
-        out = []
-        for chunk in self.chunks(spec, plan, sources):
-            prefix, _ = self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), "",
-                                     False if spec.family == "hybrid" else None)
-            out.append((prefix, config, state_key(spec.identity, config, prefix)))
-        return out
+            return [PrefixAt(plan.n_ctx, prefix, True)]
+        ctx = plan.chunk_ctx or plan.n_ctx
+        thinking = False if spec.family == "hybrid" else None
+        chunks = self.chunks(spec, plan, sources)
+        return [PrefixAt(ctx, self._tokens(spec, prompts.MAP_INSTRUCTIONS, self.render_parts(chunk), "", thinking)[0],
+                         False) for chunk in (chunks[:limit] if limit else chunks)]
 
     def _starts_thinking(self, spec: Spec, opts: AskOptions) -> bool:
         if opts.continue_from:  # the answer is under way: its thinking (if any) is over

@@ -140,7 +140,7 @@ def needed_whole(settings: Settings, shape: ModelShape, memory: Memory, tokens: 
     """(bytes, fits) of reading `tokens` whole with this KV type, as make_plan counts them."""
     try:
         plan = make_plan(_request(settings, shape, memory, tokens, cache_type, "whole"))
-        return plan.needed_bytes, True
+        return (plan.kv.needed_bytes if plan.kv else 0), True
     except ContextBudgetExceeded as exc:
         return int(exc.extra.get("needed_bytes") or 0), False
 

@@ -39,9 +39,19 @@ from typing import Any
 
 import httpx
 
-from docqa.engine.backend import Capabilities, Pieces, PlanNeeds, Request, Slot
-from docqa.engine.budget import ContextBudgetExceeded, Plan, Step, pad_ctx
-from docqa.engine.models import PRESETS
+from docqa.engine.backend import (
+    CLASSES,
+    Capabilities,
+    Kind,
+    Pieces,
+    PlanNeeds,
+    PrefixRead,
+    Request,
+    Resources,
+    Ticket,
+)
+from docqa.engine.budget import ContextBudgetExceeded, Plan, ServedContext, Step, pad_ctx
+from docqa.engine.sampling import Sampling, chat_preset
 from docqa.engine.template import ChatTemplate
 from docqa.engine.work import Cancelled, Generation, QueueFull
 from docqa.errors import RemoteRefused, RemoteStreamCut, RemoteUnavailable
@@ -367,7 +377,7 @@ class RemoteSpec:
 
     @property
     def preset(self) -> dict[str, float]:
-        return PRESETS["thinking" if self.family == "thinking" else "instruct"]
+        return chat_preset(self.family)
 
     def up(self) -> list[Server]:
         return [s for s in self.servers if s.usable()]
@@ -400,26 +410,14 @@ class RemoteSpec:
         return RemoteBackend(self, settings)
 
 
-class _Place:
-    """A question's place in a remote model's queue (every server's slots, then DOCQA_QUEUE_SIZE waiting)."""
+def _spec(name: str, urls: list[str], settings: Settings) -> RemoteSpec:
+    """DOCQA_MODELS's NAME=URL: a name given several URLs is one model on several servers."""
+    from docqa.engine.dialects import DIALECTS  # vLLM, SGLang, other OpenAI-compatible servers (dialects.py)
 
-    def __init__(self, backend: RemoteBackend) -> None:
-        self._backend: RemoteBackend | None = backend
+    return RemoteSpec(name, [u.rstrip("/") for u in urls], settings, api_keys(settings), dialects=DIALECTS)
 
-    def release(self) -> None:
-        b, self._backend = self._backend, None
-        if b is not None:
-            with b._lock:
-                b._pending -= 1
 
-    def __enter__(self) -> _Place:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.release()
-
-    def __del__(self) -> None:
-        self.release()
+KIND = Kind(name="remote", claims=is_url, spec=_spec)
 
 
 class RemoteBackend:
@@ -428,8 +426,8 @@ class RemoteBackend:
         self.spec = spec
         self.name = spec.name
         self.settings = settings
-        self._lock = threading.Lock()
-        self._pending = 0
+        self._lock = threading.Condition()
+        self._places = dict.fromkeys(CLASSES, 0)  # tickets held per priority class
         self._template: ChatTemplate | None = None
         self._tokens = _TokenCache()
         self._read_ahead: dict[str, int] = {}  # prefix hash -> tokens a read-ahead had a server read
@@ -551,32 +549,75 @@ class RemoteBackend:
         return Plan(
             mode=mode, reason=reason, model=needs.model_name, prompt_tokens=needs.prompt_tokens,
             question_tokens=needs.question_tokens, answer_tokens=needs.answer_tokens, n_ctx=n_ctx,
-            n_ctx_train=self.n_ctx_train or n_ctx, type_k="server", type_v="server", flash_attn=False,
-            yarn_factor=None, kv_bytes=0, kv_bytes_per_token=0, compute_bytes=0, weights_bytes=0, margin_bytes=0,
-            available_bytes=0, memory_source="remote", steps=steps, backend="remote",
+            n_ctx_train=self.n_ctx_train or n_ctx, steps=steps,
             history_tokens=needs.history_tokens if history is None else history,
+            served=ServedContext(self.served_ctx or n_ctx, [s.url for s in self.spec.up()]),
         )
 
     def degrade(self, plan: Plan) -> Plan | None:
         return None
 
-    def prefix_key(self, plan: Plan, prefix: list[int]) -> str | None:
-        return None  # no snapshot in docqa's own state cache: the server keeps its slot files (see generate)
+    def holds(self, plan: Plan, n_ctx: int, prefix: list[int], *, yarn: bool = True) -> bool:
+        """Whether a slot of a server in rotation last read this prefix (a question or a read-ahead)."""
+        prefix_hash = _prefix_hash(prefix)
+        for server in self.spec.servers:
+            with server.lock:
+                if server.state == "up" and prefix_hash in server.slot_holds.values():
+                    return True
+        return False
+
+    def resources(self) -> Resources:
+        return Resources(memory=None, resident_bytes=0)  # the servers' memory is their own
 
     # -- running ------------------------------------------------------------------------------------
 
-    def reserve(self, klass: str = "interactive", principal: str = "") -> Slot:
-        # priority classes are the local runner's (runtime.py); a remote server's queue is its own
+    @property
+    def _pending(self) -> int:
+        """Tickets counted against the queue bound: interactive questions and batch items."""
+        return self._places["interactive"] + self._places["batch"]
+
+    def reserve(self, klass: str = "interactive", principal: str = "") -> Ticket:
+        """A ticket in priority class `klass`, counted as the local runtime counts them: the bound (every
+        slot of the servers in rotation plus DOCQA_QUEUE_SIZE waiting) counts interactive and batch
+        tickets; a question is refused only when its own class and those above it fill it, a batch item
+        when both classes do; a read-ahead is never refused nor counted (and waits for the others,
+        `read_ahead`). The servers have no priorities of their own."""
+        if klass not in CLASSES:
+            raise ValueError(f"unknown priority class {klass!r}")
         self.spec.require()
         capacity = sum(s.slots for s in self.spec.servers if s.state == "up") + self.settings.queue_size
         with self._lock:
-            if self._pending >= capacity:
+            ahead = sum(self._places[c] for c in CLASSES[: CLASSES.index(klass) + 1])
+            if klass != "read_ahead" and ahead >= capacity:
                 raise QueueFull(
                     f"The model {self.name!r} is busy: every slot of its servers is answering and "
                     f"{self.settings.queue_size} questions are waiting, as many as DOCQA_QUEUE_SIZE allows; "
-                    "try again in about 10 seconds.", retry_after=10, queue_size=self.settings.queue_size)
-            self._pending += 1
-        return _Place(self)
+                    "try again in about 10 seconds.", retry_after=10, queue_size=self.settings.queue_size,
+                    priority=klass)
+            self._places[klass] += 1
+        return Ticket(klass, principal, lambda: self._give_back(klass))
+
+    def _give_back(self, klass: str) -> None:
+        with self._lock:
+            self._places[klass] -= 1
+            self._lock.notify_all()
+
+    def read_ahead(self, read: PrefixRead, ticket: Ticket) -> int:
+        """llama-server reads a prompt into a slot's cache when asked for no tokens (`n_predict: 0`,
+        `cache_prompt`): the first `read.limit` tokens of the prefix are sent, and the slot is recorded as
+        holding the whole prefix, so the question is routed to it (prefix affinity) and the server reuses
+        the common part. The servers have no priorities: a read-ahead waits until no question or batch
+        item holds a ticket, then holds its slot until read."""
+        with self._lock:
+            while self._pending and not read.cancel.is_set():
+                self._lock.wait(0.2)
+        if read.cancel.is_set():
+            raise Cancelled("The read-ahead was stopped before it started.")
+        limit = read.limit if 0 < read.limit < len(read.prefix) else len(read.prefix)
+        request = Request(plan=read.plan, n_ctx=read.n_ctx, prefix=read.prefix[:limit], suffix=[], max_tokens=0,
+                          sampling=Sampling(temperature=0.0), cancel=read.cancel, on_progress=read.on_progress)
+        self._serve(request, _prefix_hash(read.prefix), read_ahead=True)
+        return limit
 
     def _route(self, prefix_hash: str, avoid: set[str]) -> tuple[Server, int]:
         """The slot that holds this prefix (free), else the least loaded server's least recently used slot."""
@@ -601,8 +642,11 @@ class RemoteBackend:
             server.in_flight += 1
         return server, slot
 
-    def generate(self, request: Request, slot: Slot) -> tuple[Generation, float]:
-        prefix_hash = hashlib.sha256(json.dumps(request.prefix).encode()).hexdigest()
+    def generate(self, request: Request, ticket: Ticket) -> tuple[Generation, float]:
+        return self._serve(request, _prefix_hash(request.prefix))
+
+    def _serve(self, request: Request, prefix_hash: str, *, read_ahead: bool = False) -> tuple[Generation, float]:
+        """Route to a slot (the one holding `prefix_hash` first), complete, retry once elsewhere."""
         failed: dict[str, str] = {}
         streamed = [False]
         t0 = time.perf_counter()
@@ -633,7 +677,7 @@ class RemoteBackend:
                 self._free(server, slot_id, None)
                 raise
             self._free(server, slot_id, prefix_hash)
-            if request.max_tokens == 0:  # a read-ahead: the server read the prefix into this slot's cache
+            if read_ahead:  # the server read the prefix (or its first tokens) into this slot's cache
                 with self._lock:
                     self._read_ahead[prefix_hash] = len(request.prefix)
             elif (ahead := self._take_read_ahead(prefix_hash)) and gen.cached_tokens:
@@ -719,12 +763,14 @@ class RemoteBackend:
         running = sum(s["in_flight"] for s in servers)
         with self._lock:
             pending = self._pending
+            places = dict(self._places)
         problem = None if up else self.spec.problem()
         return {
             "ready": bool(up), "error": problem, "backend": "remote",
             "state": "unavailable" if not up else ("busy" if pending else "idle"),
             "running": running, "waiting": max(0, pending - running), "queue_depth": pending,
             "queue_size": self.settings.queue_size, "loaded": bool(up), "servers": servers,
+            "classes": {c: {"places": places[c]} for c in CLASSES},
             "capabilities": self.capabilities.to_dict(),
         }
 
@@ -852,6 +898,10 @@ def stream_chunks(server: Server, path: str, body: dict[str, Any], cancel: threa
             watcher.stop()
 
 
+def _prefix_hash(prefix: list[int]) -> str:
+    return hashlib.sha256(json.dumps(prefix).encode()).hexdigest()
+
+
 def _sse(r: httpx.Response) -> Iterator[dict[str, Any]]:
     for line in r.iter_lines():
         if line.startswith("data:"):
@@ -871,4 +921,4 @@ def _progress(p: dict[str, Any]) -> dict[str, Any]:
             "eta_s": round((total - done) / rate, 1) if rate else None, "source": "prompt_progress"}
 
 
-__all__ = ["RemoteBackend", "RemoteSpec", "Server", "ThinkingSplit", "api_keys", "is_url"]
+__all__ = ["KIND", "RemoteBackend", "RemoteSpec", "Server", "ThinkingSplit", "api_keys", "is_url"]

@@ -54,6 +54,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
+from docqa.engine import cpu
 from docqa.engine.loops import looping
 from docqa.engine.state_cache import ContextConfig, SnapshotAbandoned, StateCache, copy_state, restore_state
 from docqa.engine.work import Cancelled, ContextAllocationFailed, Generation, Work, Yielded
@@ -635,13 +636,11 @@ def main(inbox: Any, outbox: Any, params: HostParams) -> None:
         threading.Thread(target=_orphan_watch, args=(params.parent_pid,), daemon=True).start()
     if params.fault == "start":
         os.kill(os.getpid(), signal.SIGSEGV)
-    from docqa.engine.cpu import system_info
-
     host = ModelHost(params)
     jobs: queue.Queue[tuple[int, Work] | None] = queue.Queue()
     cancels: dict[int, threading.Event] = {}
     yields: dict[int, threading.Event] = {}
-    outbox.send(("hello", {"pid": os.getpid(), "system_info": system_info(),
+    outbox.send(("hello", {"pid": os.getpid(), "system_info": cpu.system_info(),
                            "extra_buffers": params.extra_buffers}))
     threading.Thread(target=_read, args=(inbox, jobs, cancels, yields), daemon=True).start()
     while (item := jobs.get()) is not None:
@@ -674,14 +673,11 @@ def main(inbox: Any, outbox: Any, params: HostParams) -> None:
 def local_host(spec: Any, state_dir: Path, state_cache_bytes: int = 0, *, n_threads: int | None = None,
                use_mmap: bool = True, extra_buffers: bool | None = None) -> ModelHost:
     """A ModelHost in this process, for benchmarks that measure llama.cpp without the pipe."""
-    from docqa.engine import cpu
-    from docqa.engine.runtime import default_threads
-
     if extra_buffers is None:
         extra_buffers = cpu.use_extra_buffers("auto")[0]
     return ModelHost(HostParams(
         model_path=str(spec.path), model_name=spec.name, use_mmap=use_mmap,
-        n_threads=n_threads or default_threads(), n_threads_batch=n_threads or os.cpu_count() or 1,
+        n_threads=n_threads or cpu.default_threads(), n_threads_batch=n_threads or os.cpu_count() or 1,
         extra_buffers=extra_buffers, state_dir=str(state_dir), state_cache_bytes=state_cache_bytes,
     ))
 

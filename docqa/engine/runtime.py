@@ -3,7 +3,7 @@
 The model itself runs in a runner process (runner.py) that owns llama.cpp; a `Runtime` starts it,
 sends it one job at a time from a single worker thread and reads back progress, tokens and the
 result. The queue in front of it is bounded and counts questions, not jobs: a question takes a
-`Place` when it is accepted and holds it until it ends, however many jobs it runs (a chunked answer
+`Ticket` (backend.py) when it is accepted and holds it until it ends, however many jobs it runs (a chunked answer
 runs one per chunk, then the reduce step). One question runs and at most `queue_size` wait; past
 that a new one is refused at once (503 with a Retry-After estimated from how long recent jobs
 took), and a question once accepted is never refused halfway. `status()` says what the model and
@@ -47,12 +47,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
 from docqa.engine import cpu, runner
-from docqa.engine.models import ModelSpec
+from docqa.engine.backend import CLASSES, Ticket
+from docqa.engine.cpu import default_threads
 from docqa.engine.state_cache import StateCache
 from docqa.engine.work import (
     Cancelled,
@@ -77,10 +78,9 @@ PHASES = {
 }
 NATIVE_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGABRT, signal.SIGFPE}
 
-__all__ = ["CLASSES", "Cancelled", "ContextAllocationFailed", "Generation", "Job", "Place", "QueueFull", "Runtime",
-           "Sampling"]
+__all__ = ["CLASSES", "Cancelled", "ContextAllocationFailed", "Generation", "Job", "QueueFull", "Runtime",
+           "Sampling", "default_threads"]
 
-CLASSES = ("interactive", "batch", "read_ahead")  # served in this order
 # Prefill slice of the classes that yield (tokens): a question waits for at most one such slice. Smaller
 # than the usual n_batch (512), whose slice takes 2 s at 250 tokens/s and over 10 s on a loaded 2-core
 # machine (bench/results/priority.json); the cost is a somewhat slower read of lower-class work.
@@ -89,31 +89,18 @@ STOP_GRACE_S = 15.0  # a stopping runner's time to end its current job, on top o
 RANK = {"system": -1, **{c: i for i, c in enumerate(CLASSES)}}  # system: the runtime's own short steps
 
 
-class Place:
-    """A question's place in its model's queue, from acceptance to its end (`Runtime.reserve`), in a
-    priority class and for a principal (round robin within the class).
+class ModelFile(Protocol):
+    """What the runtime needs of a local model (local.ModelSpec): its file, and whether it is still the
+    file described at start."""
 
-    Released exactly once, by `release()`, by leaving its `with` block, or, as a safety net, when it
-    is garbage-collected unreleased (a request dropped between its acceptance and its start)."""
+    name: str
 
-    def __init__(self, runtime: Runtime, klass: str = "interactive", principal: str = "") -> None:
-        self._runtime: Runtime | None = runtime
-        self.klass = klass
-        self.principal = principal
+    @property
+    def path(self) -> Path: ...
 
-    def release(self) -> None:
-        rt, self._runtime = self._runtime, None
-        if rt is not None:
-            rt._release(self.klass)
+    def file_problem(self) -> str | None: ...
 
-    def __enter__(self) -> Place:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.release()
-
-    def __del__(self) -> None:
-        self.release()
+    def require(self) -> object: ...
 
 
 @dataclass
@@ -122,8 +109,10 @@ class Job(Work):
 
     on_progress: Progress | None = None
     on_token: TokenSink | None = None
+    on_yield: Callable[[], None] | None = None  # it gave the model to higher-priority work (it resumes)
     cancel: threading.Event = field(default_factory=threading.Event)
     yielded: list[dict[str, Any]] = field(default_factory=list)  # where each yield left it (runner info)
+    started: float = 0.0  # perf_counter when the worker thread first took it (its queue time ends)
 
     def work(self) -> Work:
         """What crosses the pipe (the callbacks and the event do not)."""
@@ -264,7 +253,7 @@ class RunnerProcess:
 
 
 class Runtime:
-    def __init__(self, spec: ModelSpec, state_dir: Path, state_cache_bytes: int, *, queue_size: int,
+    def __init__(self, spec: ModelFile, state_dir: Path, state_cache_bytes: int, *, queue_size: int,
                  n_threads: int | None, use_mmap: bool = True, extra_buffers: str = "auto",
                  keep_alive_s: float = 300.0, crash_limit: int = 3, crash_window_s: float = 60.0,
                  start_timeout_s: float = 120.0, snapshot_stop_wait_s: float = 60.0) -> None:
@@ -283,7 +272,6 @@ class Runtime:
         self.extra_buffers, self.extra_buffers_reason = cpu.use_extra_buffers(extra_buffers)
         self._auto_buffers = extra_buffers == "auto"
         self.fault: str | None = None  # tests only: passed to the runner (see runner.HostParams.fault)
-        # Re-entrant: an abandoned Place may be collected (and release itself) while this thread holds it.
         self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)
         # tasks per rank, per principal (round robin: the next principal is the first key)
@@ -387,7 +375,7 @@ class Runtime:
         with self._lock:
             return sum(self._places[c] for c in CLASSES[: RANK[klass] + 1])
 
-    def reserve(self, klass: str = "interactive", principal: str = "") -> Place:
+    def reserve(self, klass: str = "interactive", principal: str = "") -> Ticket:
         """Take a place in the queue for one question (or batch item, or read-ahead) of `klass`, or
         refuse now (QueueFull, ModelFailed). Read-ahead places are never refused nor counted in the bound."""
         if klass not in CLASSES:
@@ -397,7 +385,7 @@ class Runtime:
             if klass != "read_ahead":
                 self._refuse_if_full(klass)
             self._places[klass] += 1
-        return Place(self, klass, principal)
+        return Ticket(klass, principal, lambda: self._release(klass))
 
     def _refuse_if_full(self, klass: str = "interactive") -> None:
         ahead = self.ahead(klass)
@@ -424,22 +412,21 @@ class Runtime:
                 return
             raise ModelFailed(self._failed)
 
-    def submit(self, fn: Callable[..., Any], *args: Any, place: Place | None = None) -> Future[Any]:
-        """Run `fn` on the worker thread, in its place's class and turn. Under a question's `place` it is
-        not counted again (and never refused); without one it takes an interactive place of its own for
-        as long as it runs."""
-        if place is not None:
-            if place.klass == "read_ahead":  # its time (and its yields) must not skew Retry-After
-                return self._enqueue(RANK[place.klass], place.principal, fn, args)
-            return self._enqueue(RANK[place.klass], place.principal, self._timed, (fn, *args))
-        own = self.reserve()
-        try:
-            future = self._enqueue(RANK["interactive"], "", self._timed, (fn, *args))
-        except BaseException:  # shut down meanwhile
-            own.release()
-            raise
-        future.add_done_callback(lambda _: own.release())
-        return future
+    def run(self, job: Job, ticket: Ticket) -> Future[Generation]:
+        """Queue `job` for the runner under the question's `ticket` (in its class and turn, never counted
+        again nor refused); the future ends with the job's `Generation`."""
+        return self.submit(self._job, job, ticket=ticket)
+
+    def _job(self, job: Job) -> Generation:
+        job.started = job.started or time.perf_counter()
+        return self._run(job)
+
+    def submit(self, fn: Callable[..., Any], *args: Any, ticket: Ticket) -> Future[Any]:
+        """Run `fn` on the worker thread, in its ticket's class and turn. Under a question's `ticket` it is
+        not counted again (and never refused)."""
+        if ticket.klass == "read_ahead":  # its time (and its yields) must not skew Retry-After
+            return self._enqueue(RANK[ticket.klass], ticket.principal, fn, args)
+        return self._enqueue(RANK[ticket.klass], ticket.principal, self._timed, (fn, *args))
 
     def _enqueue(self, rank: int, principal: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
         future: Future[Any] = Future()
@@ -514,7 +501,7 @@ class Runtime:
                 self._job_s = elapsed if self._jobs_done == 1 else 0.7 * self._job_s + 0.3 * elapsed
                 self._last_used = time.monotonic()
 
-    def _release(self, klass: str = "interactive") -> None:  # by Place.release only
+    def _release(self, klass: str = "interactive") -> None:  # by its Ticket's `with` block only
         with self._lock:
             self._places[klass] -= 1
             self._last_used = time.monotonic()
@@ -596,6 +583,8 @@ class Runtime:
                     self._after(r, job_id)
                     job.yielded.append(message[2])
                     job.resume = list(message[2].get("generated") or [])
+                    if job.on_yield is not None:
+                        job.on_yield()
                     raise _Requeue
                 elif kind == "error":
                     self._after(r, job_id)
@@ -766,12 +755,3 @@ def _file_state(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_ino, st.st_mtime_ns
-
-
-def default_threads() -> int:
-    """Generation threads when DOCQA_N_THREADS is unset: every physical core.
-
-    llama-cpp-python's own default is half the logical CPUs, meant for SMT machines; on a machine
-    without SMT that leaves half the cores idle while answering (2 cores: 9.5 vs 20 tokens/s at a
-    4,000-token depth, bench/results/llamabench.json). Prompt processing already uses every CPU."""
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from docqa.engine.sampling import Sampling
 from docqa.engine.state_cache import ContextConfig
-from docqa.errors import DocqaError
+from docqa.errors import DocqaError, ModelUnavailable
 
 
 class QueueFull(DocqaError):
@@ -56,16 +57,6 @@ class RunnerError(DocqaError):
 
     status_code = 500
     code = "runner_error"
-
-
-@dataclass
-class Sampling:
-    temperature: float = 0.7
-    top_p: float = 0.8
-    top_k: int = 20
-    min_p: float = 0.0
-    presence_penalty: float = 0.0
-    seed: int = -1
 
 
 @dataclass
@@ -118,13 +109,11 @@ class Generation:
         return self.generated_tokens / self.generate_s if self.generate_s else 0.0
 
 
-def _known_errors() -> dict[str, type[DocqaError]]:
-    from docqa.engine.models import ModelUnavailable
-
-    return {cls.code: cls for cls in (Cancelled, ContextAllocationFailed, ModelUnavailable, RunnerError)}
+KNOWN_ERRORS: dict[str, type[DocqaError]] = {
+    cls.code: cls for cls in (Cancelled, ContextAllocationFailed, ModelUnavailable, RunnerError)}
 
 
 def runner_error(code: str, detail: str, extra: dict) -> DocqaError:
     """The typed error for what a runner reported (matched by code, never by message text)."""
-    cls = _known_errors().get(code, RunnerError)
+    cls = KNOWN_ERRORS.get(code, RunnerError)
     return cls(detail, **extra)

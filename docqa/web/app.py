@@ -105,7 +105,7 @@ def health(request: Request, state: State) -> Response[Health]:
               for spec in state.registry.list()}
     ok = "error" not in database
     details = {"models": models, "database": database, "ocr": _ocr(state),
-               "read_ahead": state.engine.read_ahead.status(principal) if principal is not None else None}
+               "read_ahead": state.sessions.reading.status(principal) if principal is not None else None}
     if state.keyring.enabled:
         details = for_principals(details)
     return Response(Health(status="ok" if ok else "unavailable", version=__version__, documents=n, details=details),
@@ -183,7 +183,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         registry = ModelRegistry(settings)
         engine = Engine(settings, registry)
         batches = BatchService(settings, db, documents, registry, engine)
-        documents.on_delete.append(engine.read_ahead.stop_documents)  # a deleted document is not read ahead
+        sessions = SessionService(db, documents, registry, engine)
+        documents.on_delete.append(sessions.reading.stop_documents)  # a deleted document is not read ahead
         workers = [BatchWorker(batches) for _ in range(settings.batch_workers)]
         if keyring.enabled:
             log.info("API keys configured for %d principal(s)", len(keyring.principals))
@@ -195,7 +196,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             log.info("%s", ocr_status(settings.ocr_langs))
         pulls = Pulls(settings, lambda path: add_pulled(registry, settings.models_dir, path))
         app.state.update(db=db, documents=documents, registry=registry, engine=engine,
-                         sessions=SessionService(db, documents, registry, engine), batches=batches, pulls=pulls)
+                         sessions=sessions, batches=batches, pulls=pulls)
         for worker in workers:  # answer queued batch items in the background, resuming after a restart
             worker.start()
         if settings.preload:  # the first question need not wait for the model to load

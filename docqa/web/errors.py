@@ -8,8 +8,10 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from docqa.engine.models import ModelUnavailable
-from docqa.errors import BadRequest, DocqaError
+from docqa.errors import BadRequest, DocqaError, ModelUnavailable
+from docqa.web.guard import JSON, body_media_type
+from docqa.web.schemas import JSON_BODY_LIMIT
+from docqa.web.sessions import without_paths
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,6 @@ class DocqaRequest(Request[Any, Any, Any]):
 def domain_error(request: Request, exc: DocqaError) -> Response:
     detail = exc.detail
     if isinstance(exc, ModelUnavailable):  # a sentence about a model file names the file, not its folder
-        from docqa.web.sessions import without_paths
-
         registry = getattr(request.app.state, "registry", None)
         detail = without_paths(detail, registry) if registry is not None else detail
     response = _json(exc.status_code, detail, exc.extra or None)
@@ -76,9 +76,6 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         detail = ("The upload has more form fields than this server reads (the file in the field 'file', plus "
                   "password and ocr_langs), or a field over its size limit; nothing was stored.")
     elif status == 413:
-        from docqa.web.guard import JSON, body_media_type
-        from docqa.web.schemas import JSON_BODY_LIMIT
-
         if body_media_type(request.scope.get("route_handler")) == JSON:
             detail = f"The request body is larger than the {JSON_BODY_LIMIT:,}-byte limit for JSON requests."
         else:

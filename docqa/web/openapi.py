@@ -141,8 +141,6 @@ def swagger_assets_router() -> Router:
     from litestar.static_files import create_static_files_router
     from swagger_ui_bundle import swagger_ui_path
 
-    from docqa.web.access import PUBLIC
-
     return create_static_files_router(path=SWAGGER_ASSETS, directories=[str(swagger_ui_path)],
                                       include_in_schema=False, opt={PUBLIC: True})
 

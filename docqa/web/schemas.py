@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from docqa.engine.sampling import RANGES
 from docqa.store.models import Document, Section
 
 
@@ -103,15 +104,23 @@ MAX_ID = 64  # ids are 32 hex digits; anything longer cannot exist
 DocumentIds = Annotated[list[Annotated[str, Meta(max_length=MAX_ID)]], Meta(max_length=1000)]
 
 
+def _range(option: str) -> Meta:
+    """The option's range as sampling.RANGES writes it (the one place sampling ranges live)."""
+    r = RANGES[option]
+    low, high = (int(r.low), int(r.high)) if r.integer else (r.low, r.high)
+    return Meta(gt=low, le=high, description=r.note or None) if r.low_open else \
+        Meta(ge=low, le=high, description=r.note or None)
+
+
 class SamplingIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Sampling overrides; each left out takes the model's preset. NaN and infinities are refused."""
 
-    temperature: Annotated[float, Meta(ge=0, le=2)] | UnsetType = UNSET
-    top_p: Annotated[float, Meta(gt=0, le=1)] | UnsetType = UNSET
-    top_k: Annotated[int, Meta(ge=0, le=1000, description="0: no top-k cut")] | UnsetType = UNSET
-    min_p: Annotated[float, Meta(ge=0, le=1)] | UnsetType = UNSET
-    presence_penalty: Annotated[float, Meta(ge=0, le=2)] | UnsetType = UNSET
-    seed: Annotated[int, Meta(ge=-1, le=2**32 - 1, description="-1: a random seed")] | UnsetType = UNSET
+    temperature: Annotated[float, _range("temperature")] | UnsetType = UNSET
+    top_p: Annotated[float, _range("top_p")] | UnsetType = UNSET
+    top_k: Annotated[int, _range("top_k")] | UnsetType = UNSET
+    min_p: Annotated[float, _range("min_p")] | UnsetType = UNSET
+    presence_penalty: Annotated[float, _range("presence_penalty")] | UnsetType = UNSET
+    seed: Annotated[int, _range("seed")] | UnsetType = UNSET
     preset: Literal["documents", "instruct", "thinking", "greedy"] | UnsetType = UNSET
 
     def to_dict(self) -> dict[str, float | str]:

@@ -24,7 +24,7 @@ from docqa.engine.engine import Answer, AskOptions
 from docqa.engine.models import ModelRegistry
 from docqa.errors import DocqaError
 from docqa.fetch import SMOLLM2
-from docqa.sessions import CONTINUE_QUESTION, Prepared, SessionService
+from docqa.sessions import CONTINUE_QUESTION, Accepted, SessionService
 from docqa.store.models import ChatSession, Message, iso_utc
 from docqa.web.access import RATE
 from docqa.web.costly import COSTLY, run_costly, run_on_lane
@@ -66,7 +66,7 @@ def message_out(m: Message) -> dict[str, Any]:
         out["continues"] = bool((m.extra or {}).get("continues"))
     if m.role == "assistant":
         out.update(thinking=m.thinking or "", citations=m.citations, mode=m.mode, timings=m.timings,
-                   **{"claims": [], "grounding": {}, "history": {}, "draft": None, **(m.extra or {})})
+                   **Answer.from_record(m.extra or {}).extra())  # the answer's record, as it was answered
     return out
 
 
@@ -118,7 +118,7 @@ class SessionController(Controller):
         def start(_cancel: threading.Event) -> dict[str, Any]:
             spec, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
             if replace:
-                sessions.engine.read_ahead.drop(principal, keep=(spec.name, list(data.document_ids), plan.mode))
+                sessions.reading.drop(principal, keep=(spec.name, list(data.document_ids), plan.mode))
             return sessions.read_ahead(spec, plan, data.document_ids, principal)
 
         return await run_costly(request, start)
@@ -128,12 +128,12 @@ class SessionController(Controller):
     def drop_read_ahead(self, sessions: NamedDependency[SessionService],
                         principal: NamedDependency[str]) -> dict[str, int]:
         """What was read so far stays on disk; `dropped` says how many sets were stopped."""
-        return {"dropped": sessions.engine.read_ahead.drop(principal)}
+        return {"dropped": sessions.reading.drop(principal)}
 
     @get("/read-ahead", sync_to_thread=True, summary="The caller's read-aheads and how far each has got")
     def read_ahead_status(self, sessions: NamedDependency[SessionService],
                           principal: NamedDependency[str]) -> dict[str, Any]:
-        return sessions.engine.read_ahead.status(principal)
+        return sessions.reading.status(principal)
 
     @post("/sessions", status_code=201, summary="Open a question session over documents", opt={COSTLY: True},
           request_max_body_size=JSON_BODY_LIMIT)
@@ -169,11 +169,11 @@ class SessionController(Controller):
         # Every refusal (404, 409, 422, and 503 when the model's queue is full) is answered as JSON here,
         # before a stream could start; an accepted question holds its place in the queue to the end.
         # The session and its documents are looked up as the principal's own (404 otherwise); the answer
-        # below works only from `prepared`, so no other principal's text can reach the model.
-        prepared = await run_on_lane(request, sessions.prepare, session_id, question_text, opts, principal,
+        # below works only from `accepted`, so no other principal's text can reach the model.
+        accepted = await run_on_lane(request, sessions.prepare, session_id, question_text, opts, principal,
                                      data.continue_answer)
         streamed = "text/event-stream" in request.headers.get("accept", "")
-        question = _Question(request, sessions, prepared, opts, streamed)
+        question = _Question(request, sessions, accepted, opts, streamed)
         if streamed:
             return ServerSentEvent(question.events())
         try:
@@ -196,7 +196,7 @@ class _Question:
     connection itself is watched, since a stream abandoned before its first event is never iterated
     (so its generator's cleanup never runs), and a plain JSON request is not cancelled by the server."""
 
-    def __init__(self, request: Request, sessions: SessionService, prepared: Prepared, opts: AskOptions,
+    def __init__(self, request: Request, sessions: SessionService, accepted: Accepted, opts: AskOptions,
                  streamed: bool) -> None:
         self.loop = asyncio.get_running_loop()
         self.cancel = threading.Event()
@@ -204,7 +204,7 @@ class _Question:
         self.finished: asyncio.Future[tuple[Answer | None, BaseException | None]] = self.loop.create_future()
         self.watch = asyncio.ensure_future(self._until_disconnected(request))
         self.finished.add_done_callback(lambda _: self.watch.cancel())
-        threading.Thread(target=self._work, args=(sessions, prepared, opts), name="docqa-question",
+        threading.Thread(target=self._work, args=(sessions, accepted, opts), name="docqa-question",
                          daemon=True).start()
 
     async def _until_disconnected(self, request: Request) -> None:
@@ -223,30 +223,31 @@ class _Question:
         if self.queue is not None:
             self._on_loop(self.queue.put_nowait, (kind, payload))
 
-    def _work(self, sessions: SessionService, prepared: Prepared, opts: AskOptions) -> None:
+    def _work(self, sessions: SessionService, accepted: Accepted, opts: AskOptions) -> None:
         answer: Answer | None = None
         error: BaseException | None = None
         try:
             # Where the question stands in the model's queue when it is accepted (it holds its place):
             # the page shows "n ahead" until reading starts, and refreshes it from /api/health.
-            status = sessions.engine.model_health(prepared.spec)  # any backend: local runner or remote servers
+            status = sessions.engine.model_health(accepted.spec)  # any backend: local runner or remote servers
             self._emit("queue", {"ahead": max(int(status["queue_depth"]) - 1, 0),
                                  "queue_size": status["queue_size"], "avg_job_s": status.get("avg_job_s")})
-            answer = sessions.ask(prepared.session_id, prepared.question, opts, prepared.owner,
+            answer = sessions.ask(accepted.session_id, accepted.question, opts, accepted.principal,
                                   on_event=self._emit if self.queue is not None else None, cancel=self.cancel,
-                                  prepared=prepared)
+                                  accepted=accepted)
             self._emit("done", answer.to_dict())
         except DocqaError as exc:
             error = exc
             self._emit("error", {"status_code": exc.status_code, "detail": exc.detail})
         except Exception as exc:  # noqa: BLE001 - reported to the client
             if self.queue is not None:  # a JSON request re-raises it in the handler, where Litestar logs it
-                log.exception("question %s failed", prepared.session_id)
+                log.exception("question %s failed", accepted.session_id)
             error = exc
             self._emit("error", {"status_code": 500,
                                  "detail": "Something went wrong inside docqa; nothing was stored."})
         finally:
-            prepared.place.release()  # normally released by the engine already
+            with accepted.prepared.ticket:  # given back here if the answer never started (normally by `ask`)
+                pass
             if self.queue is not None:
                 self._on_loop(self.queue.put_nowait, None)
             self._on_loop(_resolve, self.finished, (answer, error))
