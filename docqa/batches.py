@@ -307,7 +307,7 @@ class BatchService:
             changed = s.execute(
                 update(BatchItem)
                 .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(OPEN))
-                .values(status="cancelled", lease_owner=None, lease_expires_at=None, updated_at=utcnow(),
+                .values(status="cancelled", lease_holder=None, lease_expires_at=None, updated_at=utcnow(),
                         error="Cancelled before it was answered.")
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]  # a CursorResult at run time

@@ -3,7 +3,7 @@
 The jobs live in the database (`batch_items`), never only in memory, so every instance sharing one
 PostgreSQL database works the same batches, each item exactly once:
 - claim: in one short transaction, take the next queued item (or one whose lease expired), set
-  `lease_owner` (host:pid:random) and `lease_expires_at` (now + lease), attempts += 1. SQLite takes
+  `lease_holder` (host:pid:random) and `lease_expires_at` (now + lease), attempts += 1. SQLite takes
   its write lock up front (`BEGIN IMMEDIATE`); PostgreSQL reads with `SELECT … FOR UPDATE SKIP
   LOCKED`, so two workers never claim one item and never wait for each other's candidate.
   The item of the document set answered last is preferred, so a set's questions run back to back
@@ -174,14 +174,14 @@ class BatchWorker:
         """Give back (running → queued) the items whose lease expired or whose lease holder is gone."""
         now = utcnow()
         with self.db.immediate() as s:
-            rows = s.execute(select(BatchItem.id, BatchItem.lease_owner, BatchItem.lease_expires_at)
+            rows = s.execute(select(BatchItem.id, BatchItem.lease_holder, BatchItem.lease_expires_at)
                              .where(BatchItem.status == "running")
                              .with_for_update(skip_locked=True)).all()  # SQLite: its write lock already
             stale = [i for i, holder, expires in rows
                      if expires is None or expires <= now or self._holder_gone(holder)]
             if stale:
                 s.execute(update(BatchItem).where(BatchItem.id.in_(stale), BatchItem.status == "running")
-                          .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
+                          .values(status="queued", lease_holder=None, lease_expires_at=None, updated_at=now)
                           .execution_options(synchronize_session=False))
         if stale:
             log.info("batch worker: %d interrupted question(s) queued again", len(stale))
@@ -218,7 +218,7 @@ class BatchWorker:
                     item.status = "failed"
                     item.error = (f"Gave up after {item.attempts} attempts: "
                                   f"{item.error or 'the worker stopped while answering it'}")
-                    item.lease_owner = item.lease_expires_at = None
+                    item.lease_holder = item.lease_expires_at = None
                     item.updated_at = now
                     s.flush()
                     refresh_status(s, item.batch_id)
@@ -227,7 +227,7 @@ class BatchWorker:
                 if principal is not None:
                     self._last_principal = principal
                     self._last_by_principal[principal] = (item.batch_id, item.document_id)
-                item.lease_owner = self.lease_holder
+                item.lease_holder = self.lease_holder
                 item.lease_expires_at = now + self.lease
                 item.attempts += 1
                 item.updated_at = now
@@ -252,7 +252,7 @@ class BatchWorker:
                 with self.db.immediate() as s:
                     held = s.execute(
                         update(BatchItem)
-                        .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.lease_holder,
+                        .where(BatchItem.id == claim.item_id, BatchItem.lease_holder == self.lease_holder,
                                BatchItem.status == "running")
                         .values(lease_expires_at=utcnow() + self.lease)
                         .execution_options(synchronize_session=False)
@@ -267,13 +267,13 @@ class BatchWorker:
     def _finish(self, claim: Claim, status: str, *, uncount: bool = False, **values: Any) -> bool:
         """Write the item's outcome where the lease is still ours; False when it no longer is."""
         with self.db.immediate() as s:
-            changes: dict[str, Any] = dict(status=status, lease_owner=None, lease_expires_at=None,
+            changes: dict[str, Any] = dict(status=status, lease_holder=None, lease_expires_at=None,
                                            updated_at=utcnow(), **values)
             if uncount:
                 changes["attempts"] = BatchItem.attempts - 1
             written = s.execute(
                 update(BatchItem)
-                .where(BatchItem.id == claim.item_id, BatchItem.lease_owner == self.lease_holder,
+                .where(BatchItem.id == claim.item_id, BatchItem.lease_holder == self.lease_holder,
                        BatchItem.status == "running")
                 .values(**changes).execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]

@@ -101,7 +101,7 @@ def test_reclaim_gives_back_only_what_a_dead_worker_held(settings: Settings) -> 
         restarted = BatchWorker(_service(settings), lease_s=60)
         assert restarted.reclaim() == 1
         with live_service.db.reader() as s:
-            statuses = {i.id: (i.status, i.lease_owner) for i in s.query(BatchItem)}
+            statuses = {i.id: (i.status, i.lease_holder) for i in s.query(BatchItem)}
         assert statuses[first.item_id] == ("running", live.lease_holder)  # alive: left alone, its lease runs
         assert statuses[second.item_id] == ("queued", None)  # dead: queued again at once
         # an expired lease is claimable by any worker, the live owner's included

@@ -138,8 +138,8 @@ def test_one_batch_is_answered_exactly_once_across_both(pair: Pair) -> None:
     owners: set[str] = set()
     deadline = time.monotonic() + 300
     while True:  # which workers hold leases meanwhile: both instances take part
-        owners |= {o for (o,) in pair.rows("SELECT lease_owner FROM batch_items WHERE batch_id = :b AND "
-                                           "lease_owner IS NOT NULL", b=batch_id)}
+        owners |= {o for (o,) in pair.rows("SELECT lease_holder FROM batch_items WHERE batch_id = :b AND "
+                                           "lease_holder IS NOT NULL", b=batch_id)}
         with client(pair.b) as http:  # progress read on the other instance
             batch = http.get(f"/api/batches/{batch_id}").json()
         if batch["status"] not in ("queued", "running"):
@@ -221,7 +221,7 @@ def test_a_server_killed_mid_batch_and_the_other_finishes_after_the_lease(pair: 
         batch_id = r.json()["id"]
     deadline = time.monotonic() + 180
     while True:  # until the instance to kill is answering one of them
-        held = pair.rows("SELECT id, lease_owner, lease_expires_at FROM batch_items WHERE batch_id = :b AND "
+        held = pair.rows("SELECT id, lease_holder, lease_expires_at FROM batch_items WHERE batch_id = :b AND "
                          "status = 'running'", b=batch_id)
         mine = [h for h in held if h[1].rsplit(":", 2)[1] == a_pid]
         if mine:
@@ -232,13 +232,13 @@ def test_a_server_killed_mid_batch_and_the_other_finishes_after_the_lease(pair: 
     pair.a.proc.wait(10)
     item_id, owner, _ = mine[0]
     # its lease still runs: the live instance leaves the item alone until it expires (no heartbeat renews it)
-    (still,) = pair.rows("SELECT lease_owner, status, lease_expires_at FROM batch_items WHERE id = :i", i=item_id)
+    (still,) = pair.rows("SELECT lease_holder, status, lease_expires_at FROM batch_items WHERE id = :i", i=item_id)
     interrupted = still[1] == "running"  # (not when it was written in the instant before the kill)
     if interrupted:
         assert still[0] == owner
         expires = still[2]
         while True:
-            (row,) = pair.rows("SELECT lease_owner, status, (now() AT TIME ZONE 'utc') FROM batch_items "
+            (row,) = pair.rows("SELECT lease_holder, status, (now() AT TIME ZONE 'utc') FROM batch_items "
                                "WHERE id = :i", i=item_id)
             if row[0] != owner:
                 assert row[2] >= expires, (row, expires)  # taken over only after expiry

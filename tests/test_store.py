@@ -237,3 +237,36 @@ def test_the_sweep_leaves_alone_what_another_instance_is_storing(tmp_path, pg_ur
     finally:
         writer.dispose()
         starting.dispose()
+
+
+@pytest.mark.both_databases
+def test_the_seam_migration_renames_lease_owner_to_lease_holder_keeping_the_leases(db_url):
+    """0014_seam: a batch item's lease holder (the worker) is no longer called its owner (a principal); the
+    rename keeps every lease, down and up again, on SQLite and PostgreSQL alike."""
+    from alembic import command
+
+    from docqa.store.models import Batch, BatchItem
+
+    db = Database(db_url)
+    try:
+        with db.transaction() as s:
+            batch = Batch(owner="alice", status="running", document_ids=["d"], questions=["q"], model="default",
+                          per_document=False, options={}, plans={})
+            s.add(batch)
+            s.flush()
+            s.add(BatchItem(batch_id=batch.id, document_id=None, question_index=0, question="q", status="running",
+                            citations=[], timings={}, attempts=1, lease_holder="host:1:abcd"))
+    finally:
+        db.dispose()
+    cfg = alembic_config(db_url)
+    engine = create_engine(db_url)
+    try:
+        command.downgrade(cfg, "0013a")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT lease_owner FROM batch_items")).scalars().all() == ["host:1:abcd"]
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT lease_holder FROM batch_items")).scalars().all() == ["host:1:abcd"]
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        engine.dispose()

@@ -170,7 +170,7 @@ class BatchItem(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_holder: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
