@@ -36,6 +36,7 @@ from docqa.documents import DocumentService
 from docqa.engine.engine import Answer, Engine
 from docqa.engine.models import ModelRegistry
 from docqa.errors import InvalidRequest, NotFound, short_id
+from docqa.location import Location
 from docqa.rules import check_document_ids, check_max_tokens, check_mode, check_question_tokens, clean_question
 from docqa.settings import Settings
 from docqa.store.db import Database
@@ -97,16 +98,8 @@ def _cell(value: Any) -> str:
 
 
 def citation_text(c: dict[str, Any], with_filename: bool = False) -> str:
-    """`p. 3: "quote"` or `notes.md:L4-L6: "quote"`, as a person would write it."""
-    if c.get("page") is not None:
-        where = f"p. {c['page']}"
-        if with_filename and c.get("filename"):
-            where = f"{c['filename']} {where}"
-    else:
-        where = c.get("path") or c.get("filename") or "?"
-        if c.get("line_start") is not None:
-            end = c.get("line_end") or c["line_start"]
-            where += f":L{c['line_start']}" + (f"-L{end}" if end != c["line_start"] else "")
+    """`p. 3: "quote"` or `notes.md:L4-L6: "quote"`, as a person would write it (location.py's label)."""
+    where = Location.of(c).label(with_filename=with_filename)
     text = f'{where}: "{c["quote"]}"' if c.get("quote") else where
     return text if c.get("verified", True) else text + " (not verified)"
 

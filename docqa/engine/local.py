@@ -21,7 +21,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from docqa.engine.gguf_meta import GGUFInfo, ModelFileError, read_gguf
 from docqa.engine.runtime import YIELD_SLICE, Job, Runtime
 from docqa.engine.sampling import Sampling, chat_preset
 from docqa.engine.state_cache import ContextConfig, StateCache, state_key
-from docqa.engine.template import ChatTemplate, tokenize_pieces
+from docqa.engine.template import ChatTemplate, TokenCache, tokenize_pieces
 from docqa.engine.work import Generation
 from docqa.errors import ModelUnavailable
 from docqa.settings import Settings
@@ -190,37 +189,6 @@ def _spec(name: str, targets: list[str], settings: Settings) -> ModelSpec:
 KIND = Kind(name="local", claims=lambda target: True, spec=_spec)
 
 
-class _PrefixTokens:
-    """Recent document prefixes' tokens, keyed by what they are made of (the rendered text and where
-    the BOS goes), bounded by their total tokens: a follow-up question over the same documents
-    tokenizes only its own suffix, as the remote backend's token cache does for its server."""
-
-    def __init__(self, max_tokens: int = 4_000_000) -> None:
-        self.max_tokens = max_tokens
-        self._items: OrderedDict[str, list[int]] = OrderedDict()
-        self._total = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> list[int] | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: str, tokens: list[int]) -> None:
-        if len(tokens) > self.max_tokens // 2:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = tokens
-            self._total += len(tokens)
-            while self._total > self.max_tokens:
-                _, dropped = self._items.popitem(last=False)
-                self._total -= len(dropped)
-
-
 class LocalBackend:
     capabilities = Capabilities(kv_budget=True, prefix_cache=True, state_snapshots=True, progress=True)
 
@@ -236,8 +204,7 @@ class LocalBackend:
         )
         self.cache = StateCache(s.state_dir, s.state_cache_bytes)  # what the runner wrote (read here, never written)
         self._template: ChatTemplate | None = None
-        self._prefixes = _PrefixTokens()
-        self.tokenizer_calls = 0  # pieces handed to llama.cpp's tokenizer (bench/prefix_cache.py reads it)
+        self._prefixes: TokenCache[str] = TokenCache()  # rendered prefix -> its tokens
 
     @property
     def identity(self) -> str:
@@ -275,14 +242,12 @@ class LocalBackend:
             found = self._prefixes.get(key)
             if found is not None:
                 return list(found)
-        self.tokenizer_calls += 1
         tokens = tokenize_pieces(vocab, pieces, add_bos=bos, bos_text=self.template().bos_text if bos else "")
         if key is not None:
             self._prefixes.put(key, tokens)
         return tokens
 
     def count(self, text: str) -> int:
-        self.tokenizer_calls += 1
         return len(self.spec.vocab().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     # -- planning -----------------------------------------------------------------------------------

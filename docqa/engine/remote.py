@@ -31,7 +31,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +51,7 @@ from docqa.engine.backend import (
 )
 from docqa.engine.budget import ContextBudgetExceeded, Plan, ServedContext, Step, pad_ctx
 from docqa.engine.sampling import Sampling, chat_preset
-from docqa.engine.template import ChatTemplate
+from docqa.engine.template import ChatTemplate, TokenCache
 from docqa.engine.work import Cancelled, Generation, QueueFull
 from docqa.errors import RemoteRefused, RemoteStreamCut, RemoteUnavailable
 from docqa.settings import Settings
@@ -429,7 +428,7 @@ class RemoteBackend:
         self._lock = threading.Condition()
         self._places = dict.fromkeys(CLASSES, 0)  # tickets held per priority class
         self._template: ChatTemplate | None = None
-        self._tokens = _TokenCache()
+        self._tokens: TokenCache[tuple[str, bool, bool]] = TokenCache()
         self._read_ahead: dict[str, int] = {}  # prefix hash -> tokens a read-ahead had a server read
 
     @property
@@ -781,35 +780,6 @@ class RemoteBackend:
     def close(self) -> None:
         for server in self.spec.servers:
             server.close()
-
-
-class _TokenCache:
-    """Recent tokenizations, bounded by their total tokens (a long document's are kept while it is asked about)."""
-
-    def __init__(self, max_tokens: int = 4_000_000) -> None:
-        self.max_tokens = max_tokens
-        self._items: OrderedDict[tuple[str, bool, bool], tuple[int, ...]] = OrderedDict()
-        self._total = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, bool, bool]) -> tuple[int, ...] | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: tuple[str, bool, bool], tokens: list[int]) -> None:
-        if len(tokens) > self.max_tokens // 2:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = tuple(tokens)
-            self._total += len(tokens)
-            while self._total > self.max_tokens:
-                _, dropped = self._items.popitem(last=False)
-                self._total -= len(dropped)
 
 
 class ThinkingSplit:

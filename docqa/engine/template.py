@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import llama_cpp
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -138,3 +141,36 @@ def _special_texts(vocab: Any, tokens: list[int]) -> set[str]:
             if len(text) >= 2:
                 out.add(text)
     return out
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class TokenCache(Generic[K]):
+    """Recent tokenizations, bounded by their total tokens (a long document's are kept while it is asked
+    about): what a backend keeps so a follow-up over the same documents tokenizes only its own suffix."""
+
+    def __init__(self, max_tokens: int = 4_000_000) -> None:
+        self.max_tokens = max_tokens
+        self._items: OrderedDict[K, tuple[int, ...]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> tuple[int, ...] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: K, tokens: list[int]) -> None:
+        if len(tokens) > self.max_tokens // 2:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = tuple(tokens)
+            self._total += len(tokens)
+            while self._total > self.max_tokens:
+                _, dropped = self._items.popitem(last=False)
+                self._total -= len(dropped)
