@@ -203,6 +203,7 @@ class LocalBackend:
             snapshot_stop_wait_s=s.snapshot_stop_wait,
         )
         self.cache = StateCache(s.state_dir, s.state_cache_bytes)  # what the runner wrote (read here, never written)
+        self.cache.sweep()  # what a crash mid-save left behind (the engine did this at start before the seam)
         self._template: ChatTemplate | None = None
         self._prefixes: TokenCache[str] = TokenCache()  # rendered prefix -> its tokens
 
