@@ -29,11 +29,25 @@ QUESTIONS = ["Which license lets a contributor grant a patent license?",
              "What does the GPL say about installation information for user products?"]
 
 
-def one(data_dir: str) -> dict[str, Any]:
-    """In the child: a first question, then the measured follow-up."""
-    from docqa.engine.engine import AskOptions, Engine
-    from docqa.engine.models import ModelRegistry
+def _licences() -> list[Any]:
     from docqa.engine.sources import Document, Section
+
+    sources = []
+    for i, name in enumerate(LICENSES):
+        text = Path("/usr/share/common-licenses", name).read_text()
+        lines = text.count("\n") + 1
+        sources.append((Document(id=f"lic-{i}", filename=name, sha256=name),
+                        [Section(ordinal=0, text=text, path=name, line_start=1, line_end=lines, id=i)]))
+    return sources
+
+
+def prompt_only(data_dir: str, repeats: int = 5) -> dict[str, Any]:
+    """In the child, without running the model: what a follow-up costs before its job reaches the runner
+    (rendering and tokenizing its prompt, the engine's `_tokens` as `Engine.answer` calls it), after a
+    first question over the same documents; tokenizer calls counted as in `one`."""
+    from docqa.engine import prompts
+    from docqa.engine.engine import Engine
+    from docqa.engine.models import ModelRegistry
     from docqa.settings import Settings
 
     settings = Settings(data_dir=Path(data_dir), seed=1, read_ahead=False, preload=False, search_lines=0)
@@ -49,12 +63,41 @@ def one(data_dir: str) -> dict[str, Any]:
         return original(text, *a, **kw)
 
     vocab.tokenize = counted
-    sources = []
-    for i, name in enumerate(LICENSES):
-        text = Path("/usr/share/common-licenses", name).read_text()
-        lines = text.count("\n") + 1
-        sources.append((Document(id=f"lic-{i}", filename=name, sha256=name),
-                        [Section(ordinal=0, text=text, path=name, line_start=1, line_end=lines, id=i)]))
+    sources = _licences()
+    engine = Engine(settings, registry)
+    body = engine.render_documents(sources)
+    prefix, _ = engine._tokens(spec, prompts.INSTRUCTIONS, body, QUESTIONS[0], None)  # the first question
+    times = []
+    for _ in range(repeats):
+        calls.update(n=0, chars=0)
+        t = time.perf_counter()
+        engine._tokens(spec, prompts.INSTRUCTIONS, engine.render_documents(sources), QUESTIONS[1], None)
+        times.append(time.perf_counter() - t)
+    engine.close()
+    return {"prefix_tokens": len(prefix), "tokenizer_calls": calls["n"], "tokenized_bytes": calls["chars"],
+            "prompt_s": round(statistics.median(times), 4)}
+
+
+def one(data_dir: str) -> dict[str, Any]:
+    """In the child: a first question, then the measured follow-up."""
+    from docqa.engine.engine import AskOptions, Engine
+    from docqa.engine.models import ModelRegistry
+    from docqa.settings import Settings
+
+    settings = Settings(data_dir=Path(data_dir), seed=1, read_ahead=False, preload=False, search_lines=0)
+    registry = ModelRegistry(settings)
+    spec = registry.get(None)
+    vocab = spec.vocab()  # type: ignore[attr-defined]
+    calls = {"n": 0, "chars": 0}
+    original = vocab.tokenize
+
+    def counted(text: bytes, *a: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        calls["chars"] += len(text)
+        return original(text, *a, **kw)
+
+    vocab.tokenize = counted
+    sources = _licences()
     engine = Engine(settings, registry)
     try:
         plan = engine.plan(spec, sources, "whole")
@@ -105,10 +148,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--data-dir", help="a data folder both sides share (kept: its snapshot spares the next run "
                                        "the cold read); default: a temporary one")
+    ap.add_argument("--prompt-only", action="store_true",
+                    help="measure only what a follow-up costs before its job reaches the runner (no model run)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(one(args.child)))
+        print(json.dumps(prompt_only(args.child) if args.prompt_only else one(args.child)))
         return
     here = Path(__file__).resolve().parents[1]
     trees = {"before": Path(args.before).resolve(), "after": here}
@@ -119,15 +164,29 @@ def main() -> None:
             for side in (("before", "after") if r % 2 == 0 else ("after", "before")):
                 env = {**os.environ, "PYTHONPATH": str(trees[side])}
                 out = subprocess.run([sys.executable, str(here / "bench" / "prefix_cache.py"), "--before", ".",
+                                      *(["--prompt-only"] if args.prompt_only else []),
                                       "--child", str(data_dir)], env=env, cwd=trees[side],
                                      capture_output=True, text=True, check=True)
                 runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(side, runs[side][-1], flush=True)
-    med = {s: statistics.median(x["first_token_s"] for x in v) for s, v in runs.items()}
-    ratios = [a["first_token_s"] / b["first_token_s"] for a, b in zip(runs["after"], runs["before"], strict=True)]
     sys.path.insert(0, str(here))
     from bench.run import write
 
+    if args.prompt_only:
+        ratios = [a["prompt_s"] / b["prompt_s"] for a, b in zip(runs["after"], runs["before"], strict=True)]
+        write("prefix_cache_prompt", {
+            "what": "a follow-up's prompt (render + tokenize, Engine._tokens) over GPL-3 + Apache-2.0 + MPL-2.0 "
+                    "after a "
+                    "first question, embedded SmolLM2's vocabulary; no model run; this checkout (after) against "
+                    "--before, alternating rounds",
+            "runs": runs,
+            "prompt_s_median": {s: statistics.median(x["prompt_s"] for x in v) for s, v in runs.items()},
+            "prompt_ratio_after_vs_before_per_round": [round(x, 4) for x in ratios],
+            "pipe": pipe_cost(),
+        })
+        return
+    med = {s: statistics.median(x["first_token_s"] for x in v) for s, v in runs.items()}
+    ratios = [a["first_token_s"] / b["first_token_s"] for a, b in zip(runs["after"], runs["before"], strict=True)]
     write("prefix_cache", {
         "what": "warm follow-up over GPL-3 + Apache-2.0 + MPL-2.0 (whole mode), embedded SmolLM2; "
                 "tokenizer calls and time to first token, this checkout (after) against --before",

@@ -380,3 +380,36 @@ def test_one_enormous_line_is_cut_within_the_limit(count) -> None:  # noqa: ANN0
     assert "".join(p.text for p in parts) == line
     assert all(p.n_tokens == count(p.text) <= limit for p in parts)
     assert {(p.line_start, p.line_end) for p in parts} == {(7, 7)}
+
+
+def test_a_follow_up_does_not_tokenize_the_documents_again(tmp_path: Path) -> None:
+    """The local backend keeps a document prefix's tokens (per rendered prefix), as the remote one keeps its
+    server's: a second question over the same documents hands llama.cpp's tokenizer only its own suffix."""
+    from docqa.engine import prompts
+    from docqa.engine.engine import Engine
+    from docqa.engine.models import ModelRegistry
+    from docqa.engine.sources import Document, Section
+    from docqa.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, seed=1)
+    registry = ModelRegistry(settings)
+    spec = registry.get(None)
+    engine = Engine(settings, registry)
+    text = Path("/usr/share/common-licenses/Apache-2.0").read_text()
+    sources = [(Document(id="apache", filename="Apache-2.0"), [Section(ordinal=0, text=text, line_start=1,
+                                                                       line_end=text.count("\n") + 1, id=1)])]
+    vocab = spec.vocab()  # type: ignore[attr-defined]
+    seen: list[int] = []
+    original = vocab.tokenize
+    vocab.tokenize = lambda data, *a, **kw: seen.append(len(data)) or original(data, *a, **kw)
+    try:
+        body = engine.render_documents(sources)
+        first, _ = engine._tokens(spec, prompts.INSTRUCTIONS, body, "Who may grant a patent license?", None)
+        assert sum(seen) > len(text)  # the first question tokenizes the documents
+        seen.clear()
+        again, suffix = engine._tokens(spec, prompts.INSTRUCTIONS, body, "What must a redistribution keep?", None)
+        assert again == first and suffix
+        assert sum(seen) < 1000, seen  # only the question's turn: the documents' tokens were kept
+    finally:
+        vocab.tokenize = original
+        engine.close()

@@ -233,7 +233,7 @@ class LocalBackend:
         vocab = self.spec.vocab()
         bos = add_bos and bool(vocab._model.add_bos_token())
         key = None
-        if bos:  # a prefix (the documents' piece ends it): kept, since every question of a set has the same
+        if add_bos:  # a prefix (the documents' piece ends it): kept, since every question of a set has the same
             h = hashlib.sha256()
             for text, trusted in pieces:
                 h.update(b"T" if trusted else b"U")
