@@ -30,7 +30,8 @@ def test_allocation_failure_falls_back_down_the_ladder_and_says_so(tmp_path):
         plan = engine.plan(spec, sources)
         assert plan.mode == "whole"
         # A plan the host cannot honour (4M tokens: ~96 GB of f16 KV), as if memory vanished after planning.
-        impossible = replace(plan, n_ctx=4_194_304, yarn_factor=None)
+        assert plan.kv is not None
+        impossible = replace(plan, n_ctx=4_194_304, kv=replace(plan.kv, yarn_factor=None))
         answer = engine.answer(spec, impossible, sources, "What is the pass key?",
                                AskOptions(max_tokens=16, sampling={"temperature": 0, "seed": 1}))
     finally:

@@ -85,8 +85,9 @@ def test_rows_agree_with_the_budget_manager(tmp_path: Path, shapes: dict[str, Mo
         assert row.fits == expect_fits
         if expect_fits:
             plan = make_plan(_request(settings, shape, memory, tokens, ct, "whole"))
-            assert row.needed_bytes == plan.needed_bytes
-            assert row.needed_bytes == (plan.kv_bytes + plan.compute_bytes + shape.weights_bytes
+            assert plan.kv is not None
+            assert row.needed_bytes == plan.kv.needed_bytes
+            assert row.needed_bytes == (plan.kv.kv_bytes + plan.kv.compute_bytes + shape.weights_bytes
                                         + settings.memory_margin)
         longest = row.longest_whole_tokens
         if longest:
