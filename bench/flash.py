@@ -34,7 +34,7 @@ def _one(spec: Any, extra: bool, threads: int, tokens: int, n_ctx: int, copies: 
     import llama_cpp
 
     from bench.sidebyside import document_text
-    from docqa.engine.runner import new_llama, prefill
+    from docqa.engine.local.runner import new_llama, prefill
 
     llm = new_llama(dict(model_path=str(spec.path), n_ctx=n_ctx, n_batch=512, n_ubatch=512, flash_attn=flash,
                          n_threads=threads, n_threads_batch=threads, verbose=False), extra_buffers=extra)
@@ -74,9 +74,9 @@ def _one(spec: Any, extra: bool, threads: int, tokens: int, n_ctx: int, copies: 
 
 def bench_flash() -> None:
     from bench.run import _settings, write
-    from docqa.engine import cpu
+    from docqa.engine.local import cpu
+    from docqa.engine.local.runtime import default_threads
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import default_threads
 
     settings = _settings(Path(tempfile.mkdtemp()))
     spec = ModelRegistry(settings).get(None)

@@ -226,9 +226,9 @@ def model_judge() -> tuple[Judge, dict[str, Any]]:
     """The embedded model as a judge: its answer constrained to "yes" or "no" by a llama.cpp grammar."""
     from llama_cpp import LlamaGrammar
 
-    from docqa.engine import cpu
+    from docqa.engine.local import cpu
+    from docqa.engine.local.runner import new_llama
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runner import new_llama
     from docqa.settings import Settings
 
     spec = ModelRegistry(Settings()).get(None)

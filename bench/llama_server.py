@@ -144,9 +144,9 @@ def _docqa(data: Path) -> Any:
 
 def bench_server(rounds: int = 2) -> None:
     from bench.run import _settings, write
-    from docqa.engine import cpu
+    from docqa.engine.local import cpu
+    from docqa.engine.local.runtime import default_threads
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import default_threads
 
     text = document_text()
     settings = _settings(Path(tempfile.mkdtemp()))

@@ -474,7 +474,8 @@ def store_audit(data_dir: Path, database_url: str | None = None) -> tuple[dict[s
             orphans = con.execute(text(
                 "SELECT count(*) FROM sections WHERE document_id NOT IN (SELECT id FROM documents)")).scalar()
             dup = con.execute(text(
-                "SELECT owner, sha256, count(*) FROM documents GROUP BY owner, sha256 HAVING count(*) > 1")).all()
+                "SELECT principal, sha256, count(*) FROM documents GROUP BY principal, sha256 "
+                "HAVING count(*) > 1")).all()
     finally:
         engine.dispose()
     bad = [(i, n, c) for i, n, c in counts if n != c]
@@ -483,7 +484,7 @@ def store_audit(data_dir: Path, database_url: str | None = None) -> tuple[dict[s
     if orphans:
         problems.append(f"{orphans} section row(s) without their document")
     if dup:
-        problems.append(f"the same bytes stored twice for one owner: {dup[:3]}")
+        problems.append(f"the same bytes stored twice for one principal: {dup[:3]}")
     blobs = data_dir / "blobs"
     files = [p for p in blobs.rglob("*") if p.is_file()] if blobs.is_dir() else []
     temp = [p.name for p in files if p.name.startswith(".")]

@@ -121,9 +121,9 @@ def pipe_cost(n_tokens: int = 14_000, repeats: int = 50) -> dict[str, Any]:
     import pickle
     import random
 
+    from docqa.engine.local.state_cache import ContextConfig, state_key
+    from docqa.engine.local.work import Work
     from docqa.engine.sampling import Sampling
-    from docqa.engine.state_cache import ContextConfig, state_key
-    from docqa.engine.work import Work
 
     config = ContextConfig(16384, "f16", "f16", False, 2.0, 8192, 512, 512)
     prefix = [random.randrange(49152) for _ in range(n_tokens)]

@@ -65,9 +65,9 @@ def _docqa_after_delay(tmp: Path, text: str, read_ahead: bool, delay_s: float = 
 
 def _server_after_delay(tmp: Path, text: str, n_ctx: int) -> dict[str, Any]:
     from bench.run import _settings
-    from docqa.engine import cpu
+    from docqa.engine.local import cpu
+    from docqa.engine.local.runtime import default_threads
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runtime import default_threads
 
     settings = _settings(tmp / "s")
     spec = ModelRegistry(settings).get(None)

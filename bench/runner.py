@@ -29,11 +29,11 @@ from bench.models import bench_models
 
 def bench_prefill(pairs: int = 3, lines: int = 22) -> None:
     from bench.run import _document, _settings, write
-    from docqa.engine import cpu
     from docqa.engine.engine import Engine
+    from docqa.engine.local import cpu
+    from docqa.engine.local.runner import new_llama
+    from docqa.engine.local.runtime import Job, Runtime, default_threads
     from docqa.engine.models import ModelRegistry, load_spec
-    from docqa.engine.runner import new_llama
-    from docqa.engine.runtime import Job, Runtime, default_threads
     from docqa.engine.sampling import Sampling
 
     results: list[dict[str, Any]] = []

@@ -103,8 +103,8 @@ def bench_llamabench(rounds: int = 3, reps: int = 2) -> None:
     import llama_cpp
 
     from docqa.engine.engine import Engine
+    from docqa.engine.local.runner import ModelHost, local_host, prefill
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runner import ModelHost, local_host, prefill
 
     binary = llama_bench.build()
     tmp = Path(tempfile.mkdtemp())
@@ -274,7 +274,7 @@ def _label(fa: bool, nb: int, depth: int) -> str:
 
 def _docqa_threads(spec: Any, settings: Any, config: Any, tmp: Path) -> dict[str, int]:
     """The thread counts docqa's contexts run with (llama-bench is given the same)."""
-    from docqa.engine.runner import local_host
+    from docqa.engine.local.runner import local_host
 
     rt = local_host(spec, tmp / "t", n_threads=settings.n_threads)
     try:
@@ -293,8 +293,8 @@ def bench_batch(max_tokens: int = 16, n_questions: int = len(BATCH_QUESTIONS), d
     from docqa.documents import DocumentService
     from docqa.engine import prompts
     from docqa.engine.engine import Engine
+    from docqa.engine.local.runner import local_host
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runner import local_host
     from docqa.store.db import Database, migrate
     from docqa.store.files import BlobStore
     from docqa.worker import BatchWorker
@@ -443,8 +443,8 @@ def _memory_child(lines: int, kv: str, read: int) -> None:
     import psutil
 
     from docqa.engine.engine import Engine
+    from docqa.engine.local.runner import local_host, prefill
     from docqa.engine.models import ModelRegistry
-    from docqa.engine.runner import local_host, prefill
 
     tmp = Path(tempfile.mkdtemp())
     try:

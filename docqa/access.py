@@ -1,7 +1,7 @@
 """Who may use the service: API keys, principals, rate limits and the loopback rule. No HTTP here.
 
 `DOCQA_API_KEYS` lists `NAME:KEY` or `NAME:sha256:<hex>` entries, comma-separated. A key's NAME is
-its principal: the owner of every document, session and batch created with it. Keys are kept in
+its principal: the principal of every document, session and batch created with it. Keys are kept in
 memory only as sha256 digests and a presented key is compared with every configured digest in
 constant time (`hmac.compare_digest`, no early exit), so neither the match nor its position leaks
 through timing. Several keys may share a NAME (rotating a key without losing the data).
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 LOOPBACK_PRINCIPAL = ""
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")  # fits the 64-character owner column
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")  # fits the 64-character principal column
 HASH_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
 RATE_UNITS = ("second", "minute", "hour", "day")
 

@@ -161,7 +161,7 @@ class BatchService:
     def create(self, document_ids: list[str], questions: list[str], model: str | None = None,
                mode: str | None = None, per_document: bool = False, max_tokens: int | None = None,
                sampling: dict[str, float | str] | None = None, thinking: bool | None = None,
-               owner: str = "") -> dict[str, Any]:
+               principal: str = "") -> dict[str, Any]:
         s = self.settings
         check_document_ids(document_ids)
         if not questions:
@@ -180,7 +180,7 @@ class BatchService:
         check_mode(mode)
         # The plan is made later, per document set (worker.py), so the cap here is the settings' budget.
         check_max_tokens(max_tokens, s.answer_tokens, "the answer budget (DOCQA_ANSWER_TOKENS)")
-        docs = [self.documents.get(doc_id, owner) for doc_id in document_ids]  # 404 with a sentence when unknown
+        docs = [self.documents.get(doc_id, principal) for doc_id in document_ids]  # 404 with a sentence when unknown
         for group in ([d] for d in docs) if per_document else [docs]:
             self.engine.counts.check_estimate(group)  # a set far past DOCQA_MAX_SET_TOKENS: refused now
         spec = self.registry.get(model)
@@ -189,7 +189,8 @@ class BatchService:
 
         with self.db.transaction() as tx:
             batch = Batch(
-                owner=owner, status="queued", document_ids=list(document_ids), questions=cleaned, model=spec.name,
+                principal=principal, status="queued", document_ids=list(document_ids), questions=cleaned,
+                model=spec.name,
                 mode=None if mode in (None, "auto") else mode, per_document=bool(per_document),
                 options={"max_tokens": max_tokens, "sampling": dict(sampling or {}), "thinking": thinking},
                 plans={},
@@ -214,9 +215,9 @@ class BatchService:
 
     # -- read -----------------------------------------------------------------------------------------
 
-    def _owned(self, s: Session, batch_id: str, owner: str) -> Batch:
+    def _owned(self, s: Session, batch_id: str, principal: str) -> Batch:
         batch = s.get(Batch, batch_id)
-        if batch is None or batch.owner != owner:
+        if batch is None or batch.principal != principal:
             raise NotFound(f"There is no batch with id {short_id(batch_id)}.")
         return batch
 
@@ -235,15 +236,16 @@ class BatchService:
             "created_at": iso_utc(batch.created_at), "updated_at": iso_utc(batch.updated_at),
         }
 
-    def list_batches(self, owner: str = "") -> list[dict[str, Any]]:
+    def list_batches(self, principal: str = "") -> list[dict[str, Any]]:
         with self.db.reader() as s:
-            batches = list(s.scalars(select(Batch).where(Batch.owner == owner).order_by(Batch.created_at.desc())))
+            batches = list(s.scalars(select(Batch).where(Batch.principal == principal)
+                                     .order_by(Batch.created_at.desc())))
             counts = item_counts(s, [b.id for b in batches])
             return [self._summary(b, counts[b.id]) for b in batches]
 
-    def get(self, batch_id: str, owner: str = "") -> dict[str, Any]:
+    def get(self, batch_id: str, principal: str = "") -> dict[str, Any]:
         with self.db.reader() as s:
-            batch = self._owned(s, batch_id, owner)
+            batch = self._owned(s, batch_id, principal)
             items = list(s.scalars(select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.id)))
             names = self._filenames(s, batch.document_ids)
             counts: dict[str, int] = {}
@@ -251,13 +253,13 @@ class BatchService:
                 counts[it.status] = counts.get(it.status, 0) + 1
             return {**self._summary(batch, counts), "results": [self._item_out(it, names) for it in items]}
 
-    def results(self, batch_id: str, owner: str = "") -> list[dict[str, Any]]:
-        return self.get(batch_id, owner)["results"]
+    def results(self, batch_id: str, principal: str = "") -> list[dict[str, Any]]:
+        return self.get(batch_id, principal)["results"]
 
-    def results_csv(self, batch_id: str, owner: str = "") -> str:
+    def results_csv(self, batch_id: str, principal: str = "") -> str:
         """UTF-8 text with a byte-order mark (spreadsheets then read it as UTF-8), a header row and
         one row per document × question (per question for a document set)."""
-        batch = self.get(batch_id, owner)
+        batch = self.get(batch_id, principal)
         with self.db.reader() as s:
             names = self._filenames(s, batch["document_ids"])
         set_name = "; ".join(names.get(d, d) for d in batch["document_ids"])
@@ -293,10 +295,10 @@ class BatchService:
 
     # -- cancel ---------------------------------------------------------------------------------------
 
-    def cancel(self, batch_id: str, owner: str = "") -> dict[str, Any]:
+    def cancel(self, batch_id: str, principal: str = "") -> dict[str, Any]:
         """Cancel what is not answered yet; answers already written stay. Cancelling twice is fine."""
         with self.db.immediate() as s:
-            batch = self._owned(s, batch_id, owner)
+            batch = self._owned(s, batch_id, principal)
             changed = s.execute(
                 update(BatchItem)
                 .where(BatchItem.batch_id == batch_id, BatchItem.status.in_(OPEN))
@@ -309,4 +311,4 @@ class BatchService:
                 batch.updated_at = utcnow()
         if changed:
             self._notify("cancelled", batch_id)
-        return self.get(batch_id, owner)
+        return self.get(batch_id, principal)

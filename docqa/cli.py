@@ -10,8 +10,8 @@ import click
 
 from docqa.settings import Settings
 
-OWNER_KEY = "docqa.owner"
-WARNED_KEY = "docqa.owner_warned"
+PRINCIPAL_KEY = "docqa.principal"
+WARNED_KEY = "docqa.principal_warned"
 
 
 def _services(settings: Settings):  # noqa: ANN202
@@ -34,16 +34,16 @@ def _session_service(settings: Settings):  # noqa: ANN202
     return SessionService(documents.db, documents, registry, Engine(settings, registry))
 
 
-def _owner() -> str:
-    """The principal the command acts as (`docqa --owner NAME …`); "" is loopback mode's."""
+def _principal() -> str:
+    """The principal the command acts as (`docqa --principal NAME …`); "" is loopback mode's."""
     ctx = click.get_current_context()
-    owner = str(ctx.meta.get(OWNER_KEY, ""))
+    principal = str(ctx.meta.get(PRINCIPAL_KEY, ""))
     settings = ctx.find_object(Settings)
-    if not owner and settings is not None and settings.api_keys is not None and not ctx.meta.get(WARNED_KEY):
+    if not principal and settings is not None and settings.api_keys is not None and not ctx.meta.get(WARNED_KEY):
         ctx.meta[WARNED_KEY] = True
         click.echo("docqa: note: acting as loopback mode's principal, which no API key can see; "
-                   "pass --owner NAME to act as one of DOCQA_API_KEYS.", err=True)
-    return owner
+                   "pass --principal NAME to act as one of DOCQA_API_KEYS.", err=True)
+    return principal
 
 
 def _ingest_all(settings: Settings, files: tuple[Path, ...]) -> list[str]:
@@ -53,7 +53,7 @@ def _ingest_all(settings: Settings, files: tuple[Path, ...]) -> list[str]:
     ids = []
     for path in files:
         try:
-            ids.append(service.ingest(path.name, path.read_bytes(), owner=_owner()).document.id)
+            ids.append(service.ingest(path.name, path.read_bytes(), principal=_principal()).document.id)
         except DocqaError as exc:
             raise click.ClickException(f"{path.name}: {exc.detail}") from exc
     return ids
@@ -65,29 +65,29 @@ def _with_settings(settings: Settings, **overrides: object) -> Settings:
 
 @click.group()
 @click.version_option(package_name="docqa")
-@click.option("--owner", default="", metavar="NAME",
+@click.option("--principal", "--owner", "principal", default="", metavar="NAME",
               help="Act as this principal (a NAME from DOCQA_API_KEYS): what the command stores belongs to it and "
-                   "only its documents are listed. Default: loopback mode's.")
+                   "only its documents are listed (`--owner` is its old name). Default: loopback mode's.")
 @click.pass_context
-def main(ctx: click.Context, owner: str) -> None:
+def main(ctx: click.Context, principal: str) -> None:
     """docqa: ask questions of whole documents with a local llama.cpp model."""
     from pydantic import ValidationError
 
-    ctx.meta[OWNER_KEY] = owner
+    ctx.meta[PRINCIPAL_KEY] = principal
     try:
         ctx.obj = Settings()
     except ValidationError as exc:
         problems = "; ".join(f"DOCQA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         click.echo(f"docqa: invalid setting: {problems}", err=True)
         ctx.exit(2)
-    if owner:
+    if principal:
         from docqa.access import KeyRing
 
         keys = ctx.obj.api_keys  # already parsed and validated by Settings
         principals = KeyRing.from_spec(keys.get_secret_value() if keys is not None else None).principals
-        if owner not in principals:
+        if principal not in principals:
             known = f"the principals are {', '.join(principals)}" if principals else "DOCQA_API_KEYS is not set"
-            click.echo(f"docqa: --owner {owner!r} is not a principal of DOCQA_API_KEYS ({known}).", err=True)
+            click.echo(f"docqa: --principal {principal!r} is not a principal of DOCQA_API_KEYS ({known}).", err=True)
             ctx.exit(2)
 
 
@@ -152,7 +152,7 @@ def ingest(settings: Settings, files: tuple[Path, ...], password: str | None, oc
     failed = 0
     for path in files:
         try:
-            result = service.ingest(path.name, path.read_bytes(), owner=_owner(), password=password,
+            result = service.ingest(path.name, path.read_bytes(), principal=_principal(), password=password,
                                     ocr_langs=ocr_langs)
         except DocqaError as exc:
             failed += 1
@@ -179,7 +179,7 @@ def ingest(settings: Settings, files: tuple[Path, ...], password: str | None, oc
 def documents(settings: Settings) -> None:
     """List stored documents."""
     service = _services(settings)
-    rows = service.list_documents(_owner())
+    rows = service.list_documents(_principal())
     if not rows:
         click.echo("no documents yet: docqa ingest FILE…")
     for d in rows:
@@ -293,7 +293,7 @@ def plan(settings: Settings, files: tuple[Path, ...], model: str | None, mode: s
     settings = _with_settings(settings, memory_budget=budget)
     ids = _ingest_all(settings, files)
     try:
-        _, p = _session_service(settings).plan(ids, model, mode, _owner())
+        _, p = _session_service(settings).plan(ids, model, mode, _principal())
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc
     if as_json:
@@ -354,8 +354,8 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
             click.echo(data["text"], nl=False, err=kind == "thinking")
 
     try:
-        session = service.create(ids, model, mode, owner=_owner())
-        answer = service.ask(session.id, question, AskOptions(max_tokens=max_tokens), _owner(), on_event=on_event)
+        session = service.create(ids, model, mode, principal=_principal())
+        answer = service.ask(session.id, question, AskOptions(max_tokens=max_tokens), _principal(), on_event=on_event)
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc
     finally:
@@ -392,7 +392,7 @@ def ask(settings: Settings, files: tuple[Path, ...], question: str, model: str |
 def models(settings: Settings, recommend: bool, tokens: int | None, memory: str | None, ref: str | None,
            as_json: bool) -> None:
     """List the models docqa can answer with (and the files found that it cannot)."""
-    from docqa.engine import cpu
+    from docqa.engine.local import cpu
     from docqa.engine.models import ModelRegistry
 
     if recommend:
@@ -449,19 +449,19 @@ def batch(settings: Settings, files: tuple[Path, ...], questions_file: Path, csv
     service = BatchService(settings, sessions.db, sessions.documents, sessions.registry, sessions.engine)
     worker = BatchWorker(service)
     try:
-        created = service.create(ids, questions, model, mode, per_document, max_tokens, owner=_owner())
+        created = service.create(ids, questions, model, mode, per_document, max_tokens, principal=_principal())
         worker.reclaim()
         with click.progressbar(length=created["total"], label="answering",
                                file=sys.stderr) as bar:
             settled = 0
             while worker.run_once(created["id"]):
-                progress = service.get(created["id"], _owner())
+                progress = service.get(created["id"], _principal())
                 now = progress["done"] + progress["failed"] + progress["cancelled"]
                 bar.update(now - settled)
                 settled = now
-        result = service.get(created["id"], _owner())
+        result = service.get(created["id"], _principal())
         if csv_path is not None:
-            csv_path.write_bytes(service.results_csv(created["id"], _owner()).encode("utf-8"))
+            csv_path.write_bytes(service.results_csv(created["id"], _principal()).encode("utf-8"))
     except DocqaError as exc:
         raise click.ClickException(exc.detail) from exc
     finally:

@@ -35,7 +35,7 @@ class DocumentService:
         self.db = db
         self.blobs = blobs
         self.on_delete: list[Callable[[str], object]] = []  # called with a deleted document's id
-        # A blob is shared by every owner who uploaded the same bytes: writing a row for it and deleting
+        # A blob is shared by every principal who uploaded the same bytes: writing a row for it and deleting
         # the last row (then the file) must not interleave, or a delete could remove a file just reused.
         # The lock is per hash and, on PostgreSQL, spans every instance sharing the database and folder
         # (an advisory lock); the orphan sweep takes it too, so it never removes a file being stored.
@@ -52,7 +52,7 @@ class DocumentService:
             ocr_dpi=settings.ocr_dpi,
         )
 
-    def ingest(self, filename: str, data: bytes, owner: str = "", *, password: str | None = None,
+    def ingest(self, filename: str, data: bytes, principal: str = "", *, password: str | None = None,
                ocr_langs: str | None = None) -> IngestResult:
         """Parse and store an upload. `password` opens an encrypted PDF and is never stored or logged;
         `ocr_langs` (Tesseract's "eng+ara" form) overrides DOCQA_OCR_LANGS for this upload."""
@@ -64,7 +64,7 @@ class DocumentService:
         if not data:
             raise InvalidDocument(f"{filename} is empty.")
         sha = hashlib.sha256(data).hexdigest()
-        existing = self._by_sha(owner, sha)
+        existing = self._by_sha(principal, sha)
         if existing is not None:
             return IngestResult(existing, created=False)
         parsed = parse_in_sandbox(
@@ -79,10 +79,10 @@ class DocumentService:
         with self.db.lock("blob", sha):
             self.blobs.put(sha, data)
             try:
-                doc = self._insert(owner, filename, sha, len(data), parsed)
+                doc = self._insert(principal, filename, sha, len(data), parsed)
             except IntegrityError:
                 # The same bytes were stored by a concurrent upload: theirs wins, the blob is shared.
-                existing = self._by_sha(owner, sha)
+                existing = self._by_sha(principal, sha)
                 if existing is None:
                     raise
                 return IngestResult(existing, created=False)
@@ -91,10 +91,10 @@ class DocumentService:
                 raise
         return IngestResult(doc, created=True, parse_peak_rss_bytes=parsed.peak_rss_bytes)
 
-    def _insert(self, owner: str, filename: str, sha: str, size: int, parsed: ParsedDocument) -> Document:
+    def _insert(self, principal: str, filename: str, sha: str, size: int, parsed: ParsedDocument) -> Document:
         with self.db.transaction() as s:
             doc = Document(
-                owner=owner, filename=filename, media_type=parsed.media_type, kind=parsed.kind, sha256=sha,
+                principal=principal, filename=filename, media_type=parsed.media_type, kind=parsed.kind, sha256=sha,
                 size_bytes=size, n_pages=parsed.n_pages, n_sections=len(parsed.sections),
                 n_chars=parsed.n_chars, token_estimate=parsed.token_estimate, skipped=parsed.skipped,
                 parser=parsed.parser, meta=parsed.meta,
@@ -112,29 +112,30 @@ class DocumentService:
             )
         return doc
 
-    def _by_sha(self, owner: str, sha: str) -> Document | None:
+    def _by_sha(self, principal: str, sha: str) -> Document | None:
         with self.db.reader() as s:
-            return s.scalars(select(Document).where(Document.owner == owner, Document.sha256 == sha)).first()
+            return s.scalars(select(Document).where(Document.principal == principal, Document.sha256 == sha)).first()
 
     def _by_any_owner(self, sha: str) -> bool:
         with self.db.reader() as s:
             return bool(s.scalar(select(func.count()).select_from(Document).where(Document.sha256 == sha)))
 
-    def list_documents(self, owner: str = "") -> list[Document]:
+    def list_documents(self, principal: str = "") -> list[Document]:
         with self.db.reader() as s:
-            return list(s.scalars(select(Document).where(Document.owner == owner).order_by(Document.created_at.desc())))
+            return list(s.scalars(select(Document).where(Document.principal == principal)
+                                  .order_by(Document.created_at.desc())))
 
-    def get(self, document_id: str, owner: str = "") -> Document:
+    def get(self, document_id: str, principal: str = "") -> Document:
         with self.db.reader() as s:
             doc = s.get(Document, document_id)
-        if doc is None or doc.owner != owner:
+        if doc is None or doc.principal != principal:
             raise NotFound(f"There is no document with id {short_id(document_id)}.")
         return doc
 
     def sections(
-        self, document_id: str, owner: str = "", *, offset: int = 0, limit: int = 100
+        self, document_id: str, principal: str = "", *, offset: int = 0, limit: int = 100
     ) -> tuple[list[Section], int]:
-        self.get(document_id, owner)
+        self.get(document_id, principal)
         with self.db.reader() as s:
             total = s.scalar(select(func.count()).select_from(Section).where(Section.document_id == document_id))
             rows = s.scalars(
@@ -147,8 +148,8 @@ class DocumentService:
         with self.db.reader() as s:
             return list(s.scalars(select(Section).where(Section.document_id == document_id).order_by(Section.ordinal)))
 
-    def delete(self, document_id: str, owner: str = "") -> None:
-        doc = self.get(document_id, owner)
+    def delete(self, document_id: str, principal: str = "") -> None:
+        doc = self.get(document_id, principal)
         with self.db.lock("blob", doc.sha256):
             with self.db.transaction() as s:
                 row = s.get(Document, doc.id)
@@ -160,7 +161,7 @@ class DocumentService:
             listener(doc.id)
 
     def _drop_blob_if_unused(self, sha: str) -> None:
-        """Remove the stored file once no document of any owner refers to it (the file is shared)."""
+        """Remove the stored file once no document of any principal refers to it (the file is shared)."""
         with self.db.reader() as s:
             used = s.scalar(select(func.count()).select_from(Document).where(Document.sha256 == sha))
         if not used:

@@ -190,3 +190,91 @@ class ChecksumMismatch(DocqaError):
 
     status_code = 502
     code = "checksum_mismatch"
+
+
+class QueueFull(DocqaError):
+    """The model's queue is full; Retry-After says when to come back."""
+
+    status_code = 503
+    code = "busy"
+
+
+class Cancelled(DocqaError):
+    status_code = 499
+    code = "cancelled"
+
+
+class ContextAllocationFailed(DocqaError):
+    """llama.cpp could not create the planned context after all; the engine falls back to a smaller one."""
+
+    status_code = 507
+    code = "context_allocation_failed"
+
+
+class ModelCrashed(DocqaError):
+    """The model's runner process died under this question (a native fault, the OOM killer, a kill)."""
+
+    status_code = 503
+    code = "model_crashed"
+
+
+class ModelFailed(DocqaError):
+    """The runner kept crashing and is stopped until its model file changes or docqa restarts."""
+
+    status_code = 503
+    code = "model_failed"
+
+
+class RunnerError(DocqaError):
+    """Something the runner did not expect (a bug, not the model's fault); it stays up."""
+
+    status_code = 500
+    code = "runner_error"
+
+
+class ContextBudgetExceeded(DocqaError):
+    """The document set does not fit this machine's memory in any mode: refused at plan time with the numbers."""
+
+    status_code = 422
+    code = "context_budget_exceeded"
+
+
+class ModelFileError(DocqaError):
+    """A file given as a model is not a GGUF docqa can read."""
+
+    status_code = 422
+    code = "bad_model"
+
+
+class PullCancelled(DocqaError):
+    status_code = 409
+    code = "pull_cancelled"
+
+
+class DocumentsGone(DocqaError):
+    """A session's or batch's documents were deleted since it was made."""
+
+    status_code = 409
+    code = "documents_gone"
+
+
+class PlanFailed(DocqaError):
+    """A batch's stored plan says it could not be planned."""
+
+    status_code = 422
+    code = "plan_failed"
+
+
+def _every(cls: type[DocqaError]) -> list[type[DocqaError]]:
+    return [cls] + [c for sub in cls.__subclasses__() for c in _every(sub)]
+
+
+# The one code table: every docqa error by its code. A child process (the parse sandbox, a model's runner)
+# sends (code, detail, extra) through its pipe, and the parent raises the same typed error from here.
+CODES: dict[str, type[DocqaError]] = {cls.code: cls for cls in _every(DocqaError)}
+
+
+def from_code(code: str, detail: str, extra: dict[str, Any] | None = None,
+              default: type[DocqaError] = DocqaError) -> DocqaError:
+    """The typed error a child process reported by `code` (`default` for a code this table lacks)."""
+    return CODES.get(code, default)(detail, **(extra or {}))

@@ -33,8 +33,7 @@ from docqa.engine.backend import Backend, PrefixRead, Spec, Ticket
 from docqa.engine.budget import Plan
 from docqa.engine.engine import Engine, PrefixAt
 from docqa.engine.sources import Sources
-from docqa.engine.work import Cancelled
-from docqa.errors import DocqaError
+from docqa.errors import Cancelled, DocqaError
 
 log = logging.getLogger(__name__)
 KEEP = 64  # read-aheads remembered for health and the plan
@@ -172,15 +171,15 @@ class ReadAhead:
                 stopped += 1
         return stopped
 
-    def drop(self, owner: str, keep: tuple[str, list[str], str] | None = None) -> int:
-        """Stop `owner`'s read-aheads that are not done, except the set `keep` (model, document ids, mode):
+    def drop(self, principal: str, keep: tuple[str, list[str], str] | None = None) -> int:
+        """Stop `principal`'s read-aheads that are not done, except the set `keep` (model, document ids, mode):
         the client's choice changed or it went away, so nobody is about to ask about them. Returns how many."""
         kept = None if keep is None else (keep[0], sorted(keep[1]), keep[2])
         with self._lock:
             readings = list(self._readings.values())
         dropped = 0
         for r in readings:
-            if r.principal != owner or r.state not in ("queued", "reading", "yielded"):
+            if r.principal != principal or r.state not in ("queued", "reading", "yielded"):
                 continue
             if kept is not None and (r.model, sorted(r.document_ids), r.mode) == kept:
                 continue

@@ -78,38 +78,3 @@ class ReadingRates:
         basis = (f"{rate:,.0f} tokens/s, measured for this model on this server over {len(use)} "
                  f"reading{'' if len(use) == 1 else 's'} {depth}")
         return ReadingEstimate(round(tokens / rate, 1), tokens, round(rate, 1), len(use), bool(near), basis)
-
-
-class RecentRates:
-    """Reading rates measured by one remote server in this process (tokens read, seconds to the first
-    token), for servers that report no progress of their own: the estimate of how far a reading is (an
-    estimate, and said to be one) uses the readings at a similar depth, as `ReadingRates` does."""
-
-    def __init__(self, keep: int = 32) -> None:
-        self.keep = keep
-        self._samples: list[tuple[int, float]] = []
-
-    def add(self, tokens: int, seconds: float) -> None:
-        if tokens >= MIN_TOKENS and seconds > 0:
-            self._samples = [*self._samples, (tokens, seconds)][-self.keep:]
-
-    def _use(self, tokens: int) -> tuple[list[tuple[int, float]], bool]:
-        samples = self._samples
-        near = [(n, s) for n, s in samples if tokens / DEPTH_FACTOR <= n <= tokens * DEPTH_FACTOR]
-        return (near or samples), bool(near)
-
-    def rate(self, tokens: int) -> float | None:
-        use, _ = self._use(max(1, tokens))
-        return sum(n for n, _ in use) / sum(s for _, s in use) if use else None
-
-    def basis(self, tokens: int) -> str:
-        use, near = self._use(max(1, tokens))
-        if not use:
-            return "no reading by this model has been measured on this server yet; the first question measures it"
-        rate = sum(n for n, _ in use) / sum(s for _, s in use)
-        depth = "at a similar depth" if near else "at other depths (none near this one yet)"
-        return (f"estimated at {rate:,.0f} tokens/s, measured for this model on this server over {len(use)} "
-                f"reading{'' if len(use) == 1 else 's'} {depth}")
-
-    def describe(self) -> dict[str, Any]:
-        return {"samples": len(self._samples), "tokens_per_s": round(r, 1) if (r := self.rate(1)) else None}

@@ -22,18 +22,13 @@ from docqa.engine.budget import Plan
 from docqa.engine.engine import Answer, AskOptions, Engine, EventSink, Prepared, Sources
 from docqa.engine.models import ModelRegistry
 from docqa.engine.sources import from_rows
-from docqa.errors import ClientGone, DocqaError, InvalidRequest, NotFound, short_id
+from docqa.errors import ClientGone, DocqaError, DocumentsGone, InvalidRequest, NotFound, short_id
 from docqa.readahead import ReadAhead
 from docqa.reading import ReadingRates
 from docqa.rules import check_document_ids, clean_question
 from docqa.store.db import Database
 from docqa.store.models import ChatSession, Message, SessionDocument, utcnow
 from docqa.text import clean_text
-
-
-class DocumentsGone(DocqaError):
-    status_code = 409
-    code = "documents_gone"
 
 
 @dataclass
@@ -72,23 +67,23 @@ class SessionService:
         self.rates = ReadingRates(db)
         self.reading = reading or ReadAhead(engine)
 
-    def sources(self, document_ids: list[str], owner: str = "") -> Sources:
+    def sources(self, document_ids: list[str], principal: str = "") -> Sources:
         check_document_ids(document_ids)
-        docs = [self.documents.get(i, owner) for i in document_ids]
+        docs = [self.documents.get(i, principal) for i in document_ids]
         self.engine.counts.check_estimate(docs)  # far past the ceiling: refused before reading any text
         return [from_rows(d, self.documents.all_sections(d.id)) for d in docs]
 
     def plan(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
-             owner: str = "") -> tuple[Spec, Plan]:
+             principal: str = "") -> tuple[Spec, Plan]:
         spec = self.registry.get(model)
-        return spec, self.engine.plan(spec, self.sources(document_ids, owner), mode)
+        return spec, self.engine.plan(spec, self.sources(document_ids, principal), mode)
 
     def plan_view(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
-                  owner: str = "") -> dict[str, Any]:
+                  principal: str = "") -> dict[str, Any]:
         """The plan as /api/plan shows it: with how long reading will take at the rate measured for this
         model (reading.py) and whether a snapshot of the reading already exists (then it is near-instant)."""
         spec = self.registry.get(model)
-        sources = self.sources(document_ids, owner)
+        sources = self.sources(document_ids, principal)
         plan = self.engine.plan(spec, sources, mode)
         snapshot = self.engine.holds(spec, plan, sources) if plan.mode == "whole" else False
         tokens = plan.prompt_tokens if plan.mode == "whole" else plan.prompt_tokens + (plan.n_chunks or 0) * 200
@@ -98,66 +93,66 @@ class SessionService:
         return {**plan.to_dict(), "reading": reading, "snapshot": snapshot, "already_read": snapshot}
 
     def create(self, document_ids: list[str], model: str | None = None, mode: str | None = None,
-               title: str | None = None, owner: str = "", cancel: threading.Event | None = None) -> ChatSession:
+               title: str | None = None, principal: str = "", cancel: threading.Event | None = None) -> ChatSession:
         """Plan and store a session; once `cancel` is set (the client went away) nothing is stored."""
-        spec, plan = self.plan(document_ids, model, mode, owner)
+        spec, plan = self.plan(document_ids, model, mode, principal)
         if cancel is not None and cancel.is_set():
             raise ClientGone("The client went away before the session was ready; nothing was created.")
         with self.db.transaction() as s:
             auto = not title  # then the first question names the session (ask)
             if not title:
-                first = self.documents.get(document_ids[0], owner).filename
+                first = self.documents.get(document_ids[0], principal).filename
                 title = first if len(document_ids) == 1 else f"{first} + {len(document_ids) - 1} more"
-            session = ChatSession(owner=owner, title=clean_text(title)[:256], model=spec.name, mode=plan.mode,
+            session = ChatSession(principal=principal, title=clean_text(title)[:256], model=spec.name, mode=plan.mode,
                                   plan={**plan.to_dict(), "document_ids": list(document_ids), "title_auto": auto})
             s.add(session)
             s.flush()
             s.add_all(SessionDocument(session_id=session.id, document_id=d, position=i)
                       for i, d in enumerate(document_ids))
-        threading.Thread(target=self.read_ahead, args=(spec, plan, list(document_ids), owner), daemon=True,
+        threading.Thread(target=self.read_ahead, args=(spec, plan, list(document_ids), principal), daemon=True,
                          name="docqa-read-ahead-start").start()
-        return self.get(session.id, owner)
+        return self.get(session.id, principal)
 
-    def read_ahead(self, spec: Spec, plan: Plan, document_ids: list[str], owner: str = "") -> dict[str, Any]:
+    def read_ahead(self, spec: Spec, plan: Plan, document_ids: list[str], principal: str = "") -> dict[str, Any]:
         """Start reading the documents in the background (readahead.py); never fails the caller."""
         try:
-            return self.reading.start(spec, plan, self.sources(document_ids, owner), owner)
+            return self.reading.start(spec, plan, self.sources(document_ids, principal), principal)
         except DocqaError as exc:
             return {"state": "failed", "document_ids": list(document_ids), "reason": exc.detail}
 
-    def get(self, session_id: str, owner: str = "") -> ChatSession:
+    def get(self, session_id: str, principal: str = "") -> ChatSession:
         with self.db.reader() as s:
             session = s.get(ChatSession, session_id)
-            if session is None or session.owner != owner:
+            if session is None or session.principal != principal:
                 raise NotFound(f"There is no session with id {short_id(session_id)}.")
             _ = session.links, session.messages  # load while the session is open
             return session
 
-    def list_sessions(self, owner: str = "") -> list[ChatSession]:
+    def list_sessions(self, principal: str = "") -> list[ChatSession]:
         with self.db.reader() as s:
-            rows = list(s.scalars(select(ChatSession).where(ChatSession.owner == owner)
+            rows = list(s.scalars(select(ChatSession).where(ChatSession.principal == principal)
                                   .order_by(ChatSession.updated_at.desc())))
             for r in rows:
                 _ = r.links
             return rows
 
-    def delete(self, session_id: str, owner: str = "") -> None:
-        self.get(session_id, owner)
+    def delete(self, session_id: str, principal: str = "") -> None:
+        self.get(session_id, principal)
         with self.db.transaction() as s:
             s.delete(s.get(ChatSession, session_id))
 
-    def prepare(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
+    def prepare(self, session_id: str, question: str, opts: AskOptions, principal: str = "",
                 continues: bool = False) -> Accepted:
         """Every check that can refuse a question, run before any work starts: a streamed answer
         has already sent its 200 once the first event is out, so a refusal must come first. The
         question itself is checked once, by Engine.prepare, which takes its ticket last."""
-        session = self.get(session_id, owner)
+        session = self.get(session_id, principal)
         ids = [link.document_id for link in session.links]
         if not ids or len(ids) < len(session.plan.get("document_ids", ids)):
             raise DocumentsGone("The documents of this session were deleted; open a new session.")
         spec = self.registry.get(session.model)
         plan = plan_from_dict(session.plan)
-        sources = self.sources(ids, owner)
+        sources = self.sources(ids, principal)
         turns = conversation(session.messages) if opts.history else []
         asked = partial = ""
         if continues:
@@ -169,16 +164,16 @@ class SessionService:
             turns = conversation(_before_last_turn(session.messages)) if opts.history else []
         # Last, the question takes its ticket in the model's queue, or is refused (503 + Retry-After)
         # here, as JSON before a stream starts; once accepted it is never refused halfway.
-        prepared = self.engine.prepare(spec, plan, asked or question, opts, principal=owner)
+        prepared = self.engine.prepare(spec, plan, asked or question, opts, principal=principal)
         stored = clean_question(question, self.engine.settings.question_tokens) if continues else prepared.question
-        return Accepted(session_id, spec, plan, sources, stored, owner, prepared, turns, continues, asked, partial)
+        return Accepted(session_id, spec, plan, sources, stored, principal, prepared, turns, continues, asked, partial)
 
-    def ask(self, session_id: str, question: str, opts: AskOptions, owner: str = "",
+    def ask(self, session_id: str, question: str, opts: AskOptions, principal: str = "",
             on_event: EventSink | None = None, cancel: threading.Event | None = None,
             accepted: Accepted | None = None) -> Answer:
-        p = accepted or self.prepare(session_id, question, opts, owner)
+        p = accepted or self.prepare(session_id, question, opts, principal)
         with p.prepared.ticket:
-            if p.session_id != session_id or p.principal != owner:
+            if p.session_id != session_id or p.principal != principal:
                 raise NotFound(f"There is no session with id {short_id(session_id)}.")
             if p.continues:
                 opts = replace(opts, continue_from=p.partial)

@@ -43,8 +43,7 @@ from docqa.batches import ALL_DOCUMENTS, BatchService, refresh_status
 from docqa.engine.budget import Plan
 from docqa.engine.engine import AskOptions, Sources
 from docqa.engine.sources import from_rows
-from docqa.engine.work import Cancelled, ModelCrashed, ModelFailed, QueueFull
-from docqa.errors import DocqaError, NotFound
+from docqa.errors import Cancelled, DocqaError, ModelCrashed, ModelFailed, NotFound, PlanFailed, QueueFull
 from docqa.sessions import plan_from_dict
 from docqa.store.models import Batch, BatchItem, utcnow
 
@@ -203,7 +202,7 @@ class BatchWorker:
                 # those with items to answer, so one principal's long batch cannot starve another's.
                 principal = self._next_principal(s, claimable, batch_id)
                 if principal is not None:
-                    query = query.where(BatchItem.batch_id.in_(select(Batch.id).where(Batch.owner == principal)))
+                    query = query.where(BatchItem.batch_id.in_(select(Batch.id).where(Batch.principal == principal)))
                 item = None
                 last = self._last_by_principal.get(principal) if principal is not None else self._last
                 if last is not None:  # the same document set first: its prefix is resident (or snapshotted)
@@ -239,7 +238,7 @@ class BatchWorker:
         """The principal whose turn it is; None when only one has items (no turns to take)."""
         if batch_id is not None:
             return None
-        principals = sorted(set(s.scalars(select(Batch.owner).join(BatchItem, BatchItem.batch_id == Batch.id)
+        principals = sorted(set(s.scalars(select(Batch.principal).join(BatchItem, BatchItem.batch_id == Batch.id)
                                       .where(claimable))))
         if len(principals) < 2:
             return None
@@ -318,7 +317,7 @@ class BatchWorker:
             opts = AskOptions(thinking=options.get("thinking"), max_tokens=options.get("max_tokens"),
                               sampling=options.get("sampling") or {}, history=False)  # each question alone
             # checked once (its tokens, budget and sampling), its ticket taken last, in the batch class
-            prepared = self.engine.prepare(spec, plan, claim.question, opts, klass="batch", principal=batch.owner)
+            prepared = self.engine.prepare(spec, plan, claim.question, opts, klass="batch", principal=batch.principal)
             with prepared.ticket:
                 answer = self.engine.run(spec, plan, sources, prepared, opts, None, claim.cancel)
         except Cancelled:
@@ -361,7 +360,7 @@ class BatchWorker:
         sources: Sources = []
         for i in ids:
             try:
-                doc = documents.get(i, batch.owner)
+                doc = documents.get(i, batch.principal)
             except NotFound as exc:
                 raise NotFound(f"The document {i!r} was deleted before this question was answered.") from exc
             sources.append(from_rows(doc, documents.all_sections(i)))
@@ -390,6 +389,3 @@ class BatchWorker:
         return plan_from_dict(stored)
 
 
-class PlanFailed(DocqaError):
-    status_code = 422
-    code = "plan_failed"

@@ -263,7 +263,7 @@ def test_restart_restores_the_prefix_from_disk_and_discards_a_corrupt_snapshot(p
     snapshot.write_bytes(bytes(data))
     damaged = bytes(data)
 
-    with recorded("docqa.engine.state_cache") as warnings, \
+    with recorded("docqa.engine.local.state_cache") as warnings, \
             TestClient(create_app(settings), base_url=LOOPBACK) as client:
         rebuilt, rebuilt_s = answered(client, sid)
         assert len(messages(client, sid)) == 8
@@ -287,7 +287,7 @@ def test_a_snapshot_llama_cpp_cannot_read_is_rebuilt_from_the_first_token(tmp_pa
     """A snapshot whose sidecar matches but whose KV data llama.cpp rejects: the failed read empties
     the context's sequence, so nothing of what the context held before may be reused."""
     settings = Settings(data_dir=tmp_path / "data")
-    with recorded("docqa.engine.state_cache") as warnings, \
+    with recorded("docqa.engine.local.state_cache") as warnings, \
             TestClient(create_app(settings), base_url=LOOPBACK) as client:
         target = open_session(client, upload(client, "notes.txt", haystack(12))["id"])["id"]
         first, _ = answered(client, target)

@@ -188,8 +188,8 @@ def test_kv_and_compute_bytes_match_llama_cpp(capfd: pytest.CaptureFixture[str],
 _RSS_SCRIPT = r"""
 import json, sys
 import llama_cpp, psutil
-from docqa.engine import cpu
-from docqa.engine.runner import new_llama
+from docqa.engine.local import cpu
+from docqa.engine.local.runner import new_llama
 path, n_ctx, n_eval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 yarn = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
 extra = dict(rope_scaling_type=llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN, rope_freq_scale=1 / yarn,

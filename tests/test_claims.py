@@ -3,8 +3,8 @@
 every item is claimed and settled exactly once. No model is needed: claim() and _finish() are the
 database side of the worker, exercised as the worker thread runs them.
 
-Also: a lease whose owner is alive is never reclaimed at start, and one whose owner died is — on
-PostgreSQL through the owner's advisory lock, whatever host it ran on.
+Also: a lease whose principal is alive is never reclaimed at start, and one whose principal died is — on
+PostgreSQL through the principal's advisory lock, whatever host it ran on.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def _service(settings: Settings) -> BatchService:
     return BatchService(settings, db, documents, registry, Engine(settings, registry))
 
 
-def _batch(db: Database, n: int, owner: str = "") -> str:
+def _batch(db: Database, n: int, principal: str = "") -> str:
     with db.transaction() as s:
-        batch = Batch(owner=owner, status="queued", document_ids=[], questions=[f"q{i}" for i in range(n)],
+        batch = Batch(principal=principal, status="queued", document_ids=[], questions=[f"q{i}" for i in range(n)],
                       model="default", options={}, plans={})
         s.add(batch)
         s.flush()
@@ -91,10 +91,10 @@ def test_reclaim_gives_back_only_what_a_dead_worker_held(settings: Settings) -> 
     batch_id = _batch(live_service.db, 2)
     live = BatchWorker(live_service, lease_s=60)
     live._alive = live_service.db.hold("worker", live.lease_holder)  # what start() takes
-    dead = BatchWorker(other_service, lease_s=60)  # never started: its owner holds no lock, as after a SIGKILL
+    dead = BatchWorker(other_service, lease_s=60)  # never started: its principal holds no lock, as after a SIGKILL
     first, second = live.claim(batch_id), dead.claim(batch_id)
     assert first is not None and second is not None
-    dead.stop(0)  # its owner is forgotten, as a process that died (SQLite: an earlier life of this pid)
+    dead.stop(0)  # its principal is forgotten, as a process that died (SQLite: an earlier life of this pid)
     if live_service.db.shared:  # as if the live worker ran in another process: only its advisory lock tells
         _LIVE_HOLDERS.discard(live.lease_holder)
     try:
@@ -104,7 +104,7 @@ def test_reclaim_gives_back_only_what_a_dead_worker_held(settings: Settings) -> 
             statuses = {i.id: (i.status, i.lease_holder) for i in s.query(BatchItem)}
         assert statuses[first.item_id] == ("running", live.lease_holder)  # alive: left alone, its lease runs
         assert statuses[second.item_id] == ("queued", None)  # dead: queued again at once
-        # an expired lease is claimable by any worker, the live owner's included
+        # an expired lease is claimable by any worker, the live principal's included
         with live_service.db.transaction() as s:
             s.get(BatchItem, first.item_id).lease_expires_at = utcnow() - timedelta(seconds=1)
         taken = restarted.claim(batch_id)
@@ -123,17 +123,18 @@ def test_principals_batches_take_turns(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.resolved_database_url)
     service = _service(settings)
-    first = _batch(service.db, 6, owner="alice")  # queued first, and long
-    _batch(service.db, 2, owner="bob")
-    _batch(service.db, 2, owner="carol")
+    first = _batch(service.db, 6, principal="alice")  # queued first, and long
+    _batch(service.db, 2, principal="bob")
+    _batch(service.db, 2, principal="carol")
     worker = BatchWorker(service, lease_s=60)
     try:
-        owners = []
+        principals = []
         while (claim := worker.claim()) is not None:
             with service.db.reader() as s:
-                owners.append(s.get(Batch, claim.batch_id).owner)
+                principals.append(s.get(Batch, claim.batch_id).principal)
             worker._finish(claim, "done", answer="a")
-        assert owners == ["alice", "bob", "carol", "alice", "bob", "carol", "alice", "alice", "alice", "alice"], owners
+        expected = ["alice", "bob", "carol", "alice", "bob", "carol", "alice", "alice", "alice", "alice"]
+        assert principals == expected, principals
         with service.db.reader() as s:
             assert s.get(Batch, first).status == "done"
     finally:

@@ -402,7 +402,7 @@ def test_state_cache_deleted_or_corrupted_while_running(tmp_path: Path) -> None:
         settled(client)  # the snapshot is written after the answer
         return r.json()["timings"]
 
-    with recorded("docqa.engine.state_cache", logging.WARNING) as warned, \
+    with recorded("docqa.engine.local.state_cache", logging.WARNING) as warned, \
             TestClient(create_app(settings), base_url=LOOPBACK) as client:
         a = client.post("/api/documents", files={"file": ("garden.txt", GARDEN, "text/plain")}).json()["id"]
         b = client.post("/api/documents", files={"file": ("bakery.txt", BAKERY, "text/plain")}).json()["id"]

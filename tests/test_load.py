@@ -25,7 +25,7 @@ from bench.load import run as run_load
 from docqa.engine.backend import Ticket
 from docqa.engine.engine import AskOptions, Engine
 from docqa.engine.models import ModelRegistry
-from docqa.engine.work import QueueFull
+from docqa.errors import QueueFull
 from docqa.settings import Settings
 from docqa.store.models import Document, Section
 from tests.browser import Server

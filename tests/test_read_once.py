@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from docqa.engine.engine import Engine
+from docqa.engine.local.runner import SnapshotWriter, local_host
+from docqa.engine.local.state_cache import ContextConfig, StateCache, copy_state
 from docqa.engine.models import ModelRegistry
-from docqa.engine.runner import SnapshotWriter, local_host
-from docqa.engine.state_cache import ContextConfig, StateCache, copy_state
 from docqa.settings import Settings
 from tests.browser import Server
 from tests.test_faults import upload

@@ -23,10 +23,10 @@ import pytest
 from litestar.testing import TestClient
 
 from docqa.engine.engine import Engine
+from docqa.engine.local.runner import local_host
+from docqa.engine.local.state_cache import ContextConfig, StateCache, copy_state
 from docqa.engine.models import ModelRegistry
-from docqa.engine.runner import local_host
-from docqa.engine.state_cache import ContextConfig, StateCache, copy_state
-from docqa.engine.work import QueueFull
+from docqa.errors import QueueFull
 from docqa.settings import Settings
 from docqa.web.app import create_app
 from tests.support import LOOPBACK, local_runtime, settled

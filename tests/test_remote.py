@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import TestClient
 
 from docqa.engine.models import ModelRegistry
-from docqa.engine.remote import ThinkingSplit, api_keys
+from docqa.engine.remote.client import ThinkingSplit, api_keys
 from docqa.fetch import embedded_model_path
 from docqa.settings import Settings
 from docqa.web.app import create_app
@@ -299,7 +299,7 @@ def test_a_kept_alive_connection_closed_by_the_server_is_replaced_not_failed(tmp
     request without answering, and answers on a new connection."""
     import socket
 
-    from docqa.engine.remote import Server
+    from docqa.engine.remote.client import Server
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

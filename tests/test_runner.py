@@ -24,7 +24,7 @@ import pytest
 from docqa.engine.budget import probe_memory
 from docqa.engine.engine import AskOptions, Engine
 from docqa.engine.models import ModelRegistry, ModelUnavailable
-from docqa.engine.work import ModelCrashed, ModelFailed
+from docqa.errors import ModelCrashed, ModelFailed
 from docqa.settings import Settings
 from docqa.store.models import Document, Section
 from tests.browser import Server
@@ -353,7 +353,7 @@ AMX_INFO = ("CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | AVX512_B
 
 
 def test_extra_buffer_types_are_off_on_amx_cpus_and_on_elsewhere() -> None:
-    from docqa.engine import cpu
+    from docqa.engine.local import cpu
 
     assert cpu.features(AMX_INFO)["AMX_INT8"] is True and cpu.features(AVX2_INFO)["AVX2"] is True
     assert cpu.has_amx(AMX_INFO, set()) is True
@@ -379,12 +379,12 @@ def test_extra_buffer_types_really_switch_off_in_llama_cpp() -> None:
     import subprocess
     import sys
 
-    from docqa.engine import cpu
+    from docqa.engine.local import cpu
 
     model = ModelRegistry(Settings()).get(None).path
     logs = {}
     for extra in (True, False):
-        code = ("from docqa.engine.runner import new_llama; "
+        code = ("from docqa.engine.local.runner import new_llama; "
                 f"new_llama(dict(model_path={str(model)!r}, n_ctx=256, verbose=True), extra_buffers={extra}).close()")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]

@@ -110,7 +110,7 @@ def test_sqlite_pragmas_on_every_connection(db):
 
 def _document(**overrides) -> Document:
     fields = dict(
-        owner="", filename="a.txt", media_type="text/plain", kind="text", sha256="0" * 64, size_bytes=1,
+        principal="", filename="a.txt", media_type="text/plain", kind="text", sha256="0" * 64, size_bytes=1,
         n_pages=None, n_sections=1, n_chars=1, token_estimate=1, skipped=[],
     )
     fields.update(overrides)
@@ -127,11 +127,11 @@ def test_database_enforces_foreign_keys_cascade_and_unique_hash(db):
     # a section for a document that does not exist is refused
     with pytest.raises(IntegrityError), db.transaction() as s:
         s.add(Section(document_id="f" * 32, ordinal=0, text="x", n_chars=1, token_estimate=1))
-    # the same bytes twice for one owner are refused; another owner may have them
+    # the same bytes twice for one principal are refused; another principal may have them
     with pytest.raises(IntegrityError), db.transaction() as s:
         s.add(_document())
     with db.transaction() as s:
-        s.add(_document(owner="someone-else"))
+        s.add(_document(principal="someone-else"))
     # deleting the row in plain SQL removes its sections (ON DELETE CASCADE, foreign_keys=ON)
     with db.transaction() as s:
         s.execute(text("DELETE FROM documents WHERE id = :id"), {"id": doc.id})
@@ -240,9 +240,10 @@ def test_the_sweep_leaves_alone_what_another_instance_is_storing(tmp_path, pg_ur
 
 
 @pytest.mark.both_databases
-def test_the_seam_migration_renames_lease_owner_to_lease_holder_keeping_the_leases(db_url):
-    """0014_seam: a batch item's lease holder (the worker) is no longer called its owner (a principal); the
-    rename keeps every lease, down and up again, on SQLite and PostgreSQL alike."""
+def test_the_seam_migrations_rename_owner_to_principal_and_lease_holder_keeping_the_rows(db_url):
+    """0014_seam: a batch item's lease holder (the worker) is no longer called its owner; 0015_principal: a
+    batch's, session's and document's principal is no longer called its owner either. The renames keep every
+    row, down and up again, on SQLite and PostgreSQL alike."""
     from alembic import command
 
     from docqa.store.models import Batch, BatchItem
@@ -250,7 +251,7 @@ def test_the_seam_migration_renames_lease_owner_to_lease_holder_keeping_the_leas
     db = Database(db_url)
     try:
         with db.transaction() as s:
-            batch = Batch(owner="alice", status="running", document_ids=["d"], questions=["q"], model="default",
+            batch = Batch(principal="alice", status="running", document_ids=["d"], questions=["q"], model="default",
                           per_document=False, options={}, plans={})
             s.add(batch)
             s.flush()
@@ -264,9 +265,11 @@ def test_the_seam_migration_renames_lease_owner_to_lease_holder_keeping_the_leas
         command.downgrade(cfg, "0013a")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT lease_owner FROM batch_items")).scalars().all() == ["host:1:abcd"]
+            assert conn.execute(text("SELECT owner FROM batches")).scalars().all() == ["alice"]
         command.upgrade(cfg, "head")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT lease_holder FROM batch_items")).scalars().all() == ["host:1:abcd"]
+            assert conn.execute(text("SELECT principal FROM batches")).scalars().all() == ["alice"]
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
         engine.dispose()

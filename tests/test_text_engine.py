@@ -14,8 +14,8 @@ from docqa.engine.budget import ModelShape
 from docqa.engine.chunking import Part, pack, parts_of
 from docqa.engine.citations import attribute, extract_citations, squash, verbatim_spans
 from docqa.engine.gguf_meta import GGUFInfo, read_gguf
+from docqa.engine.local.runner import ThinkingSplitter, special_id
 from docqa.engine.models import ModelSpec, load_spec
-from docqa.engine.runner import ThinkingSplitter, special_id
 from docqa.engine.template import ChatTemplate, tokenize_pieces, tokenize_untrusted
 from docqa.fetch import embedded_model_path, fetch_embedded_model
 from docqa.settings import Settings

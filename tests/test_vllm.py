@@ -14,10 +14,10 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from docqa.engine.openai_compat import OpenAICompatible, Unusable, sse_lines
-from docqa.engine.remote import Server
-from docqa.engine.sglang import SGLangDialect
-from docqa.engine.vllm import cut_markers
+from docqa.engine.remote.client import Server, Unusable
+from docqa.engine.remote.openai_compat import OpenAICompatible, sse_lines
+from docqa.engine.remote.sglang import SGLangDialect
+from docqa.engine.remote.vllm import cut_markers
 from docqa.settings import Settings
 from docqa.web.app import create_app
 from tests.browser import free_port

@@ -41,8 +41,31 @@ from typing import Any, Protocol
 from docqa.engine.budget import Memory, Plan
 from docqa.engine.sampling import Sampling
 from docqa.engine.template import ChatTemplate
-from docqa.engine.work import Generation
 from docqa.settings import Settings
+
+
+@dataclass
+class Generation:
+    text: str = ""
+    thinking: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    prefill_tokens: int = 0
+    prefill_s: float = 0.0
+    generate_s: float = 0.0
+    generated_tokens: int = 0
+    prefix_source: str = "none"  # memory | disk | evaluated | read-ahead
+    read_ahead_tokens: int = 0  # with prefix_source "read-ahead": how many of the prefix's tokens it had read
+    resumed_tokens: int = 0  # tokens this job kept across its yields (read before it gave way, not read again)
+    yields: int = 0  # how often it gave the model to higher-priority work
+    stop_reason: str = "eos"  # eos | length | loop (the local runner stopped a loop)
+    thinking_open: bool = False
+    notes: list[str] = field(default_factory=list)  # for the answer's notes (a remote retry on another server)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.generate_s if self.generate_s else 0.0
+
 
 Progress = Callable[[dict[str, Any]], None]
 TokenSink = Callable[[str, str], None]  # (kind: "thinking" | "token", text)

@@ -30,16 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from docqa.engine.gguf_meta import GGUFInfo
-from docqa.errors import DocqaError
+from docqa.errors import ContextBudgetExceeded  # noqa: F401 - re-exported (callers found it here)
 
 CTX_PAD = 256
 GIB = 1024**3
 CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
 
-class ContextBudgetExceeded(DocqaError):
-    status_code = 422
-    code = "context_budget_exceeded"
 
 
 def row_bytes(cache_type: str, n_values: int) -> int:

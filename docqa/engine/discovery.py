@@ -29,29 +29,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from docqa.engine.backend import Spec
 from docqa.engine.gguf_meta import GGUFInfo, ModelFileError, read_gguf
-from docqa.engine.models import ModelSpec, load_spec
+from docqa.engine.local import ModelSpec, load_spec
+from docqa.hub import QUANT_TAG
+from docqa.hub import SPLIT_NAME as SPLIT
 from docqa.settings import Settings
-
-if TYPE_CHECKING:
-    from docqa.engine.models import ModelRegistry
 
 log = logging.getLogger(__name__)
 
+
+class Registry(Protocol):
+    """What discovery adds to (models.py's ModelRegistry): the models by name, and the files found that are not
+    usable models, with why."""
+
+    specs: dict[str, Spec]
+    skipped: list[Found]
+
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_LIBRARY = ("registry.ollama.ai", "library")
-SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
-# llama.cpp's quantization names as they appear in file names (Q4_K_M, IQ3_XXS, Q8_0, BF16, UD-Q4_K_XL …)
-QUANT_TAG = re.compile(r"(?<![A-Za-z0-9])((?:UD-)?(?:I?Q\d(?:_[A-Z0-9]+)*|TQ\d_\d|MXFP4(?:_MOE)?|BF16|F16|F32))"
-                       r"(?![A-Za-z0-9])", re.IGNORECASE)
 EMBEDDING_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "t5encoder"}
 MAX_DEPTH = 6  # how deep a models folder is searched for *.gguf
 
@@ -370,7 +373,7 @@ def spec_of(found: Found, info: GGUFInfo | None = None) -> FoundSpec:
     return spec
 
 
-def add_found(registry: ModelRegistry, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+def add_found(registry: Registry, settings: Settings, env: Mapping[str, str] | None = None) -> None:
     """Offer every usable model found on disk under its name; keep the others, with why, in `registry.skipped`."""
     for item in scan(settings, env):
         if item.skipped is not None or item.name in registry.specs:
@@ -393,7 +396,7 @@ def pulled(models_dir: Path, path: Path) -> Found | None:
     return None
 
 
-def add_pulled(registry: ModelRegistry, models_dir: Path, path: Path) -> str | None:
+def add_pulled(registry: Registry, models_dir: Path, path: Path) -> str | None:
     """Offer a model just pulled without a restart; its name, or None when it is not a usable model."""
     for candidate in _pulled(models_dir):
         if candidate.parts[0] == path:
@@ -416,7 +419,7 @@ _last_rescan: dict[int, float] = {}
 _RESCAN_LOCK = threading.Lock()
 
 
-def rescan(registry: ModelRegistry, settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
+def rescan(registry: Registry, settings: Settings, env: Mapping[str, str] | None = None) -> list[str]:
     """Offer the models that appeared since the registry was built (an `ollama pull` or `docqa pull` while docqa
     runs), without a restart; names already offered stay as they are. Returns the names added."""
     now = time.monotonic()
@@ -429,7 +432,7 @@ def rescan(registry: ModelRegistry, settings: Settings, env: Mapping[str, str] |
         _RESCAN_LOCK.release()
 
 
-def _add_new(registry: ModelRegistry, settings: Settings, env: Mapping[str, str] | None) -> list[str]:
+def _add_new(registry: Registry, settings: Settings, env: Mapping[str, str] | None) -> list[str]:
     added = []
     skipped = {f.name for f in registry.skipped}
     for item in scan(settings, env):

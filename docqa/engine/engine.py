@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from docqa.engine import grounding, loops, prompts
-from docqa.engine.backend import Backend, PlanNeeds, Request, Spec, Ticket
+from docqa.engine.backend import Backend, Generation, PlanNeeds, Request, Spec, Ticket
 from docqa.engine.budget import ContextBudgetExceeded, Plan
 from docqa.engine.chunking import Part, pack, parts_of
 from docqa.engine.citations import extract_citations, verbatim_spans
@@ -31,8 +31,7 @@ from docqa.engine.models import ModelRegistry
 from docqa.engine.sampling import Sampling, choose
 from docqa.engine.sources import Document, Sources
 from docqa.engine.token_counts import TokenCounts
-from docqa.engine.work import ContextAllocationFailed, Generation
-from docqa.errors import DocqaError
+from docqa.errors import ContextAllocationFailed, DocqaError
 from docqa.rules import check_max_tokens, check_mode, check_question_tokens, clean_question
 from docqa.settings import Settings
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from docqa.errors import DocqaError
+from docqa.errors import ModelFileError  # noqa: F401 - re-exported (callers found it here)
 
 GGUF_MAGIC = b"GGUF"
 # GGUF value types → struct format (None: string, array handled separately)
@@ -26,9 +26,6 @@ _KEEP_ARRAYS = {"general.languages"}
 DEFAULT_ALIGNMENT = 32
 
 
-class ModelFileError(DocqaError):
-    status_code = 422
-    code = "bad_model"
 
 
 @dataclass

@@ -238,7 +238,7 @@ def local_rows(settings: Settings, registry: Any, memory: Memory, tokens: int | 
 def hub_rows(settings: Settings, text: str, memory: Memory, tokens: int | None,
              env: Mapping[str, str] | None = None) -> list[Row]:
     """Rows for every quantization a hub repository has, its architecture read from one file's header."""
-    from docqa.pull import Hub, Ref, resolve, resolve_all
+    from docqa.hub import Hub, Ref, resolve, resolve_all
 
     ref = Ref.parse(text)
     hub = Hub.from_env(env)
@@ -261,7 +261,7 @@ def hub_shape(resolved: Any, hub: Any) -> ModelShape:
 
     from docqa.engine.gguf_meta import ModelFileError, read_gguf_header
     from docqa.errors import HubUnreachable
-    from docqa.pull import hub_errors
+    from docqa.hub import hub_errors
 
     f = resolved.files[0]
     url = hf_hub_url(resolved.ref.repo, f.path, revision=resolved.revision, endpoint=hub.endpoint)

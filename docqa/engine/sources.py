@@ -22,7 +22,7 @@ class Document:
     n_pages: int | None = None
     token_estimate: int | None = None
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    owner: str = ""  # the principal it belongs to: the use case checked it; the engine never reads it
+    principal: str = ""  # the principal it belongs to: the use case checked it; the engine never reads it
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def from_rows(doc: Any, sections: list[Any]) -> tuple[Document, list[Section]]:
     return (
         Document(id=doc.id, filename=doc.filename, sha256=doc.sha256, kind=doc.kind, media_type=doc.media_type,
                  n_pages=doc.n_pages, token_estimate=doc.token_estimate, meta=dict(doc.meta or {}),
-                 owner=getattr(doc, "owner", "") or ""),
+                 principal=getattr(doc, "principal", "") or ""),
         [Section(ordinal=s.ordinal, text=s.text, page=s.page, path=s.path, line_start=s.line_start,
                  line_end=s.line_end, heading=s.heading, clause=s.clause, para_start=s.para_start,
                  para_end=s.para_end, ocr=bool(s.ocr), ocr_confidence=s.ocr_confidence,

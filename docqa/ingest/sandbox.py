@@ -85,11 +85,12 @@ def _child(conn: Any, data: bytes, filename: str, limits: ParseLimits, memory_by
                                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
         conn.send(("ok", doc))
     except errors.DocqaError as exc:
-        conn.send(("error", type(exc).__name__, exc.detail, exc.extra))
+        conn.send(("error", exc.code, exc.detail, exc.extra))
     except MemoryError:
-        conn.send(("error", "ParseLimitExceeded", f"{filename} needs more memory to parse than docqa allows.", {}))
+        conn.send(("error", errors.ParseLimitExceeded.code,
+                   f"{filename} needs more memory to parse than docqa allows.", {}))
     except Exception as exc:  # the parser met something it does not handle: a bad file, not a crash
-        conn.send(("error", "InvalidDocument", f"{filename} could not be read ({type(exc).__name__}).", {}))
+        conn.send(("error", errors.InvalidDocument.code, f"{filename} could not be read ({type(exc).__name__}).", {}))
     finally:
         conn.close()
 
@@ -144,6 +145,5 @@ def parse_in_sandbox(
         parent.close()
     if message[0] == "ok":
         return message[1]
-    _, name, detail, extra = message
-    cls = getattr(errors, name, errors.InvalidDocument)
-    raise cls(detail, **extra)
+    _, code, detail, extra = message
+    raise errors.from_code(code, detail, extra, default=errors.InvalidDocument)

@@ -30,10 +30,10 @@ class Base(DeclarativeBase):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("owner", "sha256", name="uq_documents_owner_sha256"),)
+    __table_args__ = (UniqueConstraint("principal", "sha256", name="uq_documents_principal_sha256"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
+    principal: Mapped[str] = mapped_column(String(64), default="", index=True)
     filename: Mapped[str] = mapped_column(String(512))
     media_type: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))  # pdf | text | code | archive | docx | html
@@ -94,7 +94,7 @@ class ChatSession(Base):
     __tablename__ = "sessions"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
+    principal: Mapped[str] = mapped_column(String(64), default="", index=True)
     title: Mapped[str] = mapped_column(String(256), default="")
     model: Mapped[str] = mapped_column(String(256))
     mode: Mapped[str] = mapped_column(String(16))
@@ -131,7 +131,7 @@ class Batch(Base):
     __tablename__ = "batches"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    owner: Mapped[str] = mapped_column(String(64), default="", index=True)
+    principal: Mapped[str] = mapped_column(String(64), default="", index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed|cancelled
     document_ids: Mapped[list[Any]] = mapped_column(default=list)
     questions: Mapped[list[Any]] = mapped_column(default=list)

@@ -4,7 +4,7 @@
   /static, /api/health, /schema) and puts the request's principal in `scope["user"]`: the key's NAME,
   or "" in loopback mode (no keys configured). A missing or unknown key is refused with 401 and
   `WWW-Authenticate: Bearer` before the handler, its body parsing or any rate count runs.
-- `principal` is the dependency giving controllers that principal; they pass it as `owner=` to every
+- `principal` is the dependency giving controllers that principal; they pass it as `principal=` to every
   service call, so another principal's documents, sessions and batches answer 404.
 - `rate_limits(settings)` builds Litestar's `RateLimitMiddleware`, keyed by (action, principal), for the
   handlers marked `opt={RATE: "uploads" | "questions"}`; past the limit: 429 with a sentence and Retry-After.

@@ -99,7 +99,7 @@ def health(request: Request, state: State) -> Response[Health]:
     n = None
     if principal is not None and "error" not in database:
         with db.reader() as s:
-            n = int(s.scalar(select(func.count()).select_from(Document).where(Document.owner == principal)) or 0)
+            n = int(s.scalar(select(func.count()).select_from(Document).where(Document.principal == principal)) or 0)
     # ready/error checked now (a vanished model file shows), state, running, waiting, queue_depth, queue_size
     models = {spec.name: public_health(state.engine.model_health(spec), state.registry)
               for spec in state.registry.list()}

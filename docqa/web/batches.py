@@ -46,7 +46,7 @@ class BatchController(Controller):
                      data: JSONBody[BatchIn]) -> dict[str, Any]:
         return await run_on_lane(request, lambda: _service(state).create(
             data.document_ids, data.questions, data.model, data.mode, data.per_document, data.max_tokens,
-            data.sampling.to_dict(), data.thinking, owner=principal,
+            data.sampling.to_dict(), data.thinking, principal=principal,
         ))
 
     @get("/", sync_to_thread=True, summary="List batches with their progress, newest first")

@@ -95,7 +95,7 @@ class SessionController(Controller):
         def timed(_cancel: threading.Event) -> tuple[dict[str, Any], str]:
             started = time.perf_counter()
             sessions.engine.counts.tally(reset=True)
-            plan = sessions.plan_view(data.document_ids, data.model, data.mode, owner=principal)
+            plan = sessions.plan_view(data.document_ids, data.model, data.mode, principal=principal)
             cached, computed = sessions.engine.counts.tally()
             source = "tokenized" if computed else "cached" if cached else "none"
             return plan, f'plan;dur={(time.perf_counter() - started) * 1000:.1f};desc="counts {source}"'
@@ -116,7 +116,7 @@ class SessionController(Controller):
         as the page does when the ticked documents change."""
 
         def start(_cancel: threading.Event) -> dict[str, Any]:
-            spec, plan = sessions.plan(data.document_ids, data.model, data.mode, owner=principal)
+            spec, plan = sessions.plan(data.document_ids, data.model, data.mode, principal=principal)
             if replace:
                 sessions.reading.drop(principal, keep=(spec.name, list(data.document_ids), plan.mode))
             return sessions.read_ahead(spec, plan, data.document_ids, principal)
@@ -140,7 +140,7 @@ class SessionController(Controller):
     async def create(self, request: Request, sessions: NamedDependency[SessionService],
                      principal: NamedDependency[str], data: JSONBody[SessionIn]) -> dict[str, Any]:
         session = await run_costly(request, lambda cancel: sessions.create(
-            data.document_ids, data.model, data.mode, data.title, owner=principal, cancel=cancel))
+            data.document_ids, data.model, data.mode, data.title, principal=principal, cancel=cancel))
         return session_out(session)
 
     @get("/sessions", sync_to_thread=True, summary="List sessions, newest activity first")

@@ -51,22 +51,12 @@ from typing import Any, Protocol
 
 import psutil
 
-from docqa.engine import cpu, runner
-from docqa.engine.backend import CLASSES, Ticket
-from docqa.engine.cpu import default_threads
-from docqa.engine.state_cache import StateCache
-from docqa.engine.work import (
-    Cancelled,
-    ContextAllocationFailed,
-    Generation,
-    ModelCrashed,
-    ModelFailed,
-    QueueFull,
-    Sampling,
-    Work,
-    runner_error,
-)
-from docqa.errors import DocqaError
+from docqa.engine.backend import CLASSES, Generation, Ticket
+from docqa.engine.local import cpu, runner
+from docqa.engine.local.cpu import default_threads
+from docqa.engine.local.state_cache import StateCache
+from docqa.engine.local.work import Sampling, Work, runner_error
+from docqa.errors import Cancelled, ContextAllocationFailed, DocqaError, ModelCrashed, ModelFailed, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +128,7 @@ class _Task:
 
 
 class RunnerProcess:
-    """One runner process (`python -m docqa.engine.runner`, a clean interpreter: no threads, sockets or
+    """One runner process (`python -m docqa.engine.local.runner`, a clean interpreter: no threads, sockets or
     memory of the server) and the two pipes to it. Not multiprocessing's spawn: that re-imports the
     parent's __main__ module, which breaks scripts that embed docqa without a main guard."""
 
@@ -150,7 +140,7 @@ class RunnerProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         fds = (child_in.fileno(), child_out.fileno())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "docqa.engine.runner", *map(str, fds)], pass_fds=fds, env=env,
+            [sys.executable, "-m", "docqa.engine.local.runner", *map(str, fds)], pass_fds=fds, env=env,
             stdin=subprocess.DEVNULL, start_new_session=False,
         )
         child_in.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from docqa.engine.vllm import VLLMDialect
+from docqa.engine.remote.vllm import VLLMDialect
 
 if TYPE_CHECKING:
     from docqa.engine.backend import Request

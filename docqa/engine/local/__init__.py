@@ -27,14 +27,23 @@ from typing import Any
 
 from llama_cpp import Llama
 
-from docqa.engine.backend import Capabilities, Kind, Pieces, PlanNeeds, PrefixRead, Request, Resources, Ticket
+from docqa.engine.backend import (
+    Capabilities,
+    Generation,
+    Kind,
+    Pieces,
+    PlanNeeds,
+    PrefixRead,
+    Request,
+    Resources,
+    Ticket,
+)
 from docqa.engine.budget import CACHE_TYPES, KvLayout, Memory, ModelShape, Plan, PlanRequest, make_plan, probe_memory
 from docqa.engine.gguf_meta import GGUFInfo, ModelFileError, read_gguf
-from docqa.engine.runtime import YIELD_SLICE, Job, Runtime
+from docqa.engine.local.runtime import YIELD_SLICE, Job, Runtime
+from docqa.engine.local.state_cache import ContextConfig, StateCache, state_key
 from docqa.engine.sampling import Sampling, chat_preset
-from docqa.engine.state_cache import ContextConfig, StateCache, state_key
 from docqa.engine.template import ChatTemplate, TokenCache, tokenize_pieces
-from docqa.engine.work import Generation
 from docqa.errors import ModelUnavailable
 from docqa.settings import Settings
 

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from docqa.engine.openai_compat import OpenAICompatible, Unusable
-from docqa.engine.remote import _raise_for
+from docqa.engine.remote.client import Unusable, _raise_for
+from docqa.engine.remote.openai_compat import OpenAICompatible
 from docqa.engine.template import ChatTemplate
 
 if TYPE_CHECKING:

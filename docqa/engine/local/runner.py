@@ -54,11 +54,12 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 
-from docqa.engine import cpu
+from docqa.engine.backend import Generation
+from docqa.engine.local import cpu
+from docqa.engine.local.state_cache import ContextConfig, SnapshotAbandoned, StateCache, copy_state, restore_state
+from docqa.engine.local.work import Work, Yielded
 from docqa.engine.loops import looping
-from docqa.engine.state_cache import ContextConfig, SnapshotAbandoned, StateCache, copy_state, restore_state
-from docqa.engine.work import Cancelled, ContextAllocationFailed, Generation, Work, Yielded
-from docqa.errors import DocqaError
+from docqa.errors import Cancelled, ContextAllocationFailed, DocqaError
 
 LOOP_CHECK_TOKENS = 16  # how often the answer so far is checked for a loop (loops.looping)
 GGML_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
@@ -133,7 +134,8 @@ class SnapshotWriter:
             self.cache.root.mkdir(parents=True, exist_ok=True)  # said now, not after the next question
             self._marker(key).write_text(json.dumps({"tokens": len(tokens), "bytes": len(state)}))
         except OSError as exc:
-            logging.getLogger("docqa.engine.state_cache").warning("could not save KV snapshot %s: %s", key[:12], exc)
+            logging.getLogger("docqa.engine.local.state_cache").warning("could not save KV snapshot %s: %s",
+                                                                        key[:12], exc)
             return
         with self._cond:
             self._pending[key] = (tokens, state)
@@ -683,7 +685,7 @@ def local_host(spec: Any, state_dir: Path, state_cache_bytes: int = 0, *, n_thre
 
 
 def _entry(argv: list[str]) -> None:
-    """`python -m docqa.engine.runner IN_FD OUT_FD`: the pipes from the web process (runtime.py), whose
+    """`python -m docqa.engine.local.runner IN_FD OUT_FD`: the pipes from the web process (runtime.py), whose
     first message is the HostParams."""
     from multiprocessing.connection import Connection
 

@@ -15,7 +15,7 @@ and everything that differs per engine goes through it:
 
 None of these engines reports how far it has read a prompt. Where docqa's page would show llama-server's
 `prompt_progress`, it gets an *estimate* instead, from the reading rate measured on that server for that
-model (reading.py's `RecentRates`), every event marked `"estimated": true` and `"source": "estimate"`;
+model (`RecentRates` below), every event marked `"estimated": true` and `"source": "estimate"`;
 without a measured rate it says so (`tokens_done: null`) rather than inventing one. When the first token
 arrives the reading is over, and the last progress event says that exactly (`estimated: false`).
 """
@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from docqa.engine.remote import Server, ThinkingSplit, stream_chunks
+from docqa.engine.backend import Generation
+from docqa.engine.remote.client import Server, ThinkingSplit, Unusable, stream_chunks
 from docqa.engine.template import ChatTemplate, tokenize_pieces
-from docqa.engine.work import Generation
 from docqa.errors import RemoteStreamCut
-from docqa.reading import RecentRates
 
 if TYPE_CHECKING:
     from docqa.engine.backend import Request
@@ -43,8 +42,46 @@ GENERIC = "a generic OpenAI-compatible server"
 TICK_S = 0.5
 
 
-class Unusable(Exception):
-    """The server answers but docqa cannot use it; the message says what to add or change."""
+
+# As reading.py's estimate from stored readings: a reading shorter than this says little about a rate, and
+# readings within this factor of the tokens to read are "at a similar depth".
+MIN_TOKENS = 32
+DEPTH_FACTOR = 4.0
+
+
+class RecentRates:
+    """Reading rates measured by one remote server in this process (tokens read, seconds to the first
+    token), for servers that report no progress of their own: the estimate of how far a reading is (an
+    estimate, and said to be one) uses the readings at a similar depth, as `ReadingRates` does."""
+
+    def __init__(self, keep: int = 32) -> None:
+        self.keep = keep
+        self._samples: list[tuple[int, float]] = []
+
+    def add(self, tokens: int, seconds: float) -> None:
+        if tokens >= MIN_TOKENS and seconds > 0:
+            self._samples = [*self._samples, (tokens, seconds)][-self.keep:]
+
+    def _use(self, tokens: int) -> tuple[list[tuple[int, float]], bool]:
+        samples = self._samples
+        near = [(n, s) for n, s in samples if tokens / DEPTH_FACTOR <= n <= tokens * DEPTH_FACTOR]
+        return (near or samples), bool(near)
+
+    def rate(self, tokens: int) -> float | None:
+        use, _ = self._use(max(1, tokens))
+        return sum(n for n, _ in use) / sum(s for _, s in use) if use else None
+
+    def basis(self, tokens: int) -> str:
+        use, near = self._use(max(1, tokens))
+        if not use:
+            return "no reading by this model has been measured on this server yet; the first question measures it"
+        rate = sum(n for n, _ in use) / sum(s for _, s in use)
+        depth = "at a similar depth" if near else "at other depths (none near this one yet)"
+        return (f"estimated at {rate:,.0f} tokens/s, measured for this model on this server over {len(use)} "
+                f"reading{'' if len(use) == 1 else 's'} {depth}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"samples": len(self._samples), "tokens_per_s": round(r, 1) if (r := self.rate(1)) else None}
 
 
 class OpenAICompatible:
@@ -92,7 +129,7 @@ class OpenAICompatible:
     def _local(self) -> Any:
         """The tokenizer named in DOCQA_MODELS: a GGUF's vocabulary, read without its weights."""
         if self._vocab is None:
-            from docqa.engine.models import load_spec
+            from docqa.engine.local import load_spec
 
             assert self.tokenizer is not None
             spec = load_spec(f"{self.server.url} tokenizer", self.tokenizer)

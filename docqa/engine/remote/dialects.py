@@ -3,8 +3,8 @@ any other OpenAI-compatible server. llama-server is remote.py's own."""
 
 from __future__ import annotations
 
-from docqa.engine.openai_compat import GENERIC, OpenAICompatible
-from docqa.engine.sglang import SGLANG, SGLangDialect
-from docqa.engine.vllm import VLLM, VLLMDialect
+from docqa.engine.remote.openai_compat import GENERIC, OpenAICompatible
+from docqa.engine.remote.sglang import SGLANG, SGLangDialect
+from docqa.engine.remote.vllm import VLLM, VLLMDialect
 
 DIALECTS: dict[str, type[OpenAICompatible]] = {VLLM: VLLMDialect, SGLANG: SGLangDialect, GENERIC: OpenAICompatible}
