@@ -616,7 +616,10 @@ class Claim:
     judge: dict[str, Any] | None = None  # judge.Verdict's dict, when a judge was asked (judge.apply)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["judge"] is None:
+            del out["judge"]  # a claim no judge was asked about keeps the shape it always had
+        return out
 
 
 def _passage_dict(p: Passage) -> dict[str, Any]:
