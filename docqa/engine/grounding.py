@@ -288,9 +288,9 @@ _NOT_NEGATION = re.compile(
     r"|\b(?:no|not)\s+(?:later|more|less|fewer|earlier)\s+than\b|\b(?:no\s+one|nobody|nothing|none)\s+other\s+than\b",
     re.I)  # "no one other than the steward" says "only the steward"
 _CONTRACTION = re.compile(r"(?:ca)?n['’]t\b", re.I)
-PARITY = True
+PARITY = True  # clause parity of negations decides first (False: the word-scope check alone; for the bench)
 RARE_SHARE = 0.05  # a word in at most this share of the sentences (or three) is specific
-GATES = True
+GATES = True  # the bound and "only" gates (False: without them; for the bench)
 NEGATION_SCOPE = 2  # a negation reaches the next two content words of its clause
 # what an answer says about the documents themselves, not about what they say
 _META = frozenset(_split(
@@ -377,7 +377,7 @@ _QUOTED_NEGATION = re.compile(r"[\"'`“‘]\s*(?:no|not|none|never)\s*[\"'`”�
 _ANSWER_WORD = re.compile(r"^\s*(?:no|yes)\s*[.,!;:]+\s*", re.I)
 _FAILS_TO = re.compile(r"\bfail(?:s|ed|ing)?\s+to\b", re.I)  # "fails to notify" says "does not notify"
 _CONDITION = frozenset(["unless"])  # "unless and until": a condition, not a polarity of the words after it
-POLARITY_VARIANT = "v2"
+POLARITY_VARIANT = "v2"  # "v1": without the opening No., "fails to" and "unless" rules (for the bench)
 
 
 @functools.lru_cache(maxsize=65536)
