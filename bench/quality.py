@@ -46,7 +46,49 @@ SAMPLINGS: dict[str, dict[str, float | str]] = {
     "greedy": {"preset": "greedy"},
     "t0.2": {"temperature": 0.2, "top_p": 0.95, "top_k": 40, "min_p": 0.05},
     "qwen-instruct": {"preset": "instruct"},  # the chat preset every model used before (temperature 0.7)
+    # issue #22: what the penalties against loops do to the pass key and the rest (--grid penalties)
+    "greedy+presence": {"preset": "greedy", "presence_penalty": 1.0},
+    "greedy+dry": {"preset": "greedy"},  # with llama.cpp's DRY sampler added (dry_sampler(), bench only)
 }
+DRY = {"multiplier": 0.8, "base": 1.75, "allowed_length": 2, "penalty_last_n": -1,
+       "seq_breakers": ["\n", ":", "\"", "*"]}  # llama.cpp's llama-server defaults, with the multiplier on
+
+
+def dry_sampler(on: bool) -> None:
+    """Add llama.cpp's DRY sampler ("don't repeat yourself") to every generation of this process, or stop.
+
+    llama-cpp-python has `LlamaSampler.add_dry` (llama_sampler_init_dry) but `Llama.generate` builds its
+    chain without it, so the bench wraps `Llama._init_sampler`: right after the penalties (before the
+    greedy pick or the temperature) it adds DRY with llama-server's defaults and multiplier 0.8. The
+    runner generates in this process, so its answers get it."""
+    from llama_cpp import _internals as internals
+    from llama_cpp import llama as llama_mod
+
+    cls = llama_mod.Llama
+    original = getattr(cls, "_docqa_plain_init_sampler", None)
+    if original is None:
+        original = cls._init_sampler
+        cls._docqa_plain_init_sampler = original  # type: ignore[attr-defined]
+    if not on:
+        cls._init_sampler = original  # type: ignore[method-assign]
+        return
+
+    def with_dry(self: Any, *args: Any, **kwargs: Any) -> Any:
+        plain = internals.LlamaSampler.add_penalties
+        model = self._model
+
+        def penalties_then_dry(sampler: Any, *a: Any, **k: Any) -> None:
+            plain(sampler, *a, **k)
+            sampler.add_dry(model, DRY["multiplier"], DRY["base"], DRY["allowed_length"], DRY["penalty_last_n"],
+                            DRY["seq_breakers"])
+
+        internals.LlamaSampler.add_penalties = penalties_then_dry  # type: ignore[method-assign]
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            internals.LlamaSampler.add_penalties = plain  # type: ignore[method-assign]
+
+    cls._init_sampler = with_dry  # type: ignore[method-assign]
 MAX_TOKENS = 64  # answers are a sentence or two; a longer one is rambling, and is scored as what it says
 THREADS = 2  # run it with the machine to itself (under other load, 1 thread waits for no other)
 CHUNK_CONTEXT = 2048  # small, so chunked mode has several chunks at these lengths
@@ -132,6 +174,7 @@ def sources_of(text: str, name: str) -> Any:
 
 def score(task: Task, answer: Any, all_needles: list[str]) -> dict[str, Any]:
     from docqa.engine import grounding
+    from docqa.engine.loops import max_repeats
 
     text = answer.answer
 
@@ -175,6 +218,8 @@ def score(task: Task, answer: Any, all_needles: list[str]) -> dict[str, Any]:
         "numeric_grounded": grounded_numeric, "numeric_precise": precise,
         "recall_claims": recall_all, "recall_grounded": recall_hit, "off_topic_copy": off_topic,
         "cached_tokens": answer.timings.get("cached_tokens", 0),
+        "stop_reason": getattr(answer, "stop_reason", None),
+        "max_repeats": max_repeats(answer.draft if answer.draft is not None else text),
     }
 
 
@@ -206,7 +251,11 @@ def run_cell(engine: Any, spec: Any, length: int, mode: str, samplings: list[str
                 continue
             opts = AskOptions(max_tokens=MAX_TOKENS, sampling={**SAMPLINGS[name], "seed": seed}, history=False)
             t0 = time.perf_counter()
-            answer = engine.answer(spec, plan, sources, task.question, opts)
+            dry_sampler(name.endswith("+dry"))
+            try:
+                answer = engine.answer(spec, plan, sources, task.question, opts)
+            finally:
+                dry_sampler(False)
             r = score(task, answer, needles)
             r["seconds"] = round(time.perf_counter() - t0, 2)
             r["plan"] = {"mode": plan.mode, "n_ctx": plan.n_ctx, "yarn": plan.kv.yarn_factor, "chunks": plan.n_chunks,
@@ -251,6 +300,8 @@ def summarize(cells: list[Cell]) -> dict[str, Any]:
             "grounding_recall": round(sum(r["recall_grounded"] for r in rs) / rc, 3) if rc else None,
             "off_topic_copy_rate": round(statistics.mean(r["off_topic_copy"] for r in rs), 3),
             "answers": len(rs),
+            "loop_stops": sum(r.get("stop_reason") == "loop" for r in rs),
+            "max_sentence_repeats": max((r.get("max_repeats", 0) for r in rs), default=0),
         }
     return {"cells": table, "summary": per_sampling}
 
@@ -303,12 +354,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--plain", action="store_true",
                     help="the model alone, as before docqa's search lines and withholding: DOCQA_SEARCH_LINES=0 and "
                          "DOCQA_UNSUPPORTED_ANSWERS=show (writes bench/results/quality[_targets]_plain.json)")
-    ap.add_argument("--grid", choices=["reduced", "targets"], default="reduced",
+    ap.add_argument("--grid", choices=["reduced", "targets", "penalties"], default="reduced",
                     help="targets: only the cells of the issue's targets (single needle and not-in-the-document, "
-                         "whole mode to 7.7K, chunked at 2K), 3 seeds")
+                         "whole mode to 7.7K, chunked at 2K), 3 seeds; penalties: greedy against greedy with a "
+                         "presence penalty of 1.0 and with DRY, at 1K (issue #22)")
     args = ap.parse_args(argv)
     global NAME
-    NAME = "quality" + ("_targets" if args.grid == "targets" else "") + ("_plain" if args.plain else "")
+    NAME = "quality" + {"targets": "_targets", "penalties": "_penalties"}.get(args.grid, "") + (
+        "_plain" if args.plain else "")
     if args.report:
         resummarize()
         return
@@ -335,6 +388,9 @@ def main(argv: list[str]) -> None:
     if args.grid == "targets":
         grid = [(n, "whole", ["greedy"], ["single", "number", "absent"], [1, 2, 3]) for n in (1024, 4096, 7680)]
         grid += [(2048, "chunked", ["greedy"], ["single", "number", "absent"], [1, 2, 3])]
+    if args.grid == "penalties":  # issue #22: presence penalty and DRY against greedy, the same questions
+        grid = [(1024, "whole", ["greedy", "greedy+presence", "greedy+dry"], ["single", "number", "absent"],
+                 [1, 2, 3])]
     if args.full:
         grid = [(n, m, all_s, None, list(range(1, args.seeds + 1)))
                 for m in ("whole", "chunked") for n in (1024, 2048, 4096, 7680, 15360)]

@@ -147,6 +147,8 @@ _NUMBER_WORD = re.compile(
     r"\b(?:(?P<tens>" + "|".join(_TENS) + r")(?:[-\s](?P<unit>" + "|".join(list(_UNITS)[1:10]) + r"))?"
     r"|(?P<only>" + "|".join(w for w in _UNITS if w != "one") + r"))\b", re.I)
 _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{2,}(?![\w-])|\b[A-Z]{2,}[A-Z0-9_-]*\b")
+# an e-mail address or a URL is a fact like a code: "debian-devel@lists.debian.org" is not "base-passwd@…"
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[a-z][a-z0-9+.-]*://[^\s<>\"')\]]+", re.I)
 _CAP = r"(?<![\w'’-])[A-Z][\w'’-]*"
 _NAME = re.compile(_CAP + r"(?:\s+(?:(?:of|and|de|la|van|von|du|der|the|&)\s+)?" + _CAP + r")*")
 _NOT_NAMES = frozenset(
@@ -207,6 +209,7 @@ def facts(text: str) -> Facts:
             numbers.add(str(_TENS[m.group("tens").casefold()] + (_UNITS[m.group("unit").casefold()]
                                                                  if m.group("unit") else 0)))
     codes = {c.casefold() for c in _CODE.findall(rest) if not c.isdigit() and c not in _CURRENCY_CODES}
+    codes |= {a.casefold().rstrip(".") for a in _ADDRESS.findall(rest)}
     names: set[str] = set()
     for sentence in re.split(r"(?<=[.!?:;])\s+|\n", text):
         sentence = _MARKER.sub(" ", sentence)
@@ -285,6 +288,9 @@ _NOT_NEGATION = re.compile(
     r"|\b(?:no|not)\s+(?:later|more|less|fewer|earlier)\s+than\b|\b(?:no\s+one|nobody|nothing|none)\s+other\s+than\b",
     re.I)  # "no one other than the steward" says "only the steward"
 _CONTRACTION = re.compile(r"(?:ca)?n['’]t\b", re.I)
+PARITY = True  # clause parity of negations decides first (False: the word-scope check alone; for the bench)
+RARE_SHARE = 0.05  # a word in at most this share of the sentences (or three) is specific
+GATES = True  # the bound and "only" gates (False: without them; for the bench)
 NEGATION_SCOPE = 2  # a negation reaches the next two content words of its clause
 # what an answer says about the documents themselves, not about what they say
 _META = frozenset(_split(
@@ -365,23 +371,58 @@ def negated(text: str) -> bool:
 _SCOPE_TOKEN = re.compile(r"\w+|[.;!?:,]", re.UNICODE)
 
 
+# what reads as a negation but states no polarity of the claim: the value "no" in quotes (a keyword), and
+# the yes/no that opens an answer ("No. The licence does not grant…" says "not" once)
+_QUOTED_NEGATION = re.compile(r"[\"'`“‘]\s*(?:no|not|none|never)\s*[\"'`”’]", re.I)
+_ANSWER_WORD = re.compile(r"^\s*(?:no|yes)\s*[.,!;:]+\s*", re.I)
+_FAILS_TO = re.compile(r"\bfail(?:s|ed|ing)?\s+to\b", re.I)  # "fails to notify" says "does not notify"
+_CONDITION = frozenset(["unless"])  # "unless and until": a condition, not a polarity of the words after it
+POLARITY_VARIANT = "v2"  # "v1": without the opening No., "fails to" and "unless" rules (for the bench)
+
+
+@functools.lru_cache(maxsize=65536)
+def _polarity_text(text: str) -> str:
+    text = _QUOTED_NEGATION.sub(" ", _MARKS.sub("", text))
+    if POLARITY_VARIANT != "v1":
+        text = _ANSWER_WORD.sub("", text)
+        text = _FAILS_TO.sub(" not ", text)
+    return _CONTRACTION.sub(" not", _NOT_NEGATION.sub(" ", text.casefold()))
+
+
 @functools.lru_cache(maxsize=65536)
 def negated_terms(text: str) -> frozenset[str]:
     """The stems that a negation in `text` reaches: the next NEGATION_SCOPE content words after "not",
     "no", "never", "without", "non"…, before a comma or the clause's end ("You may not use any uids" ->
     use, uid)."""
-    text = _CONTRACTION.sub(" not", _NOT_NEGATION.sub(" ", _MARKS.sub("", text.casefold())))
     out: set[str] = set()
     left = 0
-    for tok in _SCOPE_TOKEN.findall(text):
+    for tok in _SCOPE_TOKEN.findall(_polarity_text(text)):
         if tok in ".;!?:,":
             left = 0
-        elif _NEGATION.fullmatch(tok):
+        elif _NEGATION.fullmatch(tok) and not (POLARITY_VARIANT != "v1" and tok in _CONDITION):
             left = NEGATION_SCOPE
         elif left and tok not in _STOP and tok not in _MORE_STOP and not tok.isdigit():
             out.add(_stem_word(_SAME.get(tok, tok)))
             left -= 1
     return frozenset(out)
+
+
+def negations(text: str) -> int:
+    """How many negations `text` states (those negated_terms reads; "neither … nor" is one; "non" negates
+    one word, not the clause)."""
+    toks = _SCOPE_TOKEN.findall(_polarity_text(text))
+    n = sum(1 for tok in toks if _NEGATION.fullmatch(tok) and tok not in _CONDITION and tok != "non")
+    return n - sum(1 for tok in toks if tok == "nor") if "neither" in toks else n
+
+
+_CLAUSE_BREAK = re.compile(r"[;:]|(?<=[.!?])\s+|,\s*(?=(?:so|but|because|although|though|while|whereas|however|"
+                           r"since|yet)\b)", re.I)
+
+
+def clauses(text: str) -> list[str]:
+    """The clauses of a sentence, for polarity: split at ";", ":", a sentence end, and a comma before "but",
+    "because", "although", "so"… (a comma in a list splits nothing)."""
+    return [c for c in _CLAUSE_BREAK.split(text) if c and c.strip()]
 
 
 _UNIT_AFTER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)\s*(?:\(\d+\)\s*)?([^\W\d_]{3,})", re.UNICODE)
@@ -415,13 +456,84 @@ def unit_clash(claim: str, passage: str) -> list[str]:
             if u in theirs and n not in theirs[u]]
 
 
+_BOUND = re.compile(
+    r"\b(?P<cmp>at\s+least|at\s+most|no\s+more\s+than|no\s+less\s+than|not\s+more\s+than|not\s+less\s+than|"
+    r"more\s+than|less\s+than|fewer\s+than|over|under|up\s+to|a\s+minimum\s+of|a\s+maximum\s+of|"
+    r"minimum(?:\s+of)?|maximum(?:\s+of)?|within|exactly)\s+(?:the\s+)?(?P<n>\d+(?:[.,]\d+)?)(?!\w)", re.I)
+_BOUND_KIND = {"at least": ">=", "no less than": ">=", "not less than": ">=", "a minimum of": ">=", "minimum": ">=",
+               "minimum of": ">=", "at most": "<=", "no more than": "<=", "not more than": "<=", "up to": "<=",
+               "a maximum of": "<=", "maximum": "<=", "maximum of": "<=", "within": "<=", "more than": ">",
+               "over": ">", "less than": "<", "fewer than": "<", "under": "<", "exactly": "="}
+
+
+def _bounds(text: str) -> dict[str, set[str]]:
+    """number -> the bounds written before it ("at least three years": 3 -> {">="}), number words read as
+    digits."""
+    out: dict[str, set[str]] = {}
+    for m in _BOUND.finditer(_numerals(text)):
+        kind = _BOUND_KIND.get(" ".join(m.group("cmp").casefold().split()))
+        if kind:
+            out.setdefault(_canon_number(m.group("n")), set()).add(kind)
+    return out
+
+
+def bound_clash(claim: str, passage: str) -> list[str]:
+    """The claim's bounded numbers that the passage bounds the other way: "at most three years" where the
+    passage says "at least three years" (both must write a bound; a bare number is left to the facts)."""
+    theirs = _bounds(passage)
+    return [f"{k} {n}" for n, kinds in _bounds(claim).items() for k in sorted(kinds)
+            if theirs.get(n) and k not in theirs[n]]
+
+
+_ONLY = re.compile(r"(?<!not )\b(?:only|solely|exclusively)\b(?!\s+(?:if|when|where|to\s+the\s+extent)\b)", re.I)
+_EXCLUSIVE = re.compile(r"\b(?:only|solely|exclusively|sole|alone|other\s+than|except|unless|but\s+not|"
+                        r"no\s+one|nobody|nothing\s+else|limited\s+to)\b", re.I)
+ONLY_MISSING = "only (the passage does not say it is the only one)"
+
+
+def exclusivity_clash(claim: str, passage: str) -> bool:
+    """Whether the claim says "only" (one thing and no other) where the passage says nothing exclusive:
+    "git-jump only works with vim" from "This script was written and tested with vim"."""
+    return bool(_ONLY.search(claim)) and not _EXCLUSIVE.search(passage)
+
+
 def polarity_clash(claim: str, claim_terms: Sequence[str], passage: str, passage_terms: frozenset[str]) -> bool:
     """Whether the claim and the passage disagree on negation about a word they share: "the licence
     does not grant patent rights" against "the licence grants patent rights", or the other way round."""
     mine, theirs = negated_terms(claim), negated_terms(passage)
     if not mine and not theirs:
         return False
-    return any(_holds(t, passage_terms) and (t in mine) != _holds(t, theirs) for t in claim_terms)
+    by_terms = any(_holds(t, passage_terms) and (t in mine) != _holds(t, theirs) for t in claim_terms)
+    if not PARITY:
+        return by_terms
+    if _sentence_ends(passage):
+        return by_terms  # two sentences: which one the claim's negation belongs with is not known
+    mine_n = negations(claim) % 2
+    held = [c for c in clauses(passage) if any(_holds(t, frozenset(terms(c))) for t in claim_terms)]
+    if held and all(negations(c) % 2 == mine_n for c in held):
+        # "does not waive" / "No … rights … are waived": one negation each, the same polarity, whatever
+        # words each negation reaches; only a word negated by "non" must agree ("non transferable")
+        mine_non, theirs_non = _non_terms(claim), _non_terms(passage)
+        return any(_holds(t, passage_terms) and (t in mine_non) != _holds(t, theirs_non) for t in claim_terms)
+    return by_terms
+
+
+_NON = re.compile(r"\bnon[\s-]+(\w+)", re.I)
+
+
+def _non_terms(text: str) -> frozenset[str]:
+    """The stems of the words "non" negates ("non transferable", "non-exclusive")."""
+    return frozenset(_stem_word(w.casefold()) for w in _NON.findall(text))
+
+
+def _verbatim(claim: str, passage: str) -> bool:
+    """Whether the passage holds the claim's content words in a row, as written (a copied sentence)."""
+    a, b = terms(claim), terms(passage)
+    return bool(a) and any(b[i:i + len(a)] == a for i in range(len(b) - len(a) + 1))
+
+
+def _sentence_ends(text: str) -> list[str]:
+    return [m for m in re.findall(r"[.!?](?=\s+[A-Z*\-])", text)]
 
 
 def similarity(claim: str, passage: str, method: str = "token_set") -> float:
@@ -501,9 +613,13 @@ class Claim:
     score: float | None = None  # how much of the claim the passage holds, 0-100 (100 for a verified quote)
     missing: list[str] = field(default_factory=list)  # facts no close passage holds
     nearest: dict[str, Any] | None = None  # unsupported: the closest passage, for comparison
+    judge: dict[str, Any] | None = None  # judge.Verdict's dict, when a judge was asked (judge.apply)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["judge"] is None:
+            del out["judge"]  # a claim no judge was asked about keeps the shape it always had
+        return out
 
 
 def _passage_dict(p: Passage) -> dict[str, Any]:
@@ -511,6 +627,7 @@ def _passage_dict(p: Passage) -> dict[str, Any]:
 
 
 _Scored = tuple[float, Passage, list[str]]  # (score 0-100, passage, what it lacks: facts, "not")
+COMMON_MISSING = "(only words common in these documents)"
 NEGATION_MISSING = "not (the passage says the opposite)"
 REPEATS_MISSING = "(the sentence repeats itself)"
 
@@ -545,6 +662,7 @@ class Grounder:
         self.absent_df = ABSENT_DF
         self._index: _Index | None = None  # search's, built at its first use
         self._single: list[Passage] = []
+        self._fragments: str | None = None  # the flattened text of the passages that may not support
 
     # -- weights and coverage -------------------------------------------------------------------------
 
@@ -641,13 +759,28 @@ class Grounder:
         if any(c.status == "unsupported" and not c.missing and (c.score or 0) >= NEAR_SCORE for c in checked):
             return None  # close to a passage in other words, with nothing against it: shown
         # a negation clash alone is too often a scope the words misread (measured on the real set): not strong
-        against = [c for c in checked if (c.missing and c.missing != [NEGATION_MISSING]) or (c.score or 0) < FAR_SCORE]
+        against = [c for c in checked if (c.missing and c.missing != [NEGATION_MISSING]
+                                          and not self._stated_elsewhere(c.missing))
+                   or (c.score or 0) < FAR_SCORE]
         if not against:
             return None
         c = against[0]
         if c.missing:
             return f'"{_clip(c.text, 120)}" does not match the documents ({", ".join(c.missing[:4])})'
         return f'nothing in the documents comes near "{_clip(c.text, 120)}"'
+
+    def _stated_elsewhere(self, missing: Sequence[str]) -> bool:
+        """Whether every missing fact is written in a heading, title, table line or other fragment of the
+        documents (a passage that may not support a claim, so no supported one holds it): "Version 3,
+        29 June 2007" under the title, "mysql 64001 mysql-server" in a table. That is no evidence
+        against the answer, so it does not withhold it (the claim stays unsupported)."""
+        facts_ = [m for m in missing if m not in (NEGATION_MISSING, COMMON_MISSING, ONLY_MISSING, REPEATS_MISSING)]
+        if not facts_ or len(facts_) != len(missing):
+            return False
+        if self._fragments is None:
+            self._fragments = " ".join(_flat(p.text) for p, ok in zip(self.passages, self._eligible, strict=True)
+                                       if not ok and not p.pair)
+        return all(re.search(r"(?<!\w)" + re.escape(squash(m)) + r"(?!\w)", self._fragments) for m in facts_)
 
     def _rare_max(self) -> int:
         """The most sentences a *rare* word is in: a tenth of them, or three."""
@@ -720,6 +853,8 @@ class Grounder:
         if best is None:
             return Claim(text, "unsupported", missing=own.all())
         score, passage, missing = best
+        if unknown and missing == [COMMON_MISSING]:
+            missing = []  # the subject no sentence names says more than "only common words"
         missing = missing + [w for w in unknown if w not in missing]
         if score >= self.threshold and not missing:
             return Claim(text, "supported", _passage_dict(passage), round(score, 1))
@@ -737,6 +872,9 @@ class Grounder:
         asked = _flat(question)
         context = facts(question + "\n" + "\n".join(self._titles))
         out = {n for n in own.numbers if n in context.numbers} | {c for c in own.codes if c in context.codes}
+        # a title is kept flattened (lower case), so its codes ("GNU") are found as words of it
+        out |= {c for c in own.codes if any(re.search(r"(?<!\w)" + re.escape(squash(c)) + r"(?!\w)", t)
+                                            for t in self._titles)}
         for n in own.names:
             key = squash(n)
             pat = r"(?<!\w)" + re.escape(key) + r"(?!\w)"
@@ -750,10 +888,25 @@ class Grounder:
         score = self.score(plain, mine, p, pterms)
         missing = [m for m in missing_facts(own, p.text, f) if m not in excused] if own else []
         if self.method == "idf" and not missing:
-            missing = unit_clash(plain, p.text)
+            missing = unit_clash(plain, p.text) + (bound_clash(plain, p.text) if GATES else [])
             if not missing and polarity_clash(plain, mine, p.text, pterms):
                 missing = [NEGATION_MISSING]
+            if not missing and GATES and exclusivity_clash(plain, p.text):
+                missing = [ONLY_MISSING]
+            if not missing and RARE_SHARE and not self._specific(own, mine, pterms, excused) \
+                    and not _verbatim(plain, p.text):
+                missing = [COMMON_MISSING]
         return score, p, missing
+
+    def _specific(self, own: Facts, mine: Sequence[str], pterms: frozenset[str], excused: frozenset[str]) -> bool:
+        """Whether the passage holds something specific of the claim: a fact of it (not one the question or
+        a title gives), or one of its words that is rare in these documents (in at most RARE_SHARE of the
+        sentences, or three). A claim that meets its passage only in the documents' common words ("The
+        document contains a list of the licenses granted to you") says nothing the passage could prove."""
+        if own and set(own.all()) - excused:
+            return True
+        rare = max(3.0, RARE_SHARE * self._n)
+        return any(self._df.get(t, 0) <= rare and _holds(t, pterms) for t in mine)
 
     def _best(self, plain: str, own: Facts, mine: Sequence[str], excused: frozenset[str],
               cands: list[Passage] | None, pairs: bool = True) -> _Scored | None:
