@@ -20,6 +20,7 @@ parse with their XML library's defaults. What docqa reads of the file is only wh
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lxml import etree
@@ -31,6 +32,7 @@ from docqa.ingest.outline import Outline
 from docqa.ingest.text import normalize
 
 MEDIA_TYPE = "application/vnd.oasis.opendocument.text"
+_NOTE_MARK = re.compile(r"\[\^[^\]]*\]")
 MAX_CONTENT_BYTES = 64 * 1024 * 1024
 TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
 TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
@@ -117,6 +119,7 @@ class _Reader:
             if tag == H:
                 level = node.get(_t("outline-level"))
                 text, notes = self.inline(node)
+                text = _NOTE_MARK.sub("", text)  # a heading is cited by its words; its notes follow it
                 self.outline.heading(int(level) if level and level.isdigit() else 1, normalize(text))
                 self.notes(notes)
             elif tag == P:
