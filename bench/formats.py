@@ -318,11 +318,13 @@ def bench_ask(answer_tokens: int = 48, on_row: Any = None) -> dict[str, Any]:
                              "detail": r.text[:500]})
                 continue
             answer = r.json()
+            sections = client.get(f"/api/documents/{doc['id']}/sections", params={"limit": 1000}).json()["items"]
             cites = [{"marker": c["marker"], "origin": c["origin"], "verified": c["verified"],
                       "quote": (c.get("quote") or "")[:160],
                       **{k: c.get(k) for k in ("page", "path", "line_start", "line_end", "clause", "para_start",
                                                "para_end")},
-                      "label": citation_label(name, doc["kind"], doc.get("meta"), c)} for c in answer["citations"]]
+                      "label": citation_label(name, doc["kind"], doc.get("meta"), c),
+                      "quote_at": _quote_at(name, doc, sections, c.get("quote") or "")} for c in answer["citations"]]
             shown = answer["answer"] or ""
             rows.append({
                 "format": fmt, "file": name, "source": "/".join(source), "kind": doc["kind"],
@@ -335,6 +337,26 @@ def bench_ask(answer_tokens: int = 48, on_row: Any = None) -> dict[str, Any]:
             if on_row is not None:
                 on_row(_ask_summary(rows, answer_tokens))
     return _ask_summary(rows, answer_tokens)
+
+
+def _quote_at(name: str, doc: dict[str, Any], sections: list[dict[str, Any]], quote: str) -> str | None:
+    """Where the citation's quote is in the stored sections, worded per format (docqa.ingest.where): the
+    place a citation of it should name, to compare with the citation the API gave."""
+    from docqa.ingest.where import citation_label
+
+    squash = " ".join(quote.split()).casefold()
+    for s in sections:
+        lines = s["text"].split("\n")
+        for i in range(len(lines)):
+            for j in range(i, min(i + 6, len(lines))):
+                if squash and squash in " ".join(" ".join(lines[i:j + 1]).split()).casefold():
+                    place = dict(s)
+                    if s.get("para_start") is not None:
+                        place.update(para_start=s["para_start"] + i, para_end=s["para_start"] + j)
+                    elif s.get("line_start") is not None:
+                        place.update(line_start=s["line_start"] + i, line_end=s["line_start"] + j)
+                    return citation_label(name, doc["kind"], doc.get("meta"), place)
+    return None
 
 
 def _ask_summary(rows: list[dict[str, Any]], answer_tokens: int) -> dict[str, Any]:

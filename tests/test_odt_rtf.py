@@ -201,3 +201,15 @@ def test_ods_runs_of_repeated_values_are_refused_before_calamine_allocates(clien
     files["content.xml"] = files["content.xml"].replace(runs.encode(), tail.encode())
     doc = created(client, "tail.ods", builders.make_zip(files))
     assert doc["meta"]["sheets"] == [{"name": "Register", "range": "A1:A1", "rows": 1, "columns": 1}]
+
+
+def test_an_rtf_nesting_bomb_meets_the_parse_sandbox_time_limit(tmp_path):
+    """A million nested groups: striprtf walks them (about 5 s a million on this machine); the sandbox's
+    time limit stops it with a sentence and the service goes on."""
+    from tests.test_ingest import app_client
+
+    bomb = b"{\\rtf1 " + b"{" * 2_000_000 + b"x" + b"}" * 2_000_000 + b"}"
+    with app_client(tmp_path, parse_timeout_s=0.5) as (c, s):
+        assert_refused(c, s, "nested.rtf", bomb, 422, "nested.rtf took longer than 0.5 s to parse", "abandoned")
+        s.parse_timeout_s = 60.0
+        assert created(c, "terms.rtf", RTF_HEADINGS)["kind"] == "rtf"
