@@ -345,10 +345,11 @@ def _quote_at(name: str, doc: dict[str, Any], sections: list[dict[str, Any]], qu
     from docqa.ingest.where import citation_label
 
     squash = " ".join(quote.split()).casefold()
-    for s in sections:
-        lines = s["text"].split("\n")
-        for i in range(len(lines)):
-            for j in range(i, min(i + 6, len(lines))):
+    for width in range(6):  # the fewest lines that hold the quote
+        for s in sections:
+            lines = s["text"].split("\n")
+            for i in range(len(lines) - width):
+                j = i + width
                 if squash and squash in " ".join(" ".join(lines[i:j + 1]).split()).casefold():
                     place = dict(s)
                     if s.get("para_start") is not None:
