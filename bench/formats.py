@@ -170,7 +170,12 @@ RECEIVED_SOURCES = {
     "tarball": "SpamScope+mail-parser, dimastbk+python-calamine (git archive of HEAD)",
     "email": "SpamScope+mail-parser tests/mails/* (23 real and malformed messages, as .eml, and all as one .mbox)",
     "uslm": "usgpo+uslm previous/sample-files/114hr2029enr_good.xml, bill-version-samples-september-2024/*s1325rs.xml",
-    "sheet": "dimastbk+python-calamine tests/data/*.xlsx|*.ods",
+    "sheet": "dimastbk+python-calamine tests/data/*.xlsx|*.ods, jdum+odfdo tests/samples/*.ods",
+    "akoma_ntoso": "laws-africa+indigo: the City of Cape Town Events By-law (26f2550 indigo_api/tests/xslt_fixtures/"
+                   "act_text-general-input.xml), the Constitution of Tanzania in Swahili and a 2023 act "
+                   "(HEAD indigo_api/tests/pdf_fixtures/swahili_in.xml, basic_in.xml)",
+    "odt": "jdum+odfdo tests/samples/*.odt (LibreOffice documents of odfdo's test suite)",
+    "rtf": "joshy+striprtf tests/rtf/*.rtf (Word, TextEdit, Google Docs files of striprtf's issue reporters)",
 }
 
 
@@ -199,16 +204,25 @@ def received_inputs() -> dict[str, list[tuple[str, bytes]]]:
         "email": [*mails, ("mail-parser-tests.mbox", mbox)],
         "uslm": [(n, d) for n, d in _files("usgpo+uslm", "previous/sample-files/114hr2029enr_good.xml")]
         + _files("usgpo+uslm", "bill-version-samples-september-2024/BILLS-118s1325rs.xml"),
-        "sheet": _files("dimastbk+python-calamine", "tests/data", (".xlsx", ".ods")),
+        "sheet": _files("dimastbk+python-calamine", "tests/data", (".xlsx", ".ods"))
+        + _files("jdum+odfdo", "tests/samples", (".ods",)),
+        "akoma_ntoso": [("cape-town-events-by-law.xml", _git("laws-africa+indigo", "show",
+                                                             "26f255092f95f8c1d0ef126f4d26e6e63a13ad5e:indigo_api/"
+                                                             "tests/xslt_fixtures/act_text-general-input.xml"))]
+        + _files("laws-africa+indigo", "indigo_api/tests/pdf_fixtures/swahili_in.xml")
+        + _files("laws-africa+indigo", "indigo_api/tests/pdf_fixtures/basic_in.xml"),
+        "odt": _files("jdum+odfdo", "tests/samples", (".odt",)),
+        "rtf": _files("joshy+striprtf", "tests/rtf", (".rtf",)),
     }
 
 
 def _before(fmt: str, data: bytes) -> dict[str, Any]:
-    """What docqa made of the file before #27: tarballs and spreadsheets refused (415); an .eml stored
-    as plain text, headers and base64 and all; USLM as code with its markup."""
+    """What docqa made of the file before #27: tarballs, spreadsheets and .odt refused (415); an .eml stored
+    as plain text, headers and base64 and all; USLM and Akoma Ntoso as code with their markup; an .rtf as
+    plain text with its control words (detect.py named no kind for .rtf and its content is ASCII)."""
     from docqa.tokens import estimate_tokens
 
-    if fmt in ("tarball", "sheet"):
+    if fmt in ("tarball", "sheet", "odt"):
         return {"stored": False}
     text = data.decode("utf-8", "replace")
     return {"stored": True, "chars": len(text), "tokens": estimate_tokens(text)}
@@ -241,22 +255,137 @@ def bench_received() -> dict[str, Any]:
     return out
 
 
+# -- a question per format through the real embedded model, with its citation (issue #27) -----------
+
+# (format, file name, (repository snapshot, commit, path) or a builder, question, words a right answer holds)
+ASK_CASES: list[tuple[str, str, Any, str, str]] = [
+    ("tarball", "kilo.tar.gz", ("antirez+kilo", "HEAD", "git archive README.md Makefile"),
+     "In how many lines of code is Kilo written?", "1K"),
+    ("eml", "mail_test_3.eml", ("SpamScope+mail-parser", "HEAD", "tests/mails/mail_test_3"),
+     "Which file did the Firebox delete?", "export_pdf"),
+    ("uslm", "115hr1362enr.xml", ("usgpo+uslm", "HEAD", "previous/sample-files/115hr1362enr_good.xml"),
+     "What will the VA clinic in Pago Pago be known as?", "Faleomavaega"),
+    ("xlsx", "table-multiple.xlsx", ("dimastbk+python-calamine", "HEAD", "tests/data/table-multiple.xlsx"),
+     "What is the quantity of Banana?", "200"),
+    ("ods", "any_sheets.ods", ("dimastbk+python-calamine", "HEAD", "tests/data/any_sheets.ods"),
+     "Which sheets does this workbook contain?", "Hidden"),
+    ("odt", "md_sample.odt", ("jdum+odfdo", "HEAD", "tests/samples/md_sample.odt"),
+     "How old is Alice?", "30"),
+    ("rtf", "nutridoc.rtf", ("joshy+striprtf", "HEAD", "tests/rtf/nutridoc.rtf"),
+     "How much sugar goes into the bakewell fudge?", "900"),
+    ("akoma_ntoso", "cape-town-events-by-law.xml",
+     ("laws-africa+indigo", "26f255092f95f8c1d0ef126f4d26e6e63a13ad5e",
+      "indigo_api/tests/xslt_fixtures/act_text-general-input.xml"),
+     "How old must a person be to apply to hold an event?", "18"),
+]
+
+
+def _ask_input(source: tuple[str, str, str]) -> bytes:
+    repo, commit, path = source
+    if path.startswith("git archive "):
+        return _git(repo, "archive", "--format=tar.gz", f"--prefix={repo.split('+')[1]}/", commit,
+                    *path.split()[2:])
+    return _git(repo, "show", f"{commit}:{path}")
+
+
+def bench_ask(answer_tokens: int = 48, on_row: Any = None) -> dict[str, Any]:
+    """Each file uploaded to the real app (sandboxed parse, SQLite), one session each, one question to the
+    embedded model (greedy); the answer, its citations as the API gives them and as a reviewer reads them
+    (docqa.ingest.where), and whether the answer holds the expected words."""
+    from litestar.testing import TestClient
+
+    from docqa.ingest.where import citation_label
+    from docqa.settings import Settings
+    from docqa.web.app import create_app
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, \
+            TestClient(create_app(Settings(data_dir=Path(tmp) / "data")), base_url="http://127.0.0.1") as client:
+        for fmt, name, source, question, expected in ASK_CASES:
+            data = _ask_input(source)
+            r = client.post("/api/documents", files={"file": (name, data, "application/octet-stream")})
+            if r.status_code != 201:
+                rows.append({"format": fmt, "file": name, "outcome": f"refused {r.status_code}", "detail": r.text})
+                continue
+            doc = r.json()
+            sid = client.post("/api/sessions", json={"document_ids": [doc["id"]]}).json()["id"]
+            t = time.perf_counter()
+            r = client.post(f"/api/sessions/{sid}/questions", json={
+                "question": question, "max_tokens": answer_tokens, "sampling": {"temperature": 0, "seed": 1}})
+            elapsed = time.perf_counter() - t
+            if r.status_code != 200:
+                rows.append({"format": fmt, "file": name, "outcome": f"question failed {r.status_code}",
+                             "detail": r.text[:500]})
+                continue
+            answer = r.json()
+            sections = client.get(f"/api/documents/{doc['id']}/sections", params={"limit": 1000}).json()["items"]
+            cites = [{"marker": c["marker"], "origin": c["origin"], "verified": c["verified"],
+                      "quote": (c.get("quote") or "")[:160],
+                      **{k: c.get(k) for k in ("page", "path", "line_start", "line_end", "clause", "para_start",
+                                               "para_end")},
+                      "label": citation_label(name, doc["kind"], doc.get("meta"), c),
+                      "quote_at": _quote_at(name, doc, sections, c.get("quote") or "")} for c in answer["citations"]]
+            shown = answer["answer"] or ""
+            rows.append({
+                "format": fmt, "file": name, "source": "/".join(source), "kind": doc["kind"],
+                "document_tokens": doc["token_estimate"], "question": question, "expected": expected,
+                "answer": shown[:600], "withheld": answer.get("draft") is not None,
+                "draft": (answer.get("draft") or "")[:600], "right": expected.lower() in shown.lower(),
+                "citations": cites, "answer_s": round(elapsed, 1)})
+            print(f"{fmt:12} {name:30} right={rows[-1]['right']!s:5} {elapsed:6.1f}s "
+                  f"{cites[0]['label'] if cites else '(no citation)'}", flush=True)
+            if on_row is not None:
+                on_row(_ask_summary(rows, answer_tokens))
+    return _ask_summary(rows, answer_tokens)
+
+
+def _quote_at(name: str, doc: dict[str, Any], sections: list[dict[str, Any]], quote: str) -> str | None:
+    """Where the citation's quote is in the stored sections, worded per format (docqa.ingest.where): the
+    place a citation of it should name, to compare with the citation the API gave."""
+    from docqa.ingest.where import citation_label
+
+    squash = " ".join(quote.split()).casefold()
+    for width in range(6):  # the fewest lines that hold the quote
+        for s in sections:
+            lines = s["text"].split("\n")
+            for i in range(len(lines) - width):
+                j = i + width
+                if squash and squash in " ".join(" ".join(lines[i:j + 1]).split()).casefold():
+                    place = dict(s)
+                    if s.get("para_start") is not None:
+                        place.update(para_start=s["para_start"] + i, para_end=s["para_start"] + j)
+                    elif s.get("line_start") is not None:
+                        place.update(line_start=s["line_start"] + i, line_end=s["line_start"] + j)
+                    return citation_label(name, doc["kind"], doc.get("meta"), place)
+    return None
+
+
+def _ask_summary(rows: list[dict[str, Any]], answer_tokens: int) -> dict[str, Any]:
+    return {"model": "embedded (SmolLM2-135M-Instruct, greedy)", "answer_tokens": answer_tokens,
+            "right": sum(1 for r in rows if r.get("right")), "asked": len(rows), "each": rows}
+
+
 def main() -> None:
-    """`python -m bench.formats received`: only the received formats, merged into formats.json."""
+    """`python -m bench.formats received`: only the received formats, merged into formats.json;
+    `python -m bench.formats ask`: a question per format through the embedded model (formats_ask.json)."""
     import json
     import sys
 
     from bench.run import RESULTS, write
 
+    if sys.argv[1:] == ["ask"]:
+        # written after every answer: the Akoma Ntoso by-law alone takes minutes on a loaded machine
+        bench_ask(on_row=lambda result: write("formats_ask", result, quiet=True))
+        return
     if sys.argv[1:] != ["received"]:
-        raise SystemExit("usage: python -m bench.formats received   (the rest: python -m bench.run formats)")
+        raise SystemExit("usage: python -m bench.formats received|ask   (the rest: python -m bench.run formats)")
     path = RESULTS / "formats.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     results.pop("benchmark", None)
     results.pop("machine", None)
     results["received"] = bench_received()
     write("formats", results, quiet=True)
-    for fmt in ("tarball", "email", "uslm", "sheet"):
+    for fmt in ("tarball", "email", "uslm", "sheet", "akoma_ntoso", "odt", "rtf"):
         r = results["received"][fmt]
         print(fmt, r["files"], "read", r["read"], "refused", r["refused"], "parse_s", r["parse_s_total"])
 

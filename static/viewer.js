@@ -7,6 +7,7 @@
 import { api } from "./api.js";
 import { $, capitalised, el, findQuote, userText } from "./dom.js";
 import { documentById, documentUnits } from "./documents.js";
+import { formatView, formatWhere, hasFormatView } from "./formats.js";
 import { renderMarkdown } from "./markdown.js";
 
 const SECTION_PAGE = 200; // sections fetched per request when looking for a citation
@@ -263,7 +264,8 @@ export async function openCitation(c, chip) {
   const where = $("viewer-where");
   const doc = documentById(c.document_id);
   const filename = c.filename || doc?.filename || c.path || "";
-  const member = c.path && c.path !== filename ? c.path : ""; // a file inside a zip: named with its archive
+  const cells = formatWhere(c, doc); // a spreadsheet's rows by cell references: the sheet is in them
+  const member = c.path && c.path !== filename && !cells ? c.path : ""; // a file inside a zip: named with its archive
   if (!c.document_id) {
     where.replaceChildren(el("span", { class: "error" }, "This citation points to a place that is not in the documents."));
     focusViewer();
@@ -273,7 +275,7 @@ export async function openCitation(c, chip) {
     const sections = await findSections(c, filename);
     where.replaceChildren(userText("bdi", filename, { class: "filename" }),
       ...(member ? [" › ", userText("bdi", member, { class: "filename member" })] : []),
-      ` — ${citationWhere(c) || "whole document"}`);
+      ` — ${cells || citationWhere(c) || "whole document"}`);
     if (c.note) where.append(el("br"), el("span", { class: c.role === "nearest" ? "warning nearest" : "warning" }, c.note));
     if (!c.verified) where.append(el("br"), el("span", { class: "warning" }, "Unverified: docqa did not find this quote at the cited place."));
     if (!sections.length) {
@@ -368,6 +370,15 @@ export async function openDocument(doc, opener) {
       $("viewer-body").replaceChildren(...nodes);
     } catch (err) {
       $("viewer-body").append(el("p", { class: "error" }, `The files could not be loaded: ${err.message}`));
+    }
+    focusViewer();
+    return;
+  }
+  if (hasFormatView(doc)) { // e-mail, spreadsheets, legal XML: formats.js
+    try {
+      $("viewer-body").replaceChildren(...formatView(doc, await allSections(doc.id)));
+    } catch (err) {
+      $("viewer-body").append(el("p", { class: "error" }, `The document could not be loaded: ${err.message}`));
     }
     focusViewer();
     return;

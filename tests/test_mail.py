@@ -147,3 +147,17 @@ def test_messages_nested_too_deeply_are_skipped_not_followed(client, depth):
     doc = created(client, "deep.eml", msg.as_bytes())
     assert len(doc["meta"]["messages"]) == 4
     assert any("nested too deeply" in s["reason"] for s in doc["skipped"])
+
+
+def test_real_mail_keeps_an_inline_text_part_after_its_body(client):
+    """mail-parser's tests/mails/mail_test_3 (a real message, SpamScope/mail-parser, Apache-2.0): after the
+    body, a mail filter added an inline text/plain `message.txt`, which `iter_attachments` leaves out as
+    a body candidate; it is read as an attachment and cited by its name."""
+    from tests.received import mirrored
+
+    doc = created(client, "mail_test_3.eml", mirrored("SpamScope+mail-parser", "tests/mails/mail_test_3"))
+    assert doc["meta"]["messages"][0]["attachments"] == ["message.txt"]
+    sections = all_sections(client, doc["id"])
+    assert sections[0]["text"].endswith("I am sending you the bills of the goods we delivered to you in the attachment")
+    [note] = [s for s in sections if s["path"] == "message.txt"]
+    assert "Action       : The Firebox deleted export_pdf_ 65acf801~.js." in note["text"].split("\n")

@@ -32,22 +32,27 @@ DOCX_EXTENSIONS = {".docx"}
 HTML_EXTENSIONS = {".html", ".htm", ".xhtml"}
 MAIL_EXTENSIONS = {".eml": "email", ".mbox": "mbox"}
 SHEET_EXTENSIONS = {".xlsx", ".xlsm", ".ods"}
+ODT_EXTENSIONS = {".odt"}
+RTF_EXTENSIONS = {".rtf"}
 
 MEDIA_TYPES = {"pdf": "application/pdf", "archive": "application/zip", "markdown": "text/markdown"}
 
-SUPPORTED = ("PDF, Word (.docx), a spreadsheet (.xlsx, .ods), HTML, e-mail (.eml, .mbox), plain text, Markdown, "
+SUPPORTED = ("PDF, Word (.docx), OpenDocument text (.odt), RTF, a spreadsheet (.xlsx, .ods), HTML, "
+             "e-mail (.eml, .mbox), plain text, Markdown, "
              "source code or a .zip or tarball of a codebase")
 _HTML_START = (b"<!doctype html", b"<html")
 
 
 def sniff(data: bytes) -> str:
-    """'pdf', 'docx', 'zip', 'tar', 'html', 'text' or 'binary' from the bytes alone."""
+    """'pdf', 'docx', 'zip', 'tar', 'rtf', 'html', 'text' or 'binary' from the bytes alone."""
     if data[:1024].lstrip().startswith(b"%PDF-"):
         return "pdf"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "docx" if _zip_is_docx(data) else "zip"
     if _is_tar(_tar_head(data)):
         return "tar"
+    if data[:16].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{\\rtf"):  # before the binary check: \bin data
+        return "rtf"
     if looks_binary(data):
         return "binary"
     if data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(_HTML_START):
@@ -104,6 +109,10 @@ def extension_kind(filename: str) -> tuple[str | None, str]:
         return MAIL_EXTENSIONS[ext], ext
     if ext in SHEET_EXTENSIONS:
         return "sheet", ext
+    if ext in ODT_EXTENSIONS:
+        return "odt", ext
+    if ext in RTF_EXTENSIONS:
+        return "rtf", ext
     if ext in TEXT_EXTENSIONS or ext in CODE_EXTENSIONS or p.name.lower() in CODE_FILENAMES:
         return "text", ext
     return None, ext
@@ -118,10 +127,11 @@ def describe_binary(data: bytes) -> str:
 
 
 def detect(data: bytes, filename: str) -> str:
-    """'pdf', 'docx', 'zip', 'tar', 'html', 'email', 'mbox', 'sheet' or 'text', or UnsupportedDocument (415)."""
+    """'pdf', 'docx', 'zip', 'tar', 'html', 'email', 'mbox', 'sheet', 'odt', 'rtf' or 'text', or
+    UnsupportedDocument (415)."""
     content = sniff(data)
     named, ext = extension_kind(filename)
-    if content == "html" and named == "text":  # an .md or .txt that starts with markup is still what it says
+    if content in ("html", "rtf") and named == "text":  # an .md or .txt that starts with markup is still what it says
         content = "text"
     if named == "html" and content == "text":  # a fragment or a page without a doctype
         content = "html"
@@ -138,6 +148,8 @@ def detect(data: bytes, filename: str) -> str:
             "Protect › Encrypt with Password, then clear it), save, and upload it again.")
     if named == "sheet" and content == "zip":  # a workbook is a zip; calamine tells a damaged one apart
         content = "sheet"
+    if named == "odt" and content == "zip":  # an OpenDocument text is a zip; odt.py tells a damaged one apart
+        content = "odt"
     if ext == ".msg":
         raise UnsupportedDocument(
             f"{filename} is an Outlook message (.msg), which docqa does not read. Save it as an .eml file "
@@ -165,7 +177,8 @@ def detect(data: bytes, filename: str) -> str:
 def _label(kind: str) -> str:
     return {"pdf": "a PDF", "zip": "a zip archive", "tar": "a tar archive", "text": "text", "docx": "a Word document",
             "html": "a web page (HTML)",
-            "email": "an e-mail message", "mbox": "a mailbox", "sheet": "a spreadsheet"}[kind]
+            "email": "an e-mail message", "mbox": "a mailbox", "sheet": "a spreadsheet",
+            "odt": "an OpenDocument text", "rtf": "an RTF document"}[kind]
 
 
 def text_kind(filename: str) -> tuple[str, str]:

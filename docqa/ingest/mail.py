@@ -104,16 +104,16 @@ class _Reader:
             info["path"] = path
         self.messages.append(info)
         head = "\n".join(f"{h}: {headers[h.lower()]}" for h in HEADERS if headers[h.lower()])
-        self._body(message, head, path)
+        body = message.get_body(preferencelist=("plain", "html"))
+        self._body(body, head, path)
         names: set[str] = set()
-        for part in message.iter_attachments():
+        for part in _attachments(message, body):
             label = _unique(_attachment_name(part, len(names) + 1), names)
             where = f"{path}/{label}" if path else label
             info["attachments"].append(label)
             self._attachment(part, where, number, depth)
 
-    def _body(self, message: EmailMessage, head: str, path: str | None) -> None:
-        body = message.get_body(preferencelist=("plain", "html"))
+    def _body(self, body: MIMEPart | None, head: str, path: str | None) -> None:
         text = _text(body) if body is not None else ""
         if body is not None and body.get_content_subtype() == "html" and text.strip():
             self.sections.extend(split_lines(normalize(head), self.limits.section_max_chars, path=path))
@@ -128,7 +128,7 @@ class _Reader:
         whole = normalize(f"{head}\n\n{text.strip()}" if text.strip() else head)
         self.sections.extend(split_lines(whole, self.limits.section_max_chars, path=path))
 
-    def _attachment(self, part: EmailMessage, where: str, number: int, depth: int) -> None:
+    def _attachment(self, part: MIMEPart, where: str, number: int, depth: int) -> None:
         if part.get_content_type() == "message/rfc822":
             inner = part.get_payload(0) if part.is_multipart() else None
             if isinstance(inner, EmailMessage) and depth < MAX_DEPTH:
@@ -156,6 +156,22 @@ class _Reader:
         self.skipped.extend({"path": f"{where}/{s['path']}", "reason": s["reason"]} for s in doc.skipped)
 
 
+def _attachments(message: EmailMessage, body: MIMEPart | None) -> list[MIMEPart]:
+    """The parts of a message besides its body, in order: `iter_attachments`, and the inline text parts it
+    leaves out as body candidates although another part is the body (Outlook and mail filters add a
+    `message.txt` after the body: "The Firebox deleted export.js")."""
+    attachments: list[MIMEPart] = list(message.iter_attachments())
+    if not message.is_multipart() or message.get_content_subtype() in ("alternative", "related"):
+        return attachments
+    listed = {id(p) for p in attachments}
+    inside_body = {id(p) for p in body.walk()} if body is not None else set()
+
+    def left_out_text(part: MIMEPart) -> bool:
+        return part.get_content_maintype() == "text" and not any(id(p) in inside_body for p in part.walk())
+
+    return [part for part in message.iter_parts() if id(part) in listed or left_out_text(part)]
+
+
 def _header(message: Message, name: str) -> str:
     try:
         value = message.get(name)
@@ -173,7 +189,7 @@ def _text(part: MIMEPart) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _attachment_name(part: EmailMessage, n: int) -> str:
+def _attachment_name(part: MIMEPart, n: int) -> str:
     try:
         filename = part.get_filename()
     except (ValueError, LookupError, TypeError):

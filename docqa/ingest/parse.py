@@ -13,7 +13,9 @@ from docqa.ingest.docx import parse_docx
 from docqa.ingest.html import parse_html
 from docqa.ingest.legal import legal_flavour, parse_legal_xml
 from docqa.ingest.mail import MAX_DEPTH, parse_mail
+from docqa.ingest.odt import parse_odt
 from docqa.ingest.pdf import parse_pdf
+from docqa.ingest.rtf import parse_rtf
 from docqa.ingest.sheet import parse_sheet
 from docqa.ingest.tarball import MEDIA_TYPES as TAR_MEDIA_TYPES
 from docqa.ingest.tarball import compression, parse_tar
@@ -51,6 +53,10 @@ def _parse(data: bytes, filename: str, limits: ParseLimits, *, password: str | N
         sections, skipped = parse_tar(data, filename, limits)
         return ParsedDocument("archive", TAR_MEDIA_TYPES[compression(data)], sections, skipped=skipped,
                               parser="tarfile")
+    if content == "odt":
+        return parse_odt(data, filename, limits)
+    if content == "rtf":
+        return parse_rtf(data, filename, limits)
     if content == "sheet":
         return parse_sheet(data, filename, extension_kind(filename)[1], limits)
     if content in ("email", "mbox"):

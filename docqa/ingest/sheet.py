@@ -8,7 +8,8 @@ cell without one reads empty.
 Both formats are zips, and untrusted: the archive limits of archive.py (entry count, sizes,
 compression ratio, overlapping entries) are checked before calamine opens one, and a sheet whose
 used range holds more than MAX_CELLS cells is refused (a "huge sheet": a few cells in A1 and
-XFD1048576 span 17 billion). calamine's XML reader expands no external entities.
+XFD1048576 span 17 billion; in an .ods, one row of values repeated a million times). calamine's XML
+reader expands no external entities.
 
 Provenance: a sheet's sections carry the sheet's name as `path` and row numbers as lines, so row 12
 of Sheet1 is `[Sheet1:L12]`; a line is the row's cells from column A, joined by " | " (empty cells
@@ -25,6 +26,7 @@ import zlib
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from lxml import etree
 from python_calamine import CalamineWorkbook
 
 from docqa.errors import InvalidDocument
@@ -42,6 +44,7 @@ _CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3})(\d{1,7})"')
 def parse_sheet(data: bytes, name: str, ext: str, limits: ParseLimits) -> ParsedDocument:
     zf, infos = open_checked_zip(data, name, limits)
     _check_xlsx_extent(zf, infos, name)
+    _check_ods_extent(zf, infos, name)
     if any(i.filename == "META-INF/manifest.xml" and b"encryption-data" in read_member(zf, i, name, 1_000_000)
            for i in infos):
         raise InvalidDocument(f"{name} is password-protected (an encrypted OpenDocument file). Save it without a "
@@ -100,6 +103,63 @@ def _check_xlsx_extent(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], name: 
             raise InvalidDocument(
                 f"{name} has a sheet ({sheet}) that spans {rows:,} rows × {cols:,} columns; docqa reads sheets of "
                 f"at most {MAX_CELLS:,} cells.")
+
+
+_TABLE_NS = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
+_TABLE, _ROW, _CELL, _COVERED = (f"{{{_TABLE_NS}}}{t}" for t in ("table", "table-row", "table-cell",
+                                                                  "covered-table-cell"))
+_ROWS_REPEATED, _COLUMNS_REPEATED = f"{{{_TABLE_NS}}}number-rows-repeated", f"{{{_TABLE_NS}}}number-columns-repeated"
+_VALUE_TYPE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}value-type"
+
+
+def _check_ods_extent(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], name: str) -> None:
+    """The same for an OpenDocument spreadsheet, whose content.xml compresses a run of equal rows or cells
+    into one element (`table:number-rows-repeated="1000000"`): calamine expands every run that holds a
+    value into its grid, so 100,000 rows × 1,000 cells of "1" ask for 4 GB. content.xml is streamed
+    (lxml's iterparse, entities and network off) and each table's extent counted from its runs; runs
+    without a value (LibreOffice ends every sheet with one up to row 1,048,576) take no room."""
+    info = next((i for i in infos if i.filename == "content.xml"), None)
+    if info is None:
+        return
+    table, rows, cols, row_at = "", 0, 0, 0
+    try:
+        with zf.open(info) as fh:
+            for event, el in etree.iterparse(fh, events=("start", "end"), tag=(_TABLE, _ROW),
+                                             resolve_entities=False, no_network=True, load_dtd=False,
+                                             huge_tree=False):
+                if el.tag == _TABLE:
+                    if event == "start":
+                        table, rows, cols, row_at = el.get(f"{{{_TABLE_NS}}}name", ""), 0, 0, 0
+                    else:
+                        el.clear()
+                    continue
+                if event == "start":
+                    continue
+                repeat = _count(el.get(_ROWS_REPEATED))
+                col_at, last_col = 0, 0
+                for cell in el:
+                    if cell.tag not in (_CELL, _COVERED):
+                        continue
+                    span = _count(cell.get(_COLUMNS_REPEATED))
+                    if cell.get(_VALUE_TYPE) is not None or len(cell):
+                        last_col = col_at + span
+                    col_at += span
+                if last_col:
+                    rows, cols = row_at + repeat, max(cols, last_col)
+                    if rows * cols > MAX_CELLS:
+                        raise InvalidDocument(
+                            f"{name} has a sheet ('{table}') that spans {rows:,} rows × {cols:,} columns; docqa "
+                            f"reads sheets of at most {MAX_CELLS:,} cells.")
+                row_at += repeat
+                el.clear()
+    except etree.XMLSyntaxError:
+        return  # calamine reports a damaged workbook in its own words
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as exc:
+        raise InvalidDocument(f"{name} has a damaged entry '{info.filename}' ({exc}).") from exc
+
+
+def _count(value: str | None) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 10 else 1
 
 
 def _column_number(letters: str) -> int:
