@@ -160,7 +160,9 @@ def test_upload_plan_ask_grounding_and_passage_in_two_clicks(page: Any, server: 
     stages = page.evaluate("window.__stages")
     assert "reading" in stages and "writing" in stages, stages
     msg = page.locator("#history .msg.assistant").last
-    expect(msg.locator(".meta")).to_contain_text(re.compile(r"first word after [\d.]+ s · total [\d.]+ s"))
+    # (a busy machine writes slowly: "total 2 min" is as good as "total 6.4 s")
+    expect(msg.locator(".meta")).to_contain_text(
+        re.compile(r"first word after [\d.]+ (s|min) · total [\d.]+ (s|min)"))
 
     sid = httpx.get(f"{server.url}/api/sessions").json()[0]["id"]
     shared["session_id"] = sid
