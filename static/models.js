@@ -281,7 +281,7 @@ async function showAccess() {
   }
   $("pull-form").hidden = !models.access.allowed;
   $("pull-access").textContent = models.access.allowed
-    ? "Pull a GGUF model by name: docqa says first whether it fits, then downloads it into its models folder. Nothing is downloaded unless you ask."
+    ? "Pull a GGUF model by name into docqa's models folder; the table below says first whether it fits this machine. Nothing is downloaded unless you ask."
     : `${models.access.detail || "This server does not pull models."} The table below shows the command the operator would run.`;
   if (models.access.allowed) {
     try {
