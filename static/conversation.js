@@ -150,6 +150,7 @@ function withheldView(msg) {
 function readerNotes(msg) {
   return (msg.notes || [])
     .filter((n) => !(msg.draft && n.includes(msg.draft.slice(0, 40)))) // the withheld draft is shown in full above
+    .filter((n) => !(isWithheld(msg) && /statement\(s\) in this answer could not be found/.test(n))) // said in the box
     .map((n) => n.replace(/\s*\([^()]*\bDOCQA_[A-Z_]+[^()]*\)/g, "").replace(/\s*\bDOCQA_[A-Z_]+(=\S+)?/g, ""));
 }
 

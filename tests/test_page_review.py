@@ -255,7 +255,9 @@ def test_a_withheld_answer_shows_its_draft_collapsed_and_nothing_for_an_operator
     note = (f'The model answered "{draft[:300]}", but no passage of the documents supports that as an answer to the '
             "question; it is kept as the draft (DOCQA_UNSUPPORTED_ANSWERS=show shows such answers as they are).")
     withheld = done("The documents do not seem to say: docqa found nothing in them that supports the model's answer, "
-                    "so it is not shown as one.", claims=junk, draft=draft, notes=[note, "Read in one context."],
+                    "so it is not shown as one.", claims=junk, draft=draft,
+                    notes=[note, "34 of 34 statement(s) in this answer could not be found in the documents; check them "
+                           "before relying on them (see claims).", "Read in one context."],
                     stop_reason="length", grounding={"grounded": 0, "checked": 34, "unsupported": 34})
     msg = ask_scripted(page, withheld, "Who pays for repairs?")
     expect(msg.locator(".claims > li")).to_have_count(0)  # no rows of junk sentences
