@@ -3,6 +3,7 @@
 //   documents.js  upload, list, choose, delete        plan.js      model picker and the plan
 //   conversation.js  questions, answers, grounding    viewer.js    the source viewer
 //   sessions.js   sessions and the URL naming one     batches.js   batch questions, past batches
+//   models.js     models found, what fits, pulling one
 //   markdown.js   safe Markdown (vendored marked + DOMPurify)     api.js, dom.js  server calls, DOM helpers
 // Everything the server or the model says becomes text nodes, or sanitized Markdown (markdown.js).
 import { api, apiKey, onUnauthorized, setApiKey } from "./api.js";
@@ -12,6 +13,7 @@ import { loadModels, setUpPlan, updatePlan } from "./plan.js";
 import { setUpConversation } from "./conversation.js";
 import { loadSessions, openSession, sessionChanged, sessionInUrl, sessionLabel, setUpSessions } from "./sessions.js";
 import { loadBatches, setUpBatches } from "./batches.js";
+import { loadModelsPanel, setUpModels } from "./models.js";
 import { forgetDocument, openDocument, openReadme, setUpViewer } from "./viewer.js";
 
 function choiceChanged() {
@@ -21,7 +23,7 @@ function choiceChanged() {
 
 // ---- tabs ---------------------------------------------------------------------------------------
 
-const TABS = ["ask", "batch"];
+const TABS = ["ask", "batch", "models"];
 
 function selectTab(name, focus = false) {
   for (const t of TABS) {
@@ -33,6 +35,7 @@ function selectTab(name, focus = false) {
     if (on && focus) tab.focus();
   }
   if (name === "batch") loadBatches();
+  if (name === "models") loadModelsPanel();
 }
 
 function setUpTabs() {
@@ -48,6 +51,12 @@ function setUpTabs() {
     });
   }
   document.addEventListener("docqa:select-tab", (e) => selectTab(e.detail));
+}
+
+/** A model was chosen on the Models tab: back to asking, with the picker showing it. */
+function usedModel() {
+  selectTab("ask");
+  $("model").focus();
 }
 
 // ---- the API key --------------------------------------------------------------------------------
@@ -118,6 +127,8 @@ setUpSessions();
 setUpViewer();
 setUpTabs();
 setUpBatches();
+setUpModels({ onUse: usedModel });
+$("models-link").addEventListener("click", () => selectTab("models", true));
 document.addEventListener("docqa:document-deleted", (e) => forgetDocument(e.detail));
 if (await hasAccess()) await loadAll();
 document.body.dataset.ready = "true";

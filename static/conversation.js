@@ -6,7 +6,7 @@ import { $, duration, el, num, plural, seconds, setStatus, userText } from "./do
 import { selectedIds } from "./documents.js";
 import { renderMarkdown } from "./markdown.js";
 import { choice, choiceKey, readAheadAnswered, readAheadAsking, showPlan } from "./plan.js";
-import { citationWhere, closeViewer, openCitation } from "./viewer.js";
+import { citationWhere, closeViewer, openCitation, setStepper } from "./viewer.js";
 
 const STALL_MIN_S = 10; // never called stalled sooner than this
 const STALL_GAPS = 3; // …nor before this many of the expected gaps between events have passed in silence
@@ -42,6 +42,32 @@ const STATUS = {
 };
 const statusOf = (s) => STATUS[s] || { mark: "?", word: s, long: s };
 
+// A sentence's marker or chip → the passage it opens, so the viewer can step to the next sentence's.
+const passageOf = new WeakMap();
+
+/** The sentences before and after the one `opener` opened, in the same answer, that have a passage. */
+function sentenceSteps(opener) {
+  const mine = opener && passageOf.get(opener);
+  if (!mine?.sentence) return null;
+  const msg = opener.closest(".msg");
+  const seen = new Map(); // sentence number → its first marker (in the answer, else its chip)
+  for (const node of msg?.querySelectorAll(".claim-mark, .claims .chip") || []) {
+    const c = passageOf.get(node);
+    if (c?.sentence && !seen.has(c.sentence)) seen.set(c.sentence, node);
+  }
+  const order = [...seen.keys()].sort((a, b) => a - b);
+  const at = order.indexOf(mine.sentence);
+  const step = (n) => {
+    if (n === undefined) return null;
+    const node = seen.get(n);
+    const c = passageOf.get(node);
+    const what = c.role === "nearest" ? "its nearest passage (not support)" : "its passage";
+    return { label: n < mine.sentence ? `‹ Sentence ${n}` : `Sentence ${n} ›`, long: `Sentence ${n}: open ${what}`,
+             open: () => openCitation(c, node) };
+  };
+  return { prev: step(order[at - 1]), next: step(order[at + 1]) };
+}
+
 /** A claim's passage as the viewer opens it (the passage text is what gets highlighted); `role` says
  * whether it supports sentence `sentence` or is only the nearest passage to it. */
 function passageCitation(claim, i) {
@@ -69,6 +95,7 @@ function sourceChip(c, { label, extraClass = "" } = {}) {
     c.verified ? "" : el("span", { class: "badge" }, "unverified"),
   );
   chip.addEventListener("click", () => openCitation(c, chip));
+  if (c.sentence) passageOf.set(chip, c);
   return chip;
 }
 
@@ -123,6 +150,7 @@ function withheldView(msg) {
 function readerNotes(msg) {
   return (msg.notes || [])
     .filter((n) => !(msg.draft && n.includes(msg.draft.slice(0, 40)))) // the withheld draft is shown in full above
+    .filter((n) => !(isWithheld(msg) && /statement\(s\) in this answer could not be found/.test(n))) // said in the box
     .map((n) => n.replace(/\s*\([^()]*\bDOCQA_[A-Z_]+[^()]*\)/g, "").replace(/\s*\bDOCQA_[A-Z_]+(=\S+)?/g, ""));
 }
 
@@ -160,7 +188,10 @@ function markClaims(container, claims) {
         "aria-label": `Sentence ${i + 1}: ${st.word.toLowerCase()}${cite ? `, open its ${cite.role === "nearest" ? "nearest passage (not support)" : "passage"}` : ""}`,
         title: `${st.word}: ${st.long}`,
       }, `${st.mark}${i + 1}`);
-      if (cite) marker.addEventListener("click", () => openCitation(cite, marker));
+      if (cite) {
+        marker.addEventListener("click", () => openCitation(cite, marker));
+        passageOf.set(marker, cite);
+      }
       else marker.disabled = true;
       if (claim.status === "unsupported") {
         const span = el("span", { class: "claim-inline unsupported" });
@@ -544,6 +575,7 @@ function sessionGone() {
 
 export function setUpConversation({ onSession }) {
   conv.onSession = onSession;
+  setStepper(sentenceSteps);
   $("ask-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const question = $("question").value.trim();

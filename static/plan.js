@@ -4,7 +4,7 @@ import { api, apiKey } from "./api.js";
 import { $, bytes, capitalised, duration, el, num, params, plural, setStatus } from "./dom.js";
 import { selectedIds, setExactTokens, setModelKey } from "./documents.js";
 
-const plan = { seq: 0, models: [], onReadme: () => {} };
+const plan = { seq: 0, models: [], tokens: null, onReadme: () => {} };
 const READ_AHEAD_POLL_MS = 1500;
 export const READ_AHEAD_PAUSE_MS = 800; // the choice must rest this long before its read-ahead starts
 const sameIds = (a, b) => a.length === b.length && [...a].sort().every((id, i) => id === [...b].sort()[i]);
@@ -33,18 +33,47 @@ export function choice() {
 
 export const choiceKey = () => JSON.stringify([selectedIds(), $("model").value, $("mode").value]);
 
+/** A model's entry in the picker, short enough for the narrow side column: the name it is found under, its
+ * size and quantization; the rest (where it was found, context, architecture) goes in the line under it. */
 function modelLabel(m) {
-  if (m.error) return `${m.name} (unusable: ${m.error})`;
-  const size = [m.size_label || params(m.parameters), m.parameters ? "parameters" : ""].filter(Boolean).join(" ");
-  const parts = [m.name === "default" && m.display_name ? `${m.name}: ${m.display_name}` : m.name];
-  if (size) parts.push(size);
+  if (m.error) return `${m.name} (unusable)`;
+  const size = m.size_label || params(m.parameters);
+  return [foundLabel(m) || m.name, size, m.quantization].filter(Boolean).join(" · ");
+}
+
+/** "qwen3:4b" from where "Ollama: qwen3:4b": the name the other tool gives it ("" when docqa names it). */
+const foundLabel = (m) => (m.where && m.source ? m.where.slice(m.source.length + 2) : "");
+
+/** Where a model comes from, for the picker's groups: another tool's folder, or this server's own models. */
+const groupOf = (m) => m.source || (m.backend === "remote" ? "Remote servers" : "Configured");
+
+/** Everything about a model in a sentence-like line: the picker's description and the Models tab's entry. */
+export function modelAbout(m) {
+  if (!m) return "";
+  if (m.error) return `Unusable: ${m.error}`;
+  const parts = [];
+  if (m.where) parts.push(`Found in ${m.where}`);
+  else if (m.backend === "remote") parts.push("On a model server");
+  if (m.display_name) parts.push(m.display_name);
+  if (m.parameters) parts.push(`${m.size_label || params(m.parameters)} parameters`);
   if (m.quantization) parts.push(m.quantization);
-  parts.push(`${num(m.n_ctx_train)} ctx`);
+  if (typeof m.size_bytes === "number") parts.push(`${gigabytes(m.size_bytes)} of weights${m.parts > 1 ? ` in ${m.parts} parts` : ""}`);
+  if (m.architecture) parts.push(m.architecture);
+  if (m.n_ctx_train) parts.push(`${num(m.n_ctx_train)} ctx (trained)`);
   return parts.join(" · ");
 }
 
+/** Bytes in GB of 10^9 bytes, as `docqa models` and the recommendations say them. */
+export function gigabytes(n) {
+  if (typeof n !== "number") return "?";
+  return n >= 1e8 ? `${(n / 1e9).toFixed(1)} GB` : `${Math.max(1, Math.round(n / 1e6))} MB`;
+}
+
+export const listedModels = () => plan.models;
+
 function showModelNote() {
   const m = plan.models.find((x) => x.name === $("model").value);
+  $("model-about").textContent = modelAbout(m);
   const note = $("model-note");
   if (!m?.embedded) {
     note.hidden = true;
@@ -54,7 +83,7 @@ function showModelNote() {
   link.addEventListener("click", () => plan.onReadme("Bring your own model", link));
   note.replaceChildren(
     el("strong", {}, "Demo model"),
-    ` (${m.size_label || params(m.parameters)} parameters, ${m.quantization || "quantized"}): enough to try docqa, too weak for real contracts or code. `,
+    ": enough to try docqa, too weak for real contracts or code. ",
     link,
   );
   note.hidden = false;
@@ -63,9 +92,14 @@ function showModelNote() {
 export async function loadModels() {
   const select = $("model");
   try {
+    const keep = select.value;
     plan.models = await api("/api/models");
-    select.replaceChildren(...plan.models.map((m) => el("option", { value: m.name, disabled: Boolean(m.error) }, modelLabel(m))));
-    const usable = plan.models.find((m) => !m.error);
+    const option = (m) => el("option", { value: m.name, disabled: Boolean(m.error), title: modelAbout(m) }, modelLabel(m));
+    const groups = [...new Set(plan.models.map(groupOf))];
+    select.replaceChildren(...(groups.length > 1
+      ? groups.map((g) => el("optgroup", { label: g }, plan.models.filter((m) => groupOf(m) === g).map(option)))
+      : plan.models.map(option)));
+    const usable = plan.models.find((m) => m.name === keep && !m.error) || plan.models.find((m) => !m.error);
     if (usable) select.value = usable.name;
   } catch (err) {
     select.replaceChildren(el("option", { value: "" }, "server default"));
@@ -73,6 +107,15 @@ export async function loadModels() {
   }
   showModelNote();
   setModelKey(modelKey());
+}
+
+/** Choose `name` in the picker (a model just pulled), as if the person had. */
+export function chooseModel(name) {
+  const select = $("model");
+  if (![...select.options].some((o) => o.value === name && !o.disabled)) return false;
+  select.value = name;
+  select.dispatchEvent(new Event("change"));
+  return true;
 }
 
 function readingWords(p) {
@@ -105,7 +148,11 @@ export function modelKey(name = $("model").value) {
   return m ? [m.name, m.parameters, m.quantization, m.n_ctx_train].join("|") : name || "";
 }
 
+/** The tokens the chosen documents take with this model, once a plan said (the Models tab's default length). */
+export const plannedTokens = () => plan.tokens;
+
 export function showPlan(p) {
+  plan.tokens = p.prompt_tokens || null;
   lengthOptions(p.answer_tokens);
   const summary = p.summary || `${p.mode}, ${num(p.prompt_tokens)} tokens`;
   setStatus($("plan-text"), `${capitalised(summary)}.`);
@@ -239,6 +286,7 @@ function dropOnLeave() {
 }
 
 export function clearPlan(text, kind = "") {
+  plan.tokens = null;
   setStatus($("plan-text"), text, kind);
   $("plan-text").classList.toggle("muted", kind === "");
   $("plan-reason").hidden = true;

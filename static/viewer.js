@@ -18,7 +18,28 @@ const view = {
   sections: new Map(), // document id → Map(offset → page of sections)
   returnTo: null, // element to focus when the viewer closes
   more: null, // loads the next page in the document viewer
+  stepper: () => null, // opener → {prev, next}: the answer's sentences before and after it (conversation.js)
 };
+
+/** conversation.js says how to step from a sentence's passage to the next one's (a cycle-free hook). */
+export function setStepper(fn) {
+  view.stepper = fn;
+}
+
+/** The bar at the bottom of the viewer: the previous and next sentences of the answer, and on a phone
+ * "Back to the answer", all within a thumb's reach. */
+function showSteps(opener, sheet) {
+  const steps = view.stepper(opener) || {};
+  for (const [id, step] of [["viewer-prev", steps.prev], ["viewer-next", steps.next]]) {
+    const button = $(id);
+    button.hidden = !step;
+    button.textContent = step ? step.label : "";
+    button.setAttribute("aria-label", step ? step.long : "");
+    button.onclick = step ? () => step.open() : null;
+  }
+  $("viewer-back").hidden = !sheet;
+  $("viewer-steps").hidden = !steps.prev && !steps.next && !sheet;
+}
 
 export const forgetDocument = (id) => view.sections.delete(id);
 
@@ -219,6 +240,7 @@ function showViewer(heading, opener) {
   const sheet = isSheet();
   document.documentElement.classList.toggle("sheet-open", sheet);
   for (const part of document.querySelectorAll(".layout > .side, .layout > .work")) part.inert = sheet;
+  showSteps(opener, sheet);
 }
 
 export function closeViewer({ returnFocus = true } = {}) {
@@ -428,6 +450,7 @@ export async function openReadme(heading, opener) {
 
 export function setUpViewer() {
   $("viewer-close").addEventListener("click", () => closeViewer());
+  $("viewer-back").addEventListener("click", () => closeViewer());
   $("viewer-more").addEventListener("click", () => view.more?.());
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("viewer").hidden && $("viewer").contains(document.activeElement)) $("viewer-close").click();

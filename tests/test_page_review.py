@@ -255,7 +255,9 @@ def test_a_withheld_answer_shows_its_draft_collapsed_and_nothing_for_an_operator
     note = (f'The model answered "{draft[:300]}", but no passage of the documents supports that as an answer to the '
             "question; it is kept as the draft (DOCQA_UNSUPPORTED_ANSWERS=show shows such answers as they are).")
     withheld = done("The documents do not seem to say: docqa found nothing in them that supports the model's answer, "
-                    "so it is not shown as one.", claims=junk, draft=draft, notes=[note, "Read in one context."],
+                    "so it is not shown as one.", claims=junk, draft=draft,
+                    notes=[note, "34 of 34 statement(s) in this answer could not be found in the documents; check them "
+                           "before relying on them (see claims).", "Read in one context."],
                     stop_reason="length", grounding={"grounded": 0, "checked": 34, "unsupported": 34})
     msg = ask_scripted(page, withheld, "Who pays for repairs?")
     expect(msg.locator(".claims > li")).to_have_count(0)  # no rows of junk sentences
@@ -373,6 +375,45 @@ def test_on_a_phone_the_question_comes_first_and_the_viewer_is_a_sheet_with_clos
         box_, label = page.locator("#batch-per-document").bounding_box(), page.locator(
             "label[for=batch-per-document]").bounding_box()
         assert abs(box_["y"] - label["y"]) < 12 and label["x"] > box_["x"], (box_, label)  # side by side
+    finally:
+        context.close()
+    assert not [p for p in problems if "Failed to load resource" not in p], problems
+
+
+def test_on_a_phone_the_sentences_are_stepped_through_at_the_bottom_of_the_sheet(
+        browser: Any, server: Server) -> None:
+    """One hand: the next sentence's passage and the way back to the answer are at the bottom of the sheet."""
+    context, page, problems = new_page(browser, server, width=360, height=740)
+    try:
+        open_page(page)
+        page.click("#choose-documents")
+        choose_only(page, ZIP_NAME)
+        answer, claims = code_claims(server)
+        msg = ask_scripted(page, done(answer, claims=claims, grounding={"grounded": 1, "checked": 2, "unsupported": 1}))
+        msg.locator(".answer .claim-mark").first.click()
+        expect(page.locator("#viewer .mark-label.support")).to_be_visible()
+        prev, back, nxt = page.locator("#viewer-prev"), page.locator("#viewer-back"), page.locator("#viewer-next")
+        expect(prev).to_be_hidden()
+        expect(nxt).to_have_text("Sentence 2 ›")
+        for button in (back, nxt):  # in the bottom quarter of the screen, where a thumb is
+            box = button.bounding_box()
+            assert box and box["y"] >= 740 * 0.75 and box["y"] + box["height"] <= 740, box
+        nxt.click()
+        expect(page.locator("#viewer mark.nearest")).to_be_visible()
+        expect(page.locator("#viewer-where .warning.nearest")).to_contain_text("does not support")
+        expect(prev).to_have_text("‹ Sentence 1")
+        expect(nxt).to_be_hidden()
+        back.click()
+        expect(page.locator("#viewer")).to_be_hidden()
+        expect(msg.locator(".answer .claim-mark.unsupported")).to_be_focused()  # the last sentence looked at
+        # beside the answer on a wide screen: the same steps, and no "Back" (the answer is in view)
+        page.set_viewport_size({"width": 1366, "height": 900})
+        msg.locator(".answer .claim-mark.unsupported").click()
+        expect(prev).to_have_text("‹ Sentence 1")
+        expect(back).to_be_hidden()
+        prev.click()
+        expect(page.locator("#viewer .mark-label.support")).to_be_visible()
+        assert overflow_x(page)["scrollWidth"] <= 1366
     finally:
         context.close()
     assert not [p for p in problems if "Failed to load resource" not in p], problems

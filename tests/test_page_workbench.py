@@ -40,7 +40,7 @@ QUESTION = "What is the monthly rent?"
 ARABIC_NAME = "ايجار.txt"
 ARABIC = "الإيجار الشهري هو ٤٥٠٠ يورو.\nمدة العقد سنة واحدة.\n".encode()
 ARABIC_QUESTION = "ما هو الإيجار الشهري؟"
-ANSWER_WAIT_MS = 150_000  # the tiny model on a busy 2-core machine
+ANSWER_WAIT_MS = 300_000  # the tiny model on a 2-core machine shared by 8 agents (0.5 tokens/s seen under load 16-24)
 DOCS = REPO / "docs"
 shared: dict[str, Any] = {"lease": True}
 
@@ -132,9 +132,10 @@ def test_model_picker_says_size_quantization_and_demo(page: Any, server: Server)
     assert model["embedded"] is True and model["quantization"] == "Q4_1", model
     assert 100e6 < model["parameters"] < 200e6, model  # SmolLM2-135M, counted from the tensor index
     option = page.locator("#model option").first
-    expect(option).to_contain_text("135M parameters")
-    expect(option).to_contain_text("Q4_1")
-    expect(option).to_contain_text("8,192 ctx")
+    expect(option).to_have_text("default · 135M · Q4_1")  # short: the side column shows it whole
+    about = page.locator("#model-about")  # the rest, on a line that wraps
+    for words in ("135M parameters", "Q4_1", "llama", "8,192 ctx (trained)"):
+        expect(about).to_contain_text(words)
     note = page.locator("#model-note")
     expect(note).to_contain_text("Demo model")
     note.get_by_role("button", name=re.compile("bring a GGUF")).click()
@@ -155,11 +156,18 @@ def test_upload_plan_ask_grounding_and_passage_in_two_clicks(page: Any, server: 
     page.fill("#question", QUESTION)
     page.click("#ask-button")
     expect(page.locator("#stop-button")).to_be_visible()
+    if os.environ.get("DOCQA_UPDATE_SCREENSHOT"):  # the reading and writing status, with its rates (as the queue
+        # test draws it too, after a wait for another client that a busy machine can stretch past its limit)
+        phase = page.locator("#history .msg.assistant .status-line").last.locator(".phase")
+        expect(phase).to_have_text(re.compile("Read|Writing"), timeout=ANSWER_WAIT_MS)
+        save_shot(page, "page-reading.png")
     expect(page.locator("#ask-status")).to_have_text("Answered.", timeout=ANSWER_WAIT_MS)
     stages = page.evaluate("window.__stages")
     assert "reading" in stages and "writing" in stages, stages
     msg = page.locator("#history .msg.assistant").last
-    expect(msg.locator(".meta")).to_contain_text(re.compile(r"first word after [\d.]+ s · total [\d.]+ s"))
+    # (a busy machine writes slowly: "total 2 min" is as good as "total 6.4 s")
+    expect(msg.locator(".meta")).to_contain_text(
+        re.compile(r"first word after [\d.]+ (s|min) · total [\d.]+ (s|min)"))
 
     sid = httpx.get(f"{server.url}/api/sessions").json()[0]["id"]
     shared["session_id"] = sid
@@ -510,9 +518,6 @@ def test_batch_progress_shows_time_left(page: Any, server: Server) -> None:
 # ---- phone, keyboard, Arabic --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="issue 28, open: on a 360 px phone the source chip of an answer is not "
-                   "clickable after the phone-sheet change (the last full run timed out on the click)",
-                   strict=False)
 def test_phone_360_px_session_brings_the_conversation_into_view(browser: Any, server: Server) -> None:
     if "session_id" not in shared:
         pytest.skip("needs the session of the grounding test")
@@ -530,10 +535,15 @@ def test_phone_360_px_session_brings_the_conversation_into_view(browser: Any, se
         withheld = page.locator("#history details.withheld summary")
         if withheld.count():
             withheld.first.click()
-        chip = page.locator("#history .claims .chip, #history .draft-text .claim-mark").first
+        # (a sentence with no passage at all has a disabled marker: nothing to open, so never the one clicked)
+        chip = page.locator("#history .claims .chip, #history .draft-text .claim-mark:enabled").first
         chip.click()
         expect(page.locator("#viewer mark").first).to_be_in_viewport()
         assert overflow_x(page)["scrollWidth"] <= 360
+        expect(page.locator("#viewer-close")).to_be_in_viewport()  # the sheet's Close is at hand
+        page.click("#viewer-close")
+        expect(page.locator("#viewer")).to_be_hidden()
+        expect(chip).to_be_focused()
         # (docs/page-360.png: the viewer as a sheet on a phone, taken by test_page_review.py)
     finally:
         context.close()

@@ -2,7 +2,8 @@
 
 Pulling downloads gigabytes into the server's models folder, so it is for whoever may manage models:
 anyone in loopback mode (the server only listens on loopback then), else the principals named in
-DOCQA_MODEL_MANAGERS; others get 403 with a sentence. A pull is resolved before the answer (an
+DOCQA_MODEL_MANAGERS; others get 403 with a sentence. GET /api/models/pull says first whether the
+caller may (the page shows its Pull buttons only then). A pull is resolved before the answer (an
 unknown repository or quantization, offline mode: 404 / 503 at once), then runs in the background:
 202 with the pull, whose progress GET /api/models/pulls/{id} reports; once done, its model is in
 GET /api/models under its name. The recommendation reads nothing from a hub unless `ref` names a
@@ -36,11 +37,13 @@ def managers(settings: Settings) -> set[str]:
     return {n.strip() for n in (settings.model_managers or "").split(",") if n.strip()}
 
 
-def require_manager(state: State, principal: str) -> None:
+def may_manage(state: State, principal: str) -> bool:
     """Loopback mode: anyone; with API keys: the principals of DOCQA_MODEL_MANAGERS."""
-    if not state.keyring.enabled:
-        return
-    if principal not in managers(state.settings):
+    return not state.keyring.enabled or principal in managers(state.settings)
+
+
+def require_manager(state: State, principal: str) -> None:
+    if not may_manage(state, principal):
         raise Forbidden(f"{principal!r} may not pull models on this server: the operator lists who may in "
                         "DOCQA_MODEL_MANAGERS. Ask them, or pick a model GET /api/models already offers.")
 
@@ -76,6 +79,22 @@ def memory_for(settings: Settings, override: int | None) -> Memory:
 class ModelsController(Controller):
     path = "/api/models"
     tags = ["models"]
+
+    @get("/pull", sync_to_thread=False, summary="Whether this caller may pull models here (the page asks first)")
+    def pull_access(self, state: State, principal: NamedDependency[str]) -> dict[str, Any]:
+        """`allowed`: POST /api/models/pull would be accepted from this caller; `offline`: the server is in
+        offline mode (HF_HUB_OFFLINE), so a pull would be refused with 503; `detail`: why not, as a sentence."""
+        from docqa.pull import Hub
+
+        allowed = may_manage(state, principal)
+        offline = Hub.from_env(state.pulls.env).offline
+        detail = None
+        if not allowed:
+            detail = ("Pulling models is for whoever manages this server's models: ask them to pull one, or "
+                      "choose a model the picker already offers.")
+        elif offline:
+            detail = "This server is in offline mode (HF_HUB_OFFLINE): it cannot reach the hub to pull a model."
+        return {"allowed": allowed and not offline, "offline": offline, "detail": detail}
 
     @post("/pull", status_code=202, summary="Pull a GGUF model from the Hugging Face Hub by name (model managers)")
     async def pull(self, state: State, principal: NamedDependency[str], data: JSONBody[PullIn]) -> dict[str, Any]:
