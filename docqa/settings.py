@@ -75,6 +75,14 @@ class Settings(BaseSettings):
         2 * 1024 * 1024, description="Zip members larger than this (uncompressed) are skipped, not read."
     )
     parse_timeout_s: float = Field(60.0, description="Wall-clock limit for parsing one upload, in seconds.")
+    parse_processes: int = Field(
+        4, ge=1, description="Most parse processes running at once, for every principal together; an upload past it "
+        "is refused with 503 and Retry-After."
+    )
+    principal_parses: int = Field(
+        2, ge=1, description="Most parse processes one principal may hold at once (its share of "
+        "DOCQA_PARSE_PROCESSES); one more upload is refused with 429 and Retry-After."
+    )
     parse_memory_bytes: int = Field(
         2 * 1024 * 1024 * 1024, description="Address-space limit of the separate parse process, in bytes."
     )
@@ -91,6 +99,10 @@ class Settings(BaseSettings):
     ocr_page_timeout_s: float = Field(
         20.0, gt=0, description="Seconds added to the parse limit for each page read by OCR (also the most one "
         "page's OCR may take)."
+    )
+    ocr_budget_s: float = Field(
+        600.0, gt=0, description="Most seconds OCR may spend on one upload, whatever its page count; a scan whose "
+        "pace shows it would take longer is refused as soon as that is clear (after two pages), with the estimate."
     )
     ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution at which scanned pages are rendered for OCR.")
 

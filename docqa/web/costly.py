@@ -77,13 +77,20 @@ async def run_on_lane(request: Request[Any, Any, Any], fn: Callable[..., T], *ar
 async def run_costly(request: Request[Any, Any, Any], fn: Callable[[threading.Event], T]) -> T:
     """`fn(cancel)` on the planning lane; the client disconnecting sets `cancel` (fn creates nothing once it
     is set) and, while fn waits for a thread, never starts it. Raises ClientGone when cancelled."""
+    return await run_watched(request, fn, lane(request))
+
+
+async def run_watched(request: Request[Any, Any, Any], fn: Callable[[threading.Event], T],
+                      limiter: anyio.CapacityLimiter | None = None) -> T:
+    """`fn(cancel)` in a worker thread (of `limiter`, else the shared pool), with the client's disconnect
+    setting `cancel`; call it once the request's body has been read. Raises ClientGone when cancelled."""
     cancel = threading.Event()
     done: list[T] = []
     failed: list[Exception] = []
 
     async def run() -> None:
         try:
-            done.append(await to_thread.run_sync(fn, cancel, limiter=lane(request)))
+            done.append(await to_thread.run_sync(fn, cancel, limiter=limiter))
         except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
             failed.append(exc)
         finally:
