@@ -8,8 +8,19 @@ resume when the model is idle again. In whole-document mode it reads the documen
 chunked mode the first chunks. At most `DOCQA_READ_AHEAD_TOKENS` tokens per set. Its snapshot is
 saved as a question's is, except that it never evicts a snapshot used since the read-ahead was asked
 for (state_cache.StateCache.evict). A question on the set then starts where the reading got to:
-its timings say `prefix_source: "read-ahead"` and `read_ahead_tokens`. A deleted document's
-read-ahead is stopped; `DOCQA_READ_AHEAD=false` turns it all off.
+its timings say `prefix_source: "read-ahead"` and `read_ahead_tokens`. `DOCQA_READ_AHEAD=false`
+turns it all off.
+
+Read-ahead is accountable work (issue 29: 400 calls over 70 documents once queued 400 places and
+399 jobs, and deleting the documents stopped none of them):
+- a principal has one set read ahead at a time: a new set stops and replaces its earlier ones that
+  are not done (the page asks for the ticked set; a script asking for 400 gets the last);
+- at most `DOCQA_READ_AHEAD_SETS` sets are read ahead at once in all; past it a new one is refused
+  (state `refused`, with the reason), never queued;
+- a set not done is never forgotten (only finished ones leave the registry), so deleting a document
+  stops at once every read-ahead that reads it, queued or running, and forgets them;
+- the registry is per principal: one principal's read-ahead is never another's answer, even for the
+  same bytes.
 
 This sits above the backend: it only queues `Work(read_ahead=True)` jobs; the local runner reads them
 in slices. A remote backend (llama-server's `n_predict: 0` with `cache_prompt`) can serve the same
@@ -36,7 +47,8 @@ if TYPE_CHECKING:
     from docqa.engine.engine import Engine, Sources
 
 log = logging.getLogger(__name__)
-KEEP = 64  # read-aheads remembered for health and the plan
+KEEP = 64  # finished read-aheads remembered for health and the plan (those not done are all kept)
+ACTIVE = ("queued", "reading", "yielded")
 
 
 @dataclass
@@ -49,7 +61,7 @@ class Reading:
     mode: str
     tokens_total: int  # the prefix tokens (whole mode) or the chunks' (chunked) that a question reads first
     tokens_limit: int  # how many of them read-ahead reads (DOCQA_READ_AHEAD_TOKENS)
-    state: str = "queued"  # queued | reading | yielded | done | stopped | failed
+    state: str = "queued"  # queued | reading | yielded | done | stopped | failed | refused
     tokens_done: int = 0
     reason: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -84,19 +96,22 @@ class ReadAhead:
         if not hasattr(backend, "runtime"):  # remote: the server reads the prefix into a slot's cache
             return self._start_remote(spec, plan, sources, owner, backend)
         prefixes = self.engine.prefixes(spec, plan, sources)
-        keys = tuple(k for _, _, k in prefixes)
-        self._remember(self._layout(spec, plan, sources), list(keys))
+        keys = (owner, *(k for _, _, k in prefixes))
+        self._remember(self._layout(spec, plan, sources), list(keys[1:]))
         limit = self.settings.read_ahead_tokens
         total = sum(len(p) for p, _, _ in prefixes)
+        self.drop(owner, keep=(spec.name, ids, plan.mode), reason="replaced by a newer set")
         with self._lock:
             found = self._readings.get(keys)
             if found is not None and found.state not in ("stopped", "failed"):
                 self._readings.move_to_end(keys)
                 return found.to_dict()
             reading = Reading(spec.name, owner, ids, plan.mode, total, min(total, limit))
+            refused = self._refuse_if_full(reading)
+            if refused is not None:
+                return refused
             self._readings[keys] = reading
-            while len(self._readings) > KEEP:
-                self._readings.popitem(last=False)
+            self._trim()
         runtime = self.engine.runtime(spec)
         budget = limit
         for prefix, config, key in prefixes:
@@ -137,16 +152,19 @@ class ReadAhead:
         if not prefixes or len(prefixes[0]) > limit:
             return {"state": "off", "document_ids": ids,
                     "reason": f"the documents' prefix is longer than DOCQA_READ_AHEAD_TOKENS ({limit:,})"}
-        keys = ("remote", spec.name, *ids, plan.mode, str(len(prefixes[0])))
+        keys = (owner, "remote", spec.name, *ids, plan.mode, str(len(prefixes[0])))
+        self.drop(owner, keep=(spec.name, ids, plan.mode), reason="replaced by a newer set")
         with self._lock:
             found = self._readings.get(keys)
             if found is not None and found.state not in ("stopped", "failed"):
                 self._readings.move_to_end(keys)
                 return found.to_dict()
             reading = Reading(spec.name, owner, ids, plan.mode, len(prefixes[0]), len(prefixes[0]))
+            refused = self._refuse_if_full(reading)
+            if refused is not None:
+                return refused
             self._readings[keys] = reading
-            while len(self._readings) > KEEP:
-                self._readings.popitem(last=False)
+            self._trim()
         cancel = threading.Event()
         reading.cancels.append(cancel)
 
@@ -174,6 +192,22 @@ class ReadAhead:
         threading.Thread(target=run, daemon=True, name="read-ahead-remote").start()
         return reading.to_dict()
 
+    def _refuse_if_full(self, reading: Reading) -> dict[str, Any] | None:
+        """(Under the lock) the refusal of a new set when DOCQA_READ_AHEAD_SETS sets are being read, else None."""
+        active = sum(1 for r in self._readings.values() if r.state in ACTIVE)
+        if active < self.settings.read_ahead_sets:
+            return None
+        reading.state = "refused"
+        reading.reason = (f"{active} document sets are being read ahead, as many as DOCQA_READ_AHEAD_SETS allows; "
+                          "the first question on these documents reads them itself")
+        return reading.to_dict()
+
+    def _trim(self) -> None:
+        """(Under the lock) forget the oldest finished sets past KEEP; a set not done is never forgotten."""
+        finished = [k for k, r in self._readings.items() if r.state not in ACTIVE]
+        for k in finished[: max(0, len(self._readings) - KEEP)]:
+            del self._readings[k]
+
     def _chain(self, runtime: Any, place: Any, reading: Reading, jobs: list[Job]) -> None:
         """Run the set's jobs one after another (each queued when the previous ends), under one place."""
         if not jobs or reading.state in ("stopped", "failed"):
@@ -185,6 +219,8 @@ class ReadAhead:
         base = reading.tokens_done
 
         def run(j: Job) -> Any:
+            if j.cancel.is_set():  # stopped while queued (replaced, its document deleted): never started
+                raise Cancelled("The read-ahead was stopped before it started.")
             reading.state = "reading"
             try:
                 return runtime._run(j)
@@ -225,9 +261,13 @@ class ReadAhead:
         gone = {document_ids} if isinstance(document_ids, str) else set(document_ids)
         stopped = 0
         with self._lock:
-            readings = list(self._readings.values())
-        for r in readings:
-            if gone & set(r.document_ids) and r.state in ("queued", "reading", "yielded"):
+            hit = {k: r for k, r in self._readings.items() if gone & set(r.document_ids)}
+            for k in hit:  # forgotten: health and the plan no longer name them
+                del self._readings[k]
+            for layout in [lay for lay in self._keys if gone & {str(d) for d, _ in lay[1]}]:
+                del self._keys[layout]
+        for r in hit.values():
+            if r.state in ACTIVE:
                 r.state, r.reason = "stopped", "a document was deleted"
                 for job in r.jobs:
                     job.cancel.set()
@@ -236,7 +276,8 @@ class ReadAhead:
                 stopped += 1
         return stopped
 
-    def drop(self, owner: str, keep: tuple[str, list[str], str] | None = None) -> int:
+    def drop(self, owner: str, keep: tuple[str, list[str], str] | None = None,
+             reason: str = "dropped: the documents are no longer chosen") -> int:
         """Stop `owner`'s read-aheads that are not done, except the set `keep` (model, document ids, mode):
         the client's choice changed or it went away, so nobody is about to ask about them. Returns how many."""
         kept = None if keep is None else (keep[0], sorted(keep[1]), keep[2])
@@ -244,11 +285,11 @@ class ReadAhead:
             readings = list(self._readings.values())
         dropped = 0
         for r in readings:
-            if r.owner != owner or r.state not in ("queued", "reading", "yielded"):
+            if r.owner != owner or r.state not in ACTIVE:
                 continue
             if kept is not None and (r.model, sorted(r.document_ids), r.mode) == kept:
                 continue
-            r.state, r.reason = "stopped", "dropped: the documents are no longer chosen"
+            r.state, r.reason = "stopped", reason
             for job in r.jobs:
                 job.cancel.set()
             for cancel in r.cancels:

@@ -213,6 +213,11 @@ class Settings(BaseSettings):
         65536, ge=0, description="Most prompt tokens read ahead per document set (its first tokens; a question "
         "reads the rest); 0 reads none.",
     )
+    read_ahead_sets: int = Field(
+        8, ge=1, description="Most document sets read ahead at once, for every principal together (each principal "
+        "has at most one: a new set replaces its earlier ones not done); past it a new set is refused (state "
+        "`refused`, with the reason).",
+    )
     queue_size: int = Field(
         8, ge=0, description="Questions that may wait per model beside the one answered; past it the API answers 503."
     )
@@ -263,8 +268,9 @@ class Settings(BaseSettings):
     )
     planning_threads: int = Field(
         2, ge=1,
-        description="Threads that count tokens and plan (plans, new sessions, question and batch checks); more "
-        "requests wait for one, and listings and reads never wait behind them.",
+        description="Threads per principal that count tokens and plan (plans, new sessions, question and batch "
+        "checks); more requests of that principal wait for one; another principal's, and listings and reads, "
+        "never wait behind them.",
     )
     client_timeout_s: float = Field(
         10.0, gt=0,
@@ -275,6 +281,14 @@ class Settings(BaseSettings):
         16_384, ge=0,
         description="Slowest request body accepted after the grace period, in bytes per second on average "
         "(408 and the connection closed below it); 0 for no minimum.",
+    )
+    max_upload_s: float = Field(
+        300.0, gt=0, description="Most seconds one request body may take to arrive, however fast it comes "
+        "(408 and the connection closed past it).",
+    )
+    client_connections: int = Field(
+        128, ge=1, description="Most open connections from one client address; one more is answered 429 and "
+        "closed at once (behind a reverse proxy every client has the proxy's address: raise it, or cap there).",
     )
 
     @field_validator("api_keys")
