@@ -307,13 +307,13 @@ def section_readahead(args: argparse.Namespace) -> dict[str, Any]:
             r = b.http.post("/api/read-ahead", json={"document_ids": chosen}, headers=ALICE)
             statuses.append(r.status_code)
         calls_s = time.perf_counter() - started
-        model = b.health()["model"]
+        model = b.health()["details"]["models"]["default"]
         classes = model.get("classes", {}).get("read_ahead", {})
         rss1 = psutil.Process(b.server.proc.pid).memory_info().rss  # type: ignore[union-attr]
         for i in ids:
             b.http.delete(f"/api/documents/{i}", headers=ALICE)
         time.sleep(5)
-        after = b.health()["model"]
+        after = b.health()["details"]["models"]["default"]
         return {
             "calls": args.read_aheads, "documents": args.ra_docs, "calls_s": round(calls_s, 2),
             "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},

@@ -33,6 +33,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,18 @@ class Reading:
     started_at: float = field(default_factory=time.time)
     jobs: list[Job] = field(default_factory=list)
     cancels: list[threading.Event] = field(default_factory=list)  # a remote read-ahead's request
+    withdraw: list[Callable[[], object]] = field(default_factory=list)  # takes its queued job out of the queue
+
+    def stop(self, reason: str) -> None:
+        """Stopped now: its queued job leaves the model's queue (its place is given back at once), a running
+        one stops at its next slice."""
+        self.state, self.reason = "stopped", reason
+        for job in self.jobs:
+            job.cancel.set()
+        for cancel in self.cancels:
+            cancel.set()
+        for withdraw in self.withdraw:
+            withdraw()
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "document_ids": self.document_ids, "mode": self.mode, "state": self.state,
@@ -233,8 +246,13 @@ class ReadAhead:
         except RuntimeError:  # the model's queue closed meanwhile
             place.release()
             return
+        reading.withdraw = [lambda: runtime.withdraw(future)]
 
         def finished(f: Future[Any]) -> None:
+            if f.cancelled():  # withdrawn from the queue before it started (Reading.stop)
+                reading.state, reading.reason = "stopped", reading.reason or "cancelled"
+                self._chain(runtime, place, reading, [])
+                return
             try:
                 f.result()
             except Cancelled:
@@ -268,11 +286,7 @@ class ReadAhead:
                 del self._keys[layout]
         for r in hit.values():
             if r.state in ACTIVE:
-                r.state, r.reason = "stopped", "a document was deleted"
-                for job in r.jobs:
-                    job.cancel.set()
-                for cancel in r.cancels:
-                    cancel.set()
+                r.stop("a document was deleted")
                 stopped += 1
         return stopped
 
@@ -289,11 +303,7 @@ class ReadAhead:
                 continue
             if kept is not None and (r.model, sorted(r.document_ids), r.mode) == kept:
                 continue
-            r.state, r.reason = "stopped", reason
-            for job in r.jobs:
-                job.cancel.set()
-            for cancel in r.cancels:
-                cancel.set()
+            r.stop(reason)
             dropped += 1
         return dropped
 

@@ -465,6 +465,20 @@ class Runtime:
             self._work.notify()
         return future
 
+    def withdraw(self, future: Future[Any]) -> bool:
+        """Take a task that has not started out of the queue and cancel its future (its done-callbacks run
+        now, so whatever it held is given back at once). False when it has started or ended."""
+        with self._work:
+            for by_principal in self._queues.values():
+                for principal, tasks in list(by_principal.items()):
+                    for task in tasks:
+                        if task.future is future and future.cancel():
+                            tasks.remove(task)
+                            if not tasks:
+                                del by_principal[principal]
+                            return True
+        return False
+
     def _next(self) -> _Task | None:
         """The next task: the highest class first; within it, the principal whose turn it is."""
         for rank in sorted(self._queues):
