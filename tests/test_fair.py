@@ -214,7 +214,8 @@ def test_read_ahead_is_one_set_per_principal_capped_and_stopped_by_a_delete(tmp_
     """Alice sends 24 read-aheads (8 distinct sets) over 8 documents: one set is read (her last), the others
     are stopped, not queued. With DOCQA_READ_AHEAD_SETS=1, Bob's set is refused while hers reads. Bob's set over
     the same bytes as one of hers is his own entry. Deleting her documents stops and forgets her read-ahead at once."""
-    env = {**ENV, "DOCQA_N_BATCH": "32", "DOCQA_READ_AHEAD": "true", "DOCQA_READ_AHEAD_SETS": "1", "DOCQA_PRELOAD": "false"}
+    env = {**ENV, "DOCQA_N_BATCH": "32", "DOCQA_READ_AHEAD": "true", "DOCQA_READ_AHEAD_SETS": "1",
+           "DOCQA_PRELOAD": "false"}
     server = Server(tmp_path / "data", env=env).start()
     try:
         with httpx.Client(base_url=server.url, timeout=600) as http:
