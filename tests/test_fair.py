@@ -71,9 +71,10 @@ def wait_for(check: Any, timeout: float = 60.0) -> bool:
 
 
 def test_parse_places_per_principal_and_in_all_and_a_client_that_leaves(tmp_path: Path) -> None:
-    server = Server(tmp_path / "data", env={**ENV, "DOCQA_PARSE_PROCESSES": "2", "DOCQA_PRINCIPAL_PARSES": "1"})
+    server = Server(tmp_path / "data", env={**ENV, "DOCQA_PARSE_PROCESSES": "2", "DOCQA_PRINCIPAL_PARSES": "1",
+                                            "DOCQA_OCR_BUDGET_S": "100000"})  # minutes of OCR: never done in time
     server.start()
-    big = scan(80)
+    big = scan(400)
     outcomes: dict[str, str] = {}
 
     def leave_after(who: str, seconds: float) -> None:
