@@ -242,8 +242,8 @@ def _gemma_path() -> Path:
 def model_judge(name: str = "smollm2-135m") -> tuple[Judge, dict[str, Any]]:
     """A model as a judge (docqa.engine.judge: its answer constrained to "yes" or "no" by a llama.cpp
     grammar), by name (JUDGES) or GGUF path."""
-    from docqa.engine.local import cpu
     from docqa.engine.judge import Judge as ModelJudge
+    from docqa.engine.local import cpu
 
     path = JUDGES[name]() if name in JUDGES else Path(name)
     j = ModelJudge.from_path(path, extra_buffers=cpu.use_extra_buffers("auto")[0])

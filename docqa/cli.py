@@ -130,7 +130,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     # On SIGTERM / Ctrl-C, requests still running after 10 s are ended (their questions are cancelled, nothing
     # is stored), so a stop never waits for a long reading to finish.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                http=guarded_protocol(settings.client_timeout_s, settings.min_upload_rate),
+                http=guarded_protocol(settings.client_timeout_s, settings.min_upload_rate, settings.max_upload_s,
+                                      settings.client_connections),
                 timeout_graceful_shutdown=10)
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from docqa.errors import DocumentTooLarge, InvalidDocument, InvalidRequest, NotFound, short_id
+from docqa.errors import ClientGone, DocumentTooLarge, InvalidDocument, InvalidRequest, NotFound, short_id
 from docqa.ingest import ParsedDocument, ParseLimits
+from docqa.ingest.pool import ParsePool
 from docqa.ingest.sandbox import parse_in_sandbox
 from docqa.settings import Settings
 from docqa.store.db import Database
@@ -35,6 +37,7 @@ class DocumentService:
         self.db = db
         self.blobs = blobs
         self.on_delete: list[Callable[[str], object]] = []  # called with a deleted document's id
+        self.parse_pool = ParsePool(settings.parse_processes, settings.principal_parses)
         # A blob is shared by every principal who uploaded the same bytes: writing a row for it and deleting
         # the last row (then the file) must not interleave, or a delete could remove a file just reused.
         # The lock is per hash and, on PostgreSQL, spans every instance sharing the database and folder
@@ -49,13 +52,16 @@ class DocumentService:
             ocr=settings.ocr,
             ocr_langs=settings.ocr_langs,
             ocr_page_timeout_s=settings.ocr_page_timeout_s,
+            ocr_budget_s=settings.ocr_budget_s,
             ocr_dpi=settings.ocr_dpi,
         )
 
     def ingest(self, filename: str, data: bytes, principal: str = "", *, password: str | None = None,
-               ocr_langs: str | None = None) -> IngestResult:
+               ocr_langs: str | None = None, cancel: threading.Event | None = None) -> IngestResult:
         """Parse and store an upload. `password` opens an encrypted PDF and is never stored or logged;
-        `ocr_langs` (Tesseract's "eng+ara" form) overrides DOCQA_OCR_LANGS for this upload."""
+        `ocr_langs` (Tesseract's "eng+ara" form) overrides DOCQA_OCR_LANGS for this upload. The parse
+        takes one of the server's parse places (ingest/pool.py) or is refused; setting `cancel` (the
+        client left) ends it, and nothing is stored."""
         filename = _clean_name(filename)
         if len(data) > self.settings.max_upload_bytes:
             raise DocumentTooLarge(
@@ -67,11 +73,15 @@ class DocumentService:
         existing = self._by_sha(principal, sha)
         if existing is not None:
             return IngestResult(existing, created=False)
-        parsed = parse_in_sandbox(
-            data, filename, self.limits,
-            timeout_s=self.settings.parse_timeout_s, memory_bytes=self.settings.parse_memory_bytes,
-            password=password or None, ocr_langs=_ocr_langs(ocr_langs),
-        )
+        langs = _ocr_langs(ocr_langs)
+        with self.parse_pool.place(principal, filename):
+            parsed = parse_in_sandbox(
+                data, filename, self.limits,
+                timeout_s=self.settings.parse_timeout_s, memory_bytes=self.settings.parse_memory_bytes,
+                password=password or None, ocr_langs=langs, cancel=cancel,
+            )
+        if cancel is not None and cancel.is_set():
+            raise ClientGone(f"The client went away while {filename} was parsed; it was not stored.")
         if parsed.meta.get("ocr", {}).get("pages"):
             ocr = parsed.meta["ocr"]
             log.info("%s: OCR read %d page(s) in %.1f s (%s, mean confidence %s)", filename, len(ocr["pages"]),

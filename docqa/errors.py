@@ -64,6 +64,13 @@ class RateLimited(DocqaError):
     code = "rate_limited"
 
 
+class ParsersBusy(DocqaError):
+    """Every parse process this server allows is in use (DOCQA_PARSE_PROCESSES); `retry_after` in seconds."""
+
+    status_code = 503
+    code = "parsers_busy"
+
+
 class DatabaseUnavailable(DocqaError):
     """The database server cannot be reached (refused, down, restarting): the operator's problem, retryable."""
 

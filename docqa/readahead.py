@@ -36,7 +36,8 @@ from docqa.engine.sources import Sources
 from docqa.errors import Cancelled, DocqaError
 
 log = logging.getLogger(__name__)
-KEEP = 64  # read-aheads remembered for health and the plan
+KEEP = 64  # finished read-aheads remembered for health and the plan (a set not done is never forgotten)
+ACTIVE = ("queued", "reading", "yielded")
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Reading:
     mode: str
     tokens_total: int  # the prefix tokens (whole mode) or the chunks' (chunked) that a question reads first
     tokens_limit: int  # how many of them read-ahead reads (DOCQA_READ_AHEAD_TOKENS)
-    state: str = "queued"  # queued | reading | yielded | done | stopped | failed
+    state: str = "queued"  # queued | reading | yielded | done | stopped | failed | refused
     tokens_done: int = 0
     reason: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -86,8 +87,11 @@ class ReadAhead:
         ids = [str(d.id) for d, _ in sources]
         if not self.enabled:
             return {"state": "off", "document_ids": ids, "reason": "read-ahead is turned off (DOCQA_READ_AHEAD)"}
-        key = (spec.name, spec.identity, tuple((d.id, d.sha256) for d, _ in sources), repr(plan.kv), plan.mode,
-               plan.n_ctx, plan.chunk_ctx)
+        # keyed by principal too: one principal's reading is never another's entry (issue 29)
+        key = (principal, spec.name, spec.identity, tuple((d.id, d.sha256) for d, _ in sources), repr(plan.kv),
+               plan.mode, plan.n_ctx, plan.chunk_ctx)
+        # one set per principal: a new choice of documents stops the earlier set's reading
+        self.drop(principal, keep=(spec.name, ids, plan.mode), reason="replaced by a newer set")
         with self._lock:
             found = self._readings.get(key)
             if found is not None and not found.over:
@@ -99,9 +103,16 @@ class ReadAhead:
         total = sum(len(p.tokens) for p in prefixes)
         reading = Reading(spec.name, principal, ids, plan.mode, total, min(total, limit))
         with self._lock:
+            active = sum(1 for r in self._readings.values() if r.state in ACTIVE)
+            if active >= self.settings.read_ahead_sets:  # DOCQA_READ_AHEAD_SETS in all, whoever asks
+                reading.state = "refused"
+                reading.reason = (f"{active} document sets are being read ahead, as many as DOCQA_READ_AHEAD_SETS "
+                                  "allows; the first question on these documents reads them itself")
+                return reading.to_dict()
             self._readings[key] = reading
-            while len(self._readings) > KEEP:
-                self._readings.popitem(last=False)
+            finished = [k for k, r in self._readings.items() if r.state not in ACTIVE]
+            for k in finished[: max(0, len(self._readings) - KEEP)]:
+                del self._readings[k]
         todo: list[tuple[PrefixAt, int]] = []  # what is not kept yet, and how many of its tokens to read
         budget = limit
         for p in prefixes:
@@ -159,19 +170,23 @@ class ReadAhead:
         reading.tokens_done = max(reading.tokens_done, base + int(p.get("tokens_done", 0)))
 
     def stop_documents(self, document_ids: list[str] | str) -> int:
-        """Stop every read-ahead that reads one of `document_ids` (they were deleted). Returns how many."""
+        """Stop and forget every read-ahead that reads one of `document_ids` (they were deleted): health and the
+        plan no longer name them. Returns how many were stopped."""
         gone = {document_ids} if isinstance(document_ids, str) else set(document_ids)
-        stopped = 0
         with self._lock:
-            readings = list(self._readings.values())
-        for r in readings:
-            if gone & set(r.document_ids) and r.state in ("queued", "reading", "yielded"):
+            hit = {k: r for k, r in self._readings.items() if gone & set(r.document_ids)}
+            for k in hit:
+                del self._readings[k]
+        stopped = 0
+        for r in hit.values():
+            if r.state in ACTIVE:
                 r.state, r.reason = "stopped", "a document was deleted"
                 r.cancel.set()
                 stopped += 1
         return stopped
 
-    def drop(self, principal: str, keep: tuple[str, list[str], str] | None = None) -> int:
+    def drop(self, principal: str, keep: tuple[str, list[str], str] | None = None,
+             reason: str = "dropped: the documents are no longer chosen") -> int:
         """Stop `principal`'s read-aheads that are not done, except the set `keep` (model, document ids, mode):
         the client's choice changed or it went away, so nobody is about to ask about them. Returns how many."""
         kept = None if keep is None else (keep[0], sorted(keep[1]), keep[2])
@@ -179,11 +194,11 @@ class ReadAhead:
             readings = list(self._readings.values())
         dropped = 0
         for r in readings:
-            if r.principal != principal or r.state not in ("queued", "reading", "yielded"):
+            if r.principal != principal or r.state not in ACTIVE:
                 continue
             if kept is not None and (r.model, sorted(r.document_ids), r.mode) == kept:
                 continue
-            r.state, r.reason = "stopped", "dropped: the documents are no longer chosen"
+            r.state, r.reason = "stopped", reason
             r.cancel.set()
             dropped += 1
         return dropped

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         2 * 1024 * 1024, description="Zip members larger than this (uncompressed) are skipped, not read."
     )
     parse_timeout_s: float = Field(60.0, description="Wall-clock limit for parsing one upload, in seconds.")
+    parse_processes: int = Field(
+        4, ge=1, description="Most parse processes running at once, for every principal together; an upload past it "
+        "is refused with 503 and Retry-After."
+    )
+    principal_parses: int = Field(
+        2, ge=1, description="Most parse processes one principal may hold at once (its share of "
+        "DOCQA_PARSE_PROCESSES); one more upload is refused with 429 and Retry-After."
+    )
     parse_memory_bytes: int = Field(
         2 * 1024 * 1024 * 1024, description="Address-space limit of the separate parse process, in bytes."
     )
@@ -94,6 +102,10 @@ class Settings(BaseSettings):
     ocr_page_timeout_s: float = Field(
         20.0, gt=0, description="Seconds added to the parse limit for each page read by OCR (also the most one "
         "page's OCR may take)."
+    )
+    ocr_budget_s: float = Field(
+        600.0, gt=0, description="Most seconds OCR may spend on one upload, whatever its page count; a scan whose "
+        "pace shows it would take longer is refused as soon as that is clear (after two pages), with the estimate."
     )
     ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution at which scanned pages are rendered for OCR.")
 
@@ -204,6 +216,11 @@ class Settings(BaseSettings):
         65536, ge=0, description="Most prompt tokens read ahead per document set (its first tokens; a question "
         "reads the rest); 0 reads none.",
     )
+    read_ahead_sets: int = Field(
+        8, ge=1, description="Most document sets read ahead at once, for every principal together (each principal "
+        "has at most one: a new set replaces its earlier ones not done); past it a new set is refused (state "
+        "`refused`, with the reason).",
+    )
     queue_size: int = Field(
         8, ge=0, description="Questions that may wait per model beside the one answered; past it the API answers 503."
     )
@@ -254,8 +271,9 @@ class Settings(BaseSettings):
     )
     planning_threads: int = Field(
         2, ge=1,
-        description="Threads that count tokens and plan (plans, new sessions, question and batch checks); more "
-        "requests wait for one, and listings and reads never wait behind them.",
+        description="Threads per principal that count tokens and plan (plans, new sessions, question and batch "
+        "checks); more requests of that principal wait for one; another principal's, and listings and reads, "
+        "never wait behind them.",
     )
     client_timeout_s: float = Field(
         10.0, gt=0,
@@ -266,6 +284,14 @@ class Settings(BaseSettings):
         16_384, ge=0,
         description="Slowest request body accepted after the grace period, in bytes per second on average "
         "(408 and the connection closed below it); 0 for no minimum.",
+    )
+    max_upload_s: float = Field(
+        300.0, gt=0, description="Most seconds one request body may take to arrive, however fast it comes "
+        "(408 and the connection closed past it).",
+    )
+    client_connections: int = Field(
+        128, ge=1, description="Most open connections from one client address; one more is answered 429 and "
+        "closed at once (behind a reverse proxy every client has the proxy's address: raise it, or cap there).",
     )
 
     @field_validator("api_keys")

@@ -111,6 +111,21 @@ def docx_bomb(size: int = 20 * 1024 * 1024) -> bytes:
     return make_zip(entries)
 
 
+def docx_with_entities() -> bytes:
+    """A Word file whose document.xml declares an entity in a DOCTYPE (Word never writes one) and uses it,
+    and an undeclared one, inside w:t runs, with text after each."""
+    src = zipfile.ZipFile(io.BytesIO(contract_docx()))
+    entries = {i.filename: src.read(i) for i in src.infolist()}
+    body = entries["word/document.xml"]
+    head, sep, rest = body.partition(b"?>")
+    head = head.replace(b"standalone='yes'", b"")  # a standalone document with an undeclared entity is not XML
+    doctype = b'<!DOCTYPE w:document SYSTEM "word.dtd" [<!ENTITY party "Gamma SA">]>'
+    rest = rest.replace(b"Liability is capped at the fees of one year.",
+                        b"Liability is capped by &party; at one year, or &undeclared; at two.", 1)
+    entries["word/document.xml"] = head + sep + doctype + rest
+    return make_zip(entries)
+
+
 def other_zip_named_docx() -> bytes:
     return make_zip({"notes/readme.txt": b"not a Word document\n", "notes/data.csv": b"a,b\n1,2\n"})
 

@@ -207,6 +207,15 @@ def test_docx_headings_clauses_table_and_tracked_change(client):
     ]
 
 
+def test_docx_text_after_an_entity_is_kept(client):
+    """An entity reference python-docx leaves unresolved stays as written, and the run's text after it is
+    kept (it was silently dropped); the entity's declared value is never expanded (entity bombs)."""
+    doc = created(client, "entities.docx", doc_builders.docx_with_entities())
+    texts = "\n".join(s["text"] for s in all_sections(client, doc["id"]))
+    assert "Liability is capped by &party; at one year, or &undeclared; at two." in texts
+    assert "Gamma SA" not in texts
+
+
 def test_docx_citations_are_verified_by_clause_and_paragraph(client):
     doc = created(client, "msa.docx", doc_builders.contract_docx())
     service = client.app.state.documents

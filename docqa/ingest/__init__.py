@@ -23,6 +23,7 @@ class ParseLimits:
     ocr: bool = True
     ocr_langs: str = "eng+ara"
     ocr_page_timeout_s: float = 20.0
+    ocr_budget_s: float = 600.0  # all of one upload's OCR, however many pages it has
     ocr_dpi: int = 300
 
 

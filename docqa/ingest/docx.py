@@ -2,7 +2,7 @@
 
 A .docx is a zip, and an untrusted one: the archive limits of archive.py (entry count, sizes,
 compression ratio, overlapping entries…) are checked before python-docx opens it. Its XML parser
-resolves no entities.
+resolves no entities: one declared in a DOCTYPE stays as written (`&name;`), with the text around it.
 
 - Headings are paragraphs styled "Heading N" (or based on one) or with an outline level; each
   starts a section (outline.py) cited by its number (§4.2) or its text.
@@ -88,7 +88,9 @@ def paragraph_text(paragraph: Paragraph) -> str:
     for node in _RUN_CONTENT(paragraph._p):
         tag = node.tag
         if tag == _T:
-            out.append(node.text or "")
+            # itertext, not .text: an entity reference python-docx's parser leaves unresolved (a DOCTYPE
+            # Word never writes) is a child node, and the text after it is that node's tail
+            out.append("".join(node.itertext()))
         elif tag == _BR:  # a page or column break is no text; a line break is
             out.append("" if node.get(qn("w:type")) in ("page", "column") else "\n")
         else:

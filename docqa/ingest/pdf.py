@@ -26,7 +26,7 @@ from pypdf.errors import (
     PyPdfError,
 )
 
-from docqa.errors import InvalidDocument, OcrUnavailable, PasswordRequired
+from docqa.errors import InvalidDocument, OcrUnavailable, ParseLimitExceeded, PasswordRequired
 from docqa.ingest import ParsedDocument, ParsedSection, ParseLimits
 from docqa.ingest import ocr as ocr_
 from docqa.ingest.detect import MEDIA_TYPES
@@ -174,6 +174,31 @@ def _pdfium_texts(data: bytes, name: str, max_pages: int, password: str | None, 
         pdf.close()
 
 
+def _within_budget(name: str, done: int, total: int, elapsed: float, budget_s: float) -> None:
+    """Refuse the scan once its pace shows that OCR of all `total` pages would pass `budget_s` (judged after
+    two pages, or as soon as the budget itself is spent), rather than hours later. Refusing the upload keeps
+    nothing half-read: a document cut at the page where time ran out would answer as if it ended there."""
+    if done < 2 and elapsed <= budget_s:
+        return
+    projected = elapsed / max(done, 1) * total
+    if projected <= budget_s and elapsed <= budget_s:
+        return
+    pace = elapsed / max(done, 1)
+    raise ParseLimitExceeded(
+        f"{name} has {total:,} pages without a text layer; OCR reads about {pace:.1f} s a page here, so all of "
+        f"them would take about {_duration(projected)}, more than the {_duration(budget_s)} one upload may spend "
+        "on OCR (DOCQA_OCR_BUDGET_S). Split the PDF into smaller files, or upload a version with a text layer."
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
 def _with_ocr(data: bytes, name: str, password: str | None, texts: list[str], scanned: list[int], langs: str,
               limits: ParseLimits) -> tuple[list[ParsedSection], dict[str, Any]]:
     """Every page's section, the scanned ones read by OCR, and a summary for the document."""
@@ -184,7 +209,8 @@ def _with_ocr(data: bytes, name: str, password: str | None, texts: list[str], sc
         raise InvalidDocument(f"{name} has pages without text that docqa cannot render for OCR ({exc}).") from exc
     read: dict[int, ocr_.PageText] = {}
     try:
-        for number in scanned:
+        for done, number in enumerate(scanned):
+            _within_budget(name, done, len(scanned), time.monotonic() - started, limits.ocr_budget_s)
             page = pdf[number - 1]
             if ocr_.is_blank(ocr_.render(page, ocr_.PREVIEW_DPI)):  # a cheap look first: blank pages are common
                 page.close()

@@ -17,10 +17,12 @@ parser holds the interpreter lock.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
 import resource
+import signal
 import threading
 import time
 from typing import Any
@@ -57,6 +59,8 @@ def _watchdog(server_pid: int, deadline: _Deadline) -> None:
         except PermissionError:  # alive, owned by someone else (cannot happen for our own parent)
             pass
         time.sleep(0.25)
+    with contextlib.suppress(OSError):
+        os.killpg(0, signal.SIGKILL)  # tesseract with it: it is in this child's process group
     os._exit(3)
 
 
@@ -64,10 +68,13 @@ def _child(conn: Any, data: bytes, filename: str, limits: ParseLimits, memory_by
            server_pid: int = 0, timeout_s: float = 0.0, options: dict[str, Any] | None = None) -> None:
     from docqa.ingest.parse import parse_upload
 
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # a group of its own, which tesseract joins: the server ends both at once
     deadline = _Deadline(timeout_s)
 
     def on_ocr(n_pages: int) -> None:
-        seconds = n_pages * limits.ocr_page_timeout_s
+        # pdf.py keeps OCR within ocr_budget_s; one page's timeout more lets it say so itself
+        seconds = min(n_pages * limits.ocr_page_timeout_s, limits.ocr_budget_s + limits.ocr_page_timeout_s)
         deadline.extend(seconds)
         conn.send(("extend", seconds, n_pages))
 
@@ -95,6 +102,17 @@ def _child(conn: Any, data: bytes, filename: str, limits: ParseLimits, memory_by
         conn.close()
 
 
+def _end(proc: Any) -> None:
+    """Kill the child's process group (it and its tesseract), then the child itself if it had not yet
+    made the group its own."""
+    if proc.pid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    if proc.is_alive():
+        proc.kill()
+    proc.join(5)
+
+
 def warm_up() -> threading.Thread:
     """Start the forkserver (importing the parsers and the tokenizer, seconds on a busy machine) in the
     background, so the first upload after start does not wait for it."""
@@ -107,10 +125,12 @@ def warm_up() -> threading.Thread:
 
 def parse_in_sandbox(
     data: bytes, filename: str, limits: ParseLimits, *, timeout_s: float, memory_bytes: int,
-    password: str | None = None, ocr_langs: str | None = None,
+    password: str | None = None, ocr_langs: str | None = None, cancel: threading.Event | None = None,
 ) -> ParsedDocument:
     """Parse in a fresh child. The wall-clock limit is `timeout_s`, plus `limits.ocr_page_timeout_s`
-    for each page the child announces it will OCR. The password travels only through the pipe."""
+    for each page the child announces it will OCR (at most `limits.ocr_budget_s`). Setting `cancel`
+    (the client left) ends the child and its tesseract at once: ClientGone. The password travels only
+    through the pipe."""
     options = {"password": password, "ocr_langs": ocr_langs}
     parent, child = _CTX.Pipe(duplex=False)
     proc = _CTX.Process(target=_child, args=(child, data, filename, limits, memory_bytes, os.getpid(), timeout_s,
@@ -121,7 +141,12 @@ def parse_in_sandbox(
     allowed, ocr_pages = timeout_s, 0
     try:
         while True:
-            if not parent.poll(max(deadline - time.monotonic(), 0.0)):
+            left = max(deadline - time.monotonic(), 0.0)
+            if not parent.poll(min(left, 0.25) if cancel is not None else left):
+                if cancel is not None and cancel.is_set():
+                    raise errors.ClientGone(f"The client went away while {filename} was parsed; it was not stored.")
+                if left > 0:
+                    continue
                 ocr = f" (with {ocr_pages} pages to read by OCR)" if ocr_pages else ""
                 raise errors.ParseLimitExceeded(
                     f"{filename} took longer than {allowed:g} s to parse{ocr} and was abandoned; "
@@ -139,9 +164,7 @@ def parse_in_sandbox(
             allowed += message[1]
             ocr_pages += message[2]
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
+        _end(proc)
         parent.close()
     if message[0] == "ok":
         return message[1]

@@ -5,8 +5,8 @@ Each can tokenize a whole document set. Three rules keep them from taking the se
   question counts until its stream ends); one more is refused at once with 429 and Retry-After,
   before its body is read;
 - `run_costly`: their blocking work runs on a lane of its own, DOCQA_PLANNING_THREADS threads
-  (an anyio CapacityLimiter), never on the shared thread pool that listings and reads use, so
-  those never wait behind a plan;
+  (an anyio CapacityLimiter) per principal, never on the shared thread pool that listings and reads
+  use, so those never wait behind a plan, and one principal's plans never wait behind another's;
 - a client that disconnects while its plan or session is waiting for the lane or being computed
   cancels it: a waiting one never starts, a running one finishes its token count (kept in the
   count cache, docqa/token_counts.py, so it is not wasted) and then creates nothing.
@@ -28,6 +28,7 @@ from docqa.errors import ClientGone, RateLimited
 
 COSTLY = "costly"  # route opt: counts against the principal's concurrency
 RETRY_AFTER_S = 5
+MAX_LANES = 256  # planning lanes kept before idle ones are forgotten
 T = TypeVar("T")
 
 
@@ -63,10 +64,22 @@ def costly_gate(limit: int) -> DefineMiddleware:
 
 
 def lane(request: Request[Any, Any, Any]) -> anyio.CapacityLimiter:
+    """The caller's own planning lane: DOCQA_PLANNING_THREADS threads per principal, so one principal's
+    plans never wait behind another's (four running plans of one principal took another's from 0.01 s
+    to 3-8 s on a shared lane, issue 29). A principal has at most DOCQA_PRINCIPAL_CONCURRENCY costly
+    requests in progress, so the threads in use stay bounded by the principals active at once."""
     state = request.app.state
-    if getattr(state, "lane", None) is None:  # created on the event loop, at the first costly request
-        state.lane = anyio.CapacityLimiter(state.settings.planning_threads)
-    return state.lane  # type: ignore[no-any-return]
+    lanes: dict[str, anyio.CapacityLimiter] | None = getattr(state, "lanes", None)
+    if lanes is None:  # created on the event loop, at the first costly request
+        lanes = state.lanes = {}
+    principal = str(request.scope.get("user") or "")
+    found = lanes.get(principal)
+    if found is None:
+        if len(lanes) >= MAX_LANES:  # forget idle lanes (a lane is only a counter)
+            for name in [n for n, lim in lanes.items() if not lim.borrowed_tokens]:
+                del lanes[name]
+        found = lanes[principal] = anyio.CapacityLimiter(state.settings.planning_threads)
+    return found
 
 
 async def run_on_lane(request: Request[Any, Any, Any], fn: Callable[..., T], *args: Any) -> T:
@@ -77,13 +90,20 @@ async def run_on_lane(request: Request[Any, Any, Any], fn: Callable[..., T], *ar
 async def run_costly(request: Request[Any, Any, Any], fn: Callable[[threading.Event], T]) -> T:
     """`fn(cancel)` on the planning lane; the client disconnecting sets `cancel` (fn creates nothing once it
     is set) and, while fn waits for a thread, never starts it. Raises ClientGone when cancelled."""
+    return await run_watched(request, fn, lane(request))
+
+
+async def run_watched(request: Request[Any, Any, Any], fn: Callable[[threading.Event], T],
+                      limiter: anyio.CapacityLimiter | None = None) -> T:
+    """`fn(cancel)` in a worker thread (of `limiter`, else the shared pool), with the client's disconnect
+    setting `cancel`; call it once the request's body has been read. Raises ClientGone when cancelled."""
     cancel = threading.Event()
     done: list[T] = []
     failed: list[Exception] = []
 
     async def run() -> None:
         try:
-            done.append(await to_thread.run_sync(fn, cancel, limiter=lane(request)))
+            done.append(await to_thread.run_sync(fn, cancel, limiter=limiter))
         except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
             failed.append(exc)
         finally:

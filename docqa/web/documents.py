@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
-from anyio import to_thread
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -16,6 +14,7 @@ from litestar.params import Body, FromPath, QueryParameter
 
 from docqa.documents import DocumentService
 from docqa.web.access import RATE
+from docqa.web.costly import run_watched
 from docqa.web.schemas import DocumentOut, SectionOut, SectionPage
 
 
@@ -38,6 +37,7 @@ class DocumentController(Controller):
           responses={200: ResponseSpec(DocumentOut, description="The same bytes were uploaded before: that document")})
     async def upload(
         self,
+        request: Request[Any, Any, Any],
         documents: NamedDependency[DocumentService],
         principal: NamedDependency[str],
         data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
@@ -45,10 +45,9 @@ class DocumentController(Controller):
         """201 with the new document, or 200 with the existing one when the same bytes were uploaded before
         (by the same principal: another principal's copy is a document of its own)."""
         content = await data.file.read()
-        result = await to_thread.run_sync(
-            partial(documents.ingest, data.file.filename, content, principal, password=data.password,
-                    ocr_langs=data.ocr_langs)
-        )
+        # a client that leaves while its upload is parsed ends the parse (and its OCR) at once
+        result = await run_watched(request, lambda cancel: documents.ingest(
+            data.file.filename, content, principal, password=data.password, ocr_langs=data.ocr_langs, cancel=cancel))
         return Response(DocumentOut.of(result.document), status_code=201 if result.created else 200)
 
     @get("/", sync_to_thread=True, summary="List documents")

@@ -13,8 +13,14 @@ protocol (passed as `http=`) with one timer per connection, checked every `TICK_
   DOCQA_MIN_UPLOAD_RATE bytes/s on average (Apache's mod_reqtimeout rule): below it, 408 (if no
   response has started) and the connection is closed; the handler sees a disconnect, so an upload
   cut this way stores nothing.
+- and a body, however fast, must be complete within DOCQA_MAX_UPLOAD_S of its headers: a 49 MB upload
+  at a legal rate held a connection for 42 minutes (issue 29); past the limit, 408 and closed.
 Time spent by docqa itself (reading a document, streaming an answer) never counts: the clock runs only
 while docqa waits for the client's bytes. Header sizes stay bounded by h11's 16 KiB default.
+
+One client address holds at most DOCQA_CLIENT_CONNECTIONS open connections (nginx's limit_conn):
+one more is answered 429 with `Retry-After` and closed at once, before any request on it is read,
+so one client cannot take the server's sockets and file descriptors from the others.
 """
 
 from __future__ import annotations
@@ -35,9 +41,18 @@ def _408(detail: str) -> bytes:
             b"content-length: %d\r\n\r\n" % len(body)) + body
 
 
+def _429(detail: str) -> bytes:
+    body = json.dumps({"status_code": 429, "detail": detail}).encode()
+    return (b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"retry-after: 1\r\ncontent-length: %d\r\n\r\n" % len(body)) + body
+
+
 class GuardedH11Protocol(H11Protocol):
     client_timeout_s = 10.0  # set by `guarded_protocol(settings)`
     min_upload_rate = 16_384
+    max_upload_s = 300.0
+    client_connections = 128
+    open_by_client: dict[str, int] = {}  # one dict per server (guarded_protocol), on its event loop only
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -46,15 +61,34 @@ class GuardedH11Protocol(H11Protocol):
         self._body_since: float | None = None  # headers complete, body still arriving since
         self._body_bytes = 0
         self._tick: asyncio.TimerHandle | None = None
+        self._address: str | None = None  # counted in open_by_client while open
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        held = self.open_by_client.get(address, 0)
+        if held >= self.client_connections:
+            self.logger.info("refused a connection from %s: it holds %d already", address, held)
+            transport.write(_429(f"Your address already holds {held} open connections to this server, as many as "
+                                 "DOCQA_CLIENT_CONNECTIONS allows; close one, or reuse it (keep-alive)."))
+            transport.close()
+            return
+        self._address = address
+        self.open_by_client[address] = held + 1
         self._waiting_since = time.monotonic()
         self._tick = self.loop.call_later(TICK_S, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._tick is not None:
             self._tick.cancel()
+        if self._address is not None:
+            left = self.open_by_client.get(self._address, 1) - 1
+            if left > 0:
+                self.open_by_client[self._address] = left
+            else:
+                self.open_by_client.pop(self._address, None)
+            self._address = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -94,6 +128,10 @@ class GuardedH11Protocol(H11Protocol):
             else:
                 self.transport.close()  # an idle connection: nothing to answer
             return
+        if not waiting_for_headers and self._body_since is not None and now - self._body_since > self.max_upload_s:
+            self._cut(f"The request body did not arrive within {self.max_upload_s:g} seconds, the most one upload "
+                      "may take (DOCQA_MAX_UPLOAD_S); send it over a faster link, or split it.")
+            return
         if not waiting_for_headers and self._body_since is not None and self.min_upload_rate:
             elapsed = now - self._body_since
             if elapsed > self.client_timeout_s and self._body_bytes < self.min_upload_rate * elapsed:
@@ -110,7 +148,9 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def guarded_protocol(client_timeout_s: float, min_upload_rate: int) -> type[GuardedH11Protocol]:
+def guarded_protocol(client_timeout_s: float, min_upload_rate: int, max_upload_s: float = 300.0,
+                     client_connections: int = 128) -> type[GuardedH11Protocol]:
     """The protocol class with this server's limits (uvicorn instantiates it per connection)."""
     return type("DocqaH11Protocol", (GuardedH11Protocol,),
-                {"client_timeout_s": client_timeout_s, "min_upload_rate": min_upload_rate})
+                {"client_timeout_s": client_timeout_s, "min_upload_rate": min_upload_rate,
+                 "max_upload_s": max_upload_s, "client_connections": client_connections, "open_by_client": {}})

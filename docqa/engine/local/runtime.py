@@ -20,9 +20,13 @@ without starting it again, until the model file changes or docqa restarts. A run
 Priorities: the model's work comes in three classes, served in this order: `interactive` (a
 person's question), `batch` (a batch item), `read_ahead` (reading a document set before it is asked
 about, readahead.py). Within a class, principals take turns (round robin), so one principal's batch
-cannot starve another's. When higher-class work arrives while lower-class work runs, the runner is
-asked to yield: the lower job stops at its next prefill slice or generated token, keeps what it read
-(a partial snapshot, runner.py) and goes back to the head of its class; it resumes from there once
+cannot starve another's; and when work of another principal arrives in the class of the running job,
+that job yields too (below) and goes after it, so one principal's long reading holds another's short
+question for one slice, not for the whole reading (issue 29: 900 s and more before this; once per
+job, so that two principals' batch items do not take the model from each other at every item).
+When higher-class work arrives while lower-class work runs, the runner is asked to yield: the lower
+job stops at its next prefill slice or generated token, keeps what it read (a partial snapshot,
+runner.py) and goes back to the head of its class; it resumes from there once
 the higher work is done. An interactive question so waits for at most one slice or token of a batch
 item or a read-ahead, never for a whole one. The queue bound counts interactive and batch places
 (read-ahead never takes one): a question is refused only when the places of its own class and those
@@ -125,6 +129,7 @@ class _Task:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     future: Future[Any]
+    gave_way: bool = False  # it has yielded once to another principal's work of its class (never twice)
 
 
 class RunnerProcess:
@@ -426,10 +431,30 @@ class Runtime:
             task = _Task(rank, principal, fn, args, future)
             self._queues[rank].setdefault(principal, collections.deque()).append(task)
             current = self._current
-            if current is not None and rank >= 0 and current.rank > rank:
-                self._yield.set()  # the running lower-class job gives way at its next slice or token
+            if current is not None and rank >= 0 and (
+                    current.rank > rank
+                    or (current.rank == rank and current.principal != principal and not current.gave_way)):
+                # the running job gives way at its next slice or token: to higher-class work, or, within
+                # its class, to another principal's (one reading never holds the others for its whole length);
+                # that once per job, or two principals' batch items would take the model from each other
+                # at every item
+                self._yield.set()
             self._work.notify()
         return future
+
+    def withdraw(self, future: Future[Any]) -> bool:
+        """Take a task that has not started out of the queue and cancel its future (its done-callbacks run
+        now, so whatever it held is given back at once). False when it has started or ended."""
+        with self._work:
+            for by_principal in self._queues.values():
+                for principal, tasks in list(by_principal.items()):
+                    for task in tasks:
+                        if task.future is future and future.cancel():
+                            tasks.remove(task)
+                            if not tasks:
+                                del by_principal[principal]
+                            return True
+        return False
 
     def _next(self) -> _Task | None:
         """The next task: the highest class first; within it, the principal whose turn it is."""
@@ -465,12 +490,15 @@ class Runtime:
             try:
                 result = task.fn(*task.args)
             except _Requeue:
-                with self._work:  # back to the head of its class: it resumes once the higher work is done
+                with self._work:
                     self._yields += 1
                     by_principal = self._queues[task.rank]
+                    # others of its class waiting: it gave way to them, so it goes after them (round robin);
+                    # else it gave way to higher-class work only and keeps the head of its class
+                    others = any(p != task.principal for p in by_principal)
                     by_principal.setdefault(task.principal, collections.deque()).appendleft(
-                        _Task(task.rank, task.principal, task.fn, task.args, task.future))
-                    by_principal.move_to_end(task.principal, last=False)
+                        _Task(task.rank, task.principal, task.fn, task.args, task.future, task.gave_way or others))
+                    by_principal.move_to_end(task.principal, last=others)
                     self._current = None
                 continue
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
