@@ -62,8 +62,10 @@ class Reading:
                 "tokens_limit": self.tokens_limit, "reason": self.reason}
 
     def yielded(self) -> None:
-        """It gave the model to higher-priority work; it goes on when the model is idle again."""
-        self.state = "yielded"
+        """It gave the model to higher-priority work; it goes on when the model is idle again (unless it was
+        stopped meanwhile: a stopped set stays stopped)."""
+        if not self.over:
+            self.state = "yielded"
 
     @property
     def over(self) -> bool:
@@ -97,6 +99,10 @@ class ReadAhead:
             if found is not None and not found.over:
                 self._readings.move_to_end(key)
                 return found.to_dict()
+            for r in self._readings.values():  # the same set still being read under an earlier plan: kept
+                if (r.principal, r.model, sorted(r.document_ids), r.mode) == (principal, spec.name, sorted(ids),
+                                                                                plan.mode) and r.state in ACTIVE:
+                    return r.to_dict()
         backend = self.engine.backend(spec)
         limit = self.settings.read_ahead_tokens
         prefixes = self.engine.prefixes(spec, plan, sources)

@@ -224,7 +224,6 @@ def test_follow_up_reuses_the_document_prefix_in_memory(passkey: PassKeyRun) -> 
     assert 0 < t["prefill_tokens"] < 40
     assert "blue" in second["answer"].lower(), second["answer"]
     assert second["mode"] == "whole"
-    assert passkey.second_s < passkey.first_s
 
     history = passkey.history
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]

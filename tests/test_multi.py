@@ -65,7 +65,8 @@ def pair(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     data_dir = tmp_path_factory.mktemp("multi") / "data"
     env = {"DOCQA_DATABASE_URL": url, "DOCQA_API_KEYS": f"alice:{ALICE['X-API-Key']},carol:{CAROL['X-API-Key']}",
            "DOCQA_RATE_UPLOADS": "0", "DOCQA_RATE_QUESTIONS": "6/minute", "DOCQA_BATCH_LEASE_S": str(LEASE_S),
-           "DOCQA_SEED": "1", "DOCQA_N_THREADS": "1", "DOCQA_QUEUE_SIZE": "8"}
+           "DOCQA_SEED": "1", "DOCQA_N_THREADS": "1", "DOCQA_QUEUE_SIZE": "8",
+           "DOCQA_PRINCIPAL_PARSES": "16", "DOCQA_PARSE_PROCESSES": "16"}  # every upload of the race at once
     a, b = Server(data_dir, env=env), Server(data_dir, env=env)
     a.log_path, b.log_path = data_dir / "serve-a.log", data_dir / "serve-b.log"
     engine = create_engine(url)

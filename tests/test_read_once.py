@@ -104,8 +104,10 @@ def test_leftovers_of_a_crash_mid_write_are_swept_at_start_and_older_snapshots_k
     for name in [*leftovers, "older.kv", "older.json"]:
         os.utime(state / name, (old, old))
     (state / "busy.999.pending").write_text("{}")  # another instance's write, now: left alone
-    engine = Engine(settings, ModelRegistry(settings))
+    registry = ModelRegistry(settings)
+    engine = Engine(settings, registry)
     try:
+        engine.backend(registry.get(None))  # the sweep runs when the local model's backend is opened
         assert files(state) == ["busy.999.pending", "older.json", "older.kv"]
     finally:
         engine.close()
