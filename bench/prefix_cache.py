@@ -29,23 +29,10 @@ QUESTIONS = ["Which license lets a contributor grant a patent license?",
              "What does the GPL say about installation information for user products?"]
 
 
-def _licences() -> list[Any]:
-    from docqa.engine.sources import Document, Section
 
-    sources = []
-    for i, name in enumerate(LICENSES):
-        text = Path("/usr/share/common-licenses", name).read_text()
-        lines = text.count("\n") + 1
-        sources.append((Document(id=f"lic-{i}", filename=name, sha256=name),
-                        [Section(ordinal=0, text=text, path=name, line_start=1, line_end=lines, id=i)]))
-    return sources
-
-
-def prompt_only(data_dir: str, repeats: int = 5) -> dict[str, Any]:
-    """In the child, without running the model: what a follow-up costs before its job reaches the runner
-    (rendering and tokenizing its prompt, the engine's `_tokens` as `Engine.answer` calls it), after a
-    first question over the same documents; tokenizer calls counted as in `one`."""
-    from docqa.engine import prompts
+def _counted(data_dir: str) -> tuple[Any, Any, dict[str, int]]:
+    """(In the child) the default model's spec, an engine over `data_dir`, and the counts of its tokenizer's calls
+    and bytes, which every call adds to."""
     from docqa.engine.engine import Engine
     from docqa.engine.models import ModelRegistry
     from docqa.settings import Settings
@@ -63,8 +50,28 @@ def prompt_only(data_dir: str, repeats: int = 5) -> dict[str, Any]:
         return original(text, *a, **kw)
 
     vocab.tokenize = counted
+    return spec, Engine(settings, registry), calls
+
+def _licences() -> list[Any]:
+    from docqa.engine.sources import Document, Section
+
+    sources = []
+    for i, name in enumerate(LICENSES):
+        text = Path("/usr/share/common-licenses", name).read_text()
+        lines = text.count("\n") + 1
+        sources.append((Document(id=f"lic-{i}", filename=name, sha256=name),
+                        [Section(ordinal=0, text=text, path=name, line_start=1, line_end=lines, id=i)]))
+    return sources
+
+
+def prompt_only(data_dir: str, repeats: int = 5) -> dict[str, Any]:
+    """In the child, without running the model: what a follow-up costs before its job reaches the runner
+    (rendering and tokenizing its prompt, the engine's `_tokens` as `Engine.answer` calls it), after a
+    first question over the same documents; tokenizer calls counted as in `one`."""
+    from docqa.engine import prompts
+
+    spec, engine, calls = _counted(data_dir)
     sources = _licences()
-    engine = Engine(settings, registry)
     body = engine.render_documents(sources)
     prefix, _ = engine._tokens(spec, prompts.INSTRUCTIONS, body, QUESTIONS[0], None)  # the first question
     times = []
@@ -80,25 +87,10 @@ def prompt_only(data_dir: str, repeats: int = 5) -> dict[str, Any]:
 
 def one(data_dir: str) -> dict[str, Any]:
     """In the child: a first question, then the measured follow-up."""
-    from docqa.engine.engine import AskOptions, Engine
-    from docqa.engine.models import ModelRegistry
-    from docqa.settings import Settings
+    from docqa.engine.engine import AskOptions
 
-    settings = Settings(data_dir=Path(data_dir), seed=1, read_ahead=False, preload=False, search_lines=0)
-    registry = ModelRegistry(settings)
-    spec = registry.get(None)
-    vocab = spec.vocab()  # type: ignore[attr-defined]
-    calls = {"n": 0, "chars": 0}
-    original = vocab.tokenize
-
-    def counted(text: bytes, *a: Any, **kw: Any) -> Any:
-        calls["n"] += 1
-        calls["chars"] += len(text)
-        return original(text, *a, **kw)
-
-    vocab.tokenize = counted
+    spec, engine, calls = _counted(data_dir)
     sources = _licences()
-    engine = Engine(settings, registry)
     try:
         plan = engine.plan(spec, sources, "whole")
         opts = AskOptions(max_tokens=8, sampling={"temperature": 0, "seed": 1})
